@@ -1,0 +1,1 @@
+"""The bridge: consumes events from RabbitMQ and sends them to WebSocket clients."""

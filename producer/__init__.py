@@ -1,0 +1,1 @@
+"""The Django side: enqueue typed events onto RabbitMQ after each commit."""

@@ -1,0 +1,132 @@
+"""The RabbitMQ topology, as data: the one place that names exchanges and queues.
+
+::
+
+    producer ──► bridge.events (topic) ──► bridge.instance.<name> (one per bridge)
+                                                   │ rejected, expired, too many deliveries
+                                                   ▼
+                                      bridge.dlx (fanout) ──► bridge.dead
+
+Routing keys say who an event is for: ``event.<type>`` (``:`` written as
+``.``) for everyone, ``role.<role>``, ``user.<id>``, and ``dashboard``. Both the
+producer and the bridge declare from these specs, each with its own client.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from schemas.audience import Everyone, Role, User
+from schemas.catalog import DashboardUpdate
+from schemas.envelope import Event
+
+__all__ = [
+    "DEAD_LETTERS",
+    "DEAD_LETTER_QUEUE",
+    "EVENTS",
+    "INSTANCE_BINDINGS",
+    "Binding",
+    "Exchange",
+    "Queue",
+    "instance_queue",
+    "routing_key",
+]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """An exchange to declare."""
+
+    name: str
+    type: Literal["topic", "fanout"]
+    durable: bool = True
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Messages published to ``exchange`` with a key matching ``routing_key`` reach the queue."""
+
+    exchange: Exchange
+    routing_key: str
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A queue to declare, with its ``x-`` arguments and bindings."""
+
+    name: str
+    bindings: tuple[Binding, ...]
+    arguments: Mapping[str, str | int] = field(default_factory=dict)
+    durable: bool = True
+
+
+#: Every event is published here, by Celery or by the HTTP API.
+EVENTS = Exchange("bridge.events", "topic")
+
+#: Where the instance queues send what they cannot deliver.
+DEAD_LETTERS = Exchange("bridge.dlx", "fanout")
+
+#: Messages no bridge could use, for an operator to read and replay.
+DEAD_LETTER_QUEUE = Queue(
+    "bridge.dead",
+    bindings=(Binding(DEAD_LETTERS, ""),),
+    arguments={"x-queue-type": "quorum"},
+)
+
+#: What an instance queue receives from :data:`EVENTS`: every audience.
+INSTANCE_BINDINGS = tuple(
+    Binding(EVENTS, key) for key in ("event.#", "role.#", "user.#", "dashboard")
+)
+
+_INSTANCE = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
+
+
+def instance_queue(
+    instance: str,
+    *,
+    expires: timedelta = timedelta(hours=1),
+    max_length: int = 100_000,
+    delivery_limit: int = 5,
+) -> Queue:
+    """The queue of one bridge instance.
+
+    A quorum queue, so it keeps events while the instance restarts and counts
+    deliveries: a message that keeps failing is dead-lettered after
+    ``delivery_limit`` tries instead of looping (RabbitMQ before 4.0 sets no
+    limit of its own). It removes itself once no instance has used it for
+    ``expires``, and beyond ``max_length`` waiting events it dead-letters the
+    oldest.
+    """
+    if not _INSTANCE.fullmatch(instance):
+        raise ValueError(
+            f"instance name {instance!r} must be 1 to 200 letters, digits, '_', '.' or '-'"
+        )
+    return Queue(
+        f"bridge.instance.{instance}",
+        bindings=INSTANCE_BINDINGS,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-expires": int(expires.total_seconds() * 1000),
+            "x-max-length": max_length,
+            "x-overflow": "drop-head",
+            "x-delivery-limit": delivery_limit,
+            "x-dead-letter-exchange": DEAD_LETTERS.name,
+        },
+    )
+
+
+def routing_key(event: Event) -> str:
+    """The key ``event`` is published with: it says who the event is for."""
+    match event.audience:
+        case Role(role=role):
+            return f"role.{role}"
+        case User(user=user):
+            return f"user.{user}"
+        case Everyone() if isinstance(event.data, DashboardUpdate):
+            return "dashboard"
+        case _:
+            return "event." + event.type.replace(":", ".")
