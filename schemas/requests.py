@@ -1,13 +1,13 @@
 """The bodies of the four POST endpoints of the HTTP API, as the seed sends them.
 
-Each ``read_*`` function takes the raw body and returns the event to publish,
-or raises :class:`~schemas.exceptions.NotJSON` (answer 400) or
-:class:`~schemas.exceptions.InvalidEvent` (answer 422).
+``ENDPOINTS["emit-event"].read(body)`` returns the event a raw body asks for,
+or says what is wrong with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -18,16 +18,7 @@ from schemas.envelope import UNION_TAGS, Event, EventId, Timestamp, discriminate
 from schemas.exceptions import SchemaError
 from schemas.payload import Name, Payload
 
-__all__ = [
-    "REQUEST_BODIES",
-    "EmitEvent",
-    "NotifyRole",
-    "NotifyUser",
-    "read_emit_event",
-    "read_notify_role",
-    "read_notify_user",
-    "read_update_dashboard",
-]
+__all__ = ["ENDPOINTS", "EmitEvent", "Endpoint", "NotifyRole", "NotifyUser"]
 
 _CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True)
 
@@ -76,38 +67,43 @@ class NotifyUser(BaseModel):
         return Event.of(self.payload, audience=User(user=self.user_id))
 
 
-#: The validator of each POST endpoint's body, by the endpoint's last path segment.
-REQUEST_BODIES: dict[str, TypeAdapter[Any]] = {
-    "emit-event": discriminated(
-        tagged_union(EmitEvent, tag="type", body="data", suffix="Emit"), "type"
-    ),
-    "update-dashboard": TypeAdapter(DashboardUpdate),
-    "notify-role": discriminated(
-        tagged_union(NotifyRole, tag="event", body="payload", suffix="ForRole"), "event"
-    ),
-    "notify-user": discriminated(
-        tagged_union(NotifyUser, tag="event", body="payload", suffix="ForUser"), "event"
-    ),
-}
+@dataclass(frozen=True)
+class Endpoint:
+    """How one POST endpoint reads its body: its validator, and the event the body asks for."""
 
+    body: TypeAdapter[Any]
+    to_event: Callable[[Any], Event]
 
-def _reader(endpoint: str, to_event: Callable[[Any], Event]) -> Callable[[bytes | str], Event]:
-    adapter = REQUEST_BODIES[endpoint]
+    def read(self, raw: bytes | str) -> Event:
+        """The event to publish for this raw body.
 
-    def read(raw: bytes | str) -> Event:
+        Raises :class:`~schemas.exceptions.NotJSON` (answer 400) or
+        :class:`~schemas.exceptions.InvalidEvent` (answer 422).
+        """
         try:
-            body = adapter.validate_json(raw)
+            body = self.body.validate_json(raw)
         except ValidationError as exc:
             raise SchemaError.from_validation(exc, UNION_TAGS) from exc
-        return to_event(body)
-
-    read.__doc__ = (
-        f"Read the body of ``POST /api/dashboard/{endpoint}`` into the event it asks for."
-    )
-    return read
+        return self.to_event(body)
 
 
-read_emit_event = _reader("emit-event", EmitEvent.to_event)
-read_update_dashboard = _reader("update-dashboard", Event.of)
-read_notify_role = _reader("notify-role", NotifyRole.to_event)
-read_notify_user = _reader("notify-user", NotifyUser.to_event)
+#: Each POST endpoint of ``/api/dashboard/``, by its last path segment.
+ENDPOINTS: dict[str, Endpoint] = {
+    "emit-event": Endpoint(
+        discriminated(tagged_union(EmitEvent, tag="type", body="data", suffix="Emit"), "type"),
+        EmitEvent.to_event,
+    ),
+    "update-dashboard": Endpoint(TypeAdapter(DashboardUpdate), Event.of),
+    "notify-role": Endpoint(
+        discriminated(
+            tagged_union(NotifyRole, tag="event", body="payload", suffix="ForRole"), "event"
+        ),
+        NotifyRole.to_event,
+    ),
+    "notify-user": Endpoint(
+        discriminated(
+            tagged_union(NotifyUser, tag="event", body="payload", suffix="ForUser"), "event"
+        ),
+        NotifyUser.to_event,
+    ),
+}
