@@ -35,6 +35,7 @@ from schemas.payload import Payload
 
 __all__ = [
     "EVENTS",
+    "AnyEvent",
     "EVENT_VARIANTS",
     "UNION_TAGS",
     "Event",
@@ -125,11 +126,10 @@ def tagged_union(base: type[B], *, tag: str, body: str, suffix: str) -> dict[str
     }
 
 
-def discriminated(variants: dict[str, type[B]], tag: str) -> TypeAdapter[B]:
-    """A validator for any of ``variants``, chosen by the ``tag`` field."""
+def discriminated(variants: dict[str, type[B]], tag: str) -> Any:
+    """The union of ``variants``, told apart by their ``tag`` field, as an annotation."""
     union: Any = Union[tuple(variants.values())]  # noqa: UP007 - built at run time
-    adapter: TypeAdapter[B] = TypeAdapter(Annotated[union, Field(discriminator=tag)])
-    return adapter
+    return Annotated[union, Field(discriminator=tag)]
 
 
 #: Every name that picks a model inside a union, for error messages.
@@ -138,8 +138,11 @@ UNION_TAGS = frozenset(CATALOG) | {"all", "role", "user"}
 #: The model of each event type, by name.
 EVENT_VARIANTS = tagged_union(Event, tag="type", body="data", suffix="Event")
 
-#: Validates any event, choosing the payload model by ``type``.
-EVENTS: TypeAdapter[Event] = discriminated(EVENT_VARIANTS, "type")
+#: Any event, its payload model chosen by ``type``: an annotation for larger models.
+AnyEvent: Any = discriminated(EVENT_VARIANTS, "type")
+
+#: Validates any event.
+EVENTS: TypeAdapter[Event] = TypeAdapter(AnyEvent)
 
 
 def parse_event(raw: bytes | str) -> Event:

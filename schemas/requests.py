@@ -90,19 +90,25 @@ class Endpoint:
 #: Each POST endpoint of ``/api/dashboard/``, by its last path segment.
 ENDPOINTS: dict[str, Endpoint] = {
     "emit-event": Endpoint(
-        discriminated(tagged_union(EmitEvent, tag="type", body="data", suffix="Emit"), "type"),
+        TypeAdapter(
+            discriminated(tagged_union(EmitEvent, tag="type", body="data", suffix="Emit"), "type")
+        ),
         EmitEvent.to_event,
     ),
     "update-dashboard": Endpoint(TypeAdapter(DashboardUpdate), Event.of),
     "notify-role": Endpoint(
-        discriminated(
-            tagged_union(NotifyRole, tag="event", body="payload", suffix="ForRole"), "event"
+        TypeAdapter(
+            discriminated(
+                tagged_union(NotifyRole, tag="event", body="payload", suffix="ForRole"), "event"
+            )
         ),
         NotifyRole.to_event,
     ),
     "notify-user": Endpoint(
-        discriminated(
-            tagged_union(NotifyUser, tag="event", body="payload", suffix="ForUser"), "event"
+        TypeAdapter(
+            discriminated(
+                tagged_union(NotifyUser, tag="event", body="payload", suffix="ForUser"), "event"
+            )
         ),
         NotifyUser.to_event,
     ),
