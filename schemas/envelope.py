@@ -35,9 +35,9 @@ from schemas.payload import Payload
 
 __all__ = [
     "EVENTS",
-    "AnyEvent",
     "EVENT_VARIANTS",
     "UNION_TAGS",
+    "AnyEvent",
     "Event",
     "EventId",
     "Timestamp",

@@ -41,7 +41,7 @@ class SchemaError(ValueError):
         errors = exc.errors(include_url=False, include_input=False)
         for error in errors:
             if error["type"] == "json_invalid":
-                return NotJSON(f"the body is not valid JSON: {error['msg']}")
+                return NotJSON(f"not valid JSON: {error['msg']}")
         known = set(tags)
         return InvalidEvent([_field_error(error, known) for error in errors])
 

@@ -1,0 +1,447 @@
+"""The RabbitMQ broker: consumes this instance's queue and publishes with confirms.
+
+On every (re)connection it declares the topology of :mod:`schemas.topology`,
+then consumes ``bridge.instance.<instance>`` with manual acknowledgement:
+
+- an event is handed to ``on_event``, then acknowledged;
+- a message that is not an event is copied to ``bridge.dlx`` with the reason
+  in its ``x-bridge-error`` header, then acknowledged;
+- if ``on_event`` raises, the message goes back to the queue, whose delivery
+  limit dead-letters it after a few tries.
+
+The connection is plain (not aio-pika's "robust" one): this module owns the
+reconnect loop, so the backoff and :attr:`RabbitBroker.connected` are its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError, PublishError
+from pamqp.common import FieldTable
+
+from bridge.broker import OnEvent
+from bridge.decode import decode
+from bridge.exceptions import BrokerUnavailable, ConfigError, Undecodable
+from schemas import Event
+from schemas.topology import (
+    DEAD_LETTER_QUEUE,
+    DEAD_LETTERS,
+    EVENTS,
+    Exchange,
+    Queue,
+    instance_queue,
+    routing_key,
+)
+
+__all__ = ["CLOSE_TIMEOUT", "RabbitBroker"]
+
+logger = logging.getLogger("bridge.amqp")
+
+#: How long :meth:`RabbitBroker.close` waits for each step of a clean goodbye.
+CLOSE_TIMEOUT = 2.0
+
+# A cap on the exponent, so the delay computation never overflows a float.
+_MAX_DOUBLINGS = 32
+
+
+@dataclass(frozen=True)
+class _Session:
+    """One live connection with its channel, its entities, and a future set when it dies."""
+
+    connection: AbstractConnection
+    channel: AbstractChannel
+    events: AbstractExchange
+    dead_letters: AbstractExchange
+    queue: AbstractQueue
+    lost: asyncio.Future[str]
+
+
+class RabbitBroker:
+    """A :class:`~bridge.broker.Broker` on RabbitMQ, for ``amqp://`` and ``amqps://`` URLs.
+
+    ``instance`` names this bridge's queue, ``bridge.instance.<instance>``:
+    keep it stable across restarts so events wait there meanwhile. At most
+    ``prefetch`` messages are unacknowledged at once. :meth:`publish` waits
+    ``confirm_timeout`` seconds for RabbitMQ's confirm. While RabbitMQ is
+    unreachable it retries every ``min_backoff`` seconds, doubling up to
+    ``max_backoff``, with jitter. ``on_state`` is called with the new value
+    of :attr:`connected` each time it changes.
+
+    Raises :class:`~bridge.exceptions.ConfigError` for a URL or instance name
+    that cannot work.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        instance: str,
+        prefetch: int = 256,
+        confirm_timeout: float = 5.0,
+        connect_timeout: float = 10.0,
+        min_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        on_state: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.display_url = _without_password(url)
+        self._url = url
+        self._instance = instance
+        self._queue_spec = _checked_queue(self.display_url, instance, prefetch)
+        self._consumer_tag = f"event-bridge.{socket.gethostname()}.{instance}"
+        self._prefetch = prefetch
+        self._confirm_timeout = confirm_timeout
+        self._connect_timeout = connect_timeout
+        self._min_backoff = min_backoff
+        self._max_backoff = max_backoff
+        self._on_state = on_state
+        self._on_event: OnEvent | None = None
+        self._session: _Session | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._closing = False
+        self._last_error = "not started"
+
+    @property
+    def connected(self) -> bool:
+        """Whether the topology is declared and this instance's queue is consumed now."""
+        return self._session is not None
+
+    async def start(self, on_event: OnEvent) -> None:
+        """Connect and consume in the background; return at once.
+
+        Until :meth:`close`, a lost or refused connection is retried with
+        backoff. Raises :class:`RuntimeError` if already started or closed.
+        """
+        if self._runner is not None or self._closing:
+            raise RuntimeError("a RabbitBroker can be started only once")
+        self._on_event = on_event
+        self._runner = asyncio.create_task(self._run(), name=f"bridge.amqp {self._instance}")
+
+    async def publish(self, event: Event) -> None:
+        """Publish ``event`` to ``bridge.events`` and wait for RabbitMQ's confirm.
+
+        Raises :class:`~bridge.exceptions.BrokerUnavailable` saying why when
+        not connected, when RabbitMQ refuses or cannot route it, or when no
+        confirm comes within ``confirm_timeout``: the event was not taken.
+        """
+        session = self._session
+        if session is None:
+            raise BrokerUnavailable(f"not connected to {self.display_url}: {self._last_error}")
+        message = aio_pika.Message(
+            event.to_json(),
+            content_type="application/json",
+            content_encoding="utf-8",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=event.id,
+        )
+        key = routing_key(event)
+        try:
+            await session.events.publish(message, key, timeout=self._confirm_timeout)
+        except CONNECTION_EXCEPTIONS as exc:
+            raise BrokerUnavailable(self._publish_failure(event, key, exc)) from exc
+
+    async def close(self) -> None:
+        """Stop consuming, settle messages being handled, and disconnect.
+
+        Messages delivered but not yet acknowledged return to the queue. It
+        returns within a few seconds even while RabbitMQ is unreachable.
+        """
+        self._closing = True
+        self._last_error = "the broker is closed"
+        session = self._session
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        if session is not None:
+            await self._say_goodbye(session)
+        self._set_session(None)
+
+    # The reconnect loop.
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            session = await self._try_open()
+            if session is not None:
+                uptime = await self._hold(session)
+                # Only a connection that stayed up resets the backoff, so one that
+                # RabbitMQ keeps dropping at once is not retried in a tight loop.
+                if uptime >= self._max_backoff:
+                    failures = 0
+            delay = self._backoff(failures)
+            failures += 1
+            logger.info("reconnecting to %s in %.1f s", self.display_url, delay)
+            await asyncio.sleep(delay)
+
+    def _backoff(self, failures: int) -> float:
+        ceiling = self._min_backoff * 2 ** min(failures, _MAX_DOUBLINGS)
+        ceiling = min(self._max_backoff, ceiling)
+        # Jitter spreads the instances out after RabbitMQ comes back.
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - not for security
+
+    async def _try_open(self) -> _Session | None:
+        logger.info("connecting to %s", self.display_url)
+        try:
+            return await self._open()
+        except CONNECTION_EXCEPTIONS as exc:
+            self._last_error = self._describe(exc)
+            logger.warning("cannot connect to %s: %s", self.display_url, self._last_error)
+        except Exception as exc:
+            # Not a network problem: a bug or an unexpected answer. Keep trying anyway,
+            # since the bridge is useless without its broker, but show the traceback.
+            self._last_error = self._describe(exc)
+            logger.exception("unexpected error connecting to %s", self.display_url)
+        return None
+
+    async def _hold(self, session: _Session) -> float:
+        """Serve ``session`` until it is lost; return how long it lasted, in seconds."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        self._set_session(session)
+        try:
+            self._last_error = await session.lost
+        finally:
+            self._set_session(None)
+        logger.warning("lost the connection to %s: %s", self.display_url, self._last_error)
+        await _quietly(session.connection.close())
+        return loop.time() - began
+
+    def _set_session(self, session: _Session | None) -> None:
+        was_connected = self.connected
+        self._session = session
+        if self.connected == was_connected:
+            return
+        if session is not None:
+            logger.info(
+                "connected to %s; consuming %s as %s",
+                self.display_url,
+                self._queue_spec.name,
+                self._consumer_tag,
+            )
+        self._tell_state(self.connected)
+
+    def _tell_state(self, connected: bool) -> None:
+        if self._on_state is None:
+            return
+        try:
+            self._on_state(connected)
+        except Exception:
+            logger.exception("on_state failed")
+
+    # Opening a session: connection, channel, topology, consumer.
+
+    async def _open(self) -> _Session:
+        connection = await aio_pika.connect(
+            self._url,
+            timeout=self._connect_timeout,
+            client_properties={"connection_name": f"event-bridge {self._instance}"},
+        )
+        lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        connection.close_callbacks.add(partial(_mark_lost, lost, "connection closed"))
+        try:
+            return await self._prepare(connection, lost)
+        except BaseException:
+            await _quietly(connection.close())
+            raise
+
+    async def _prepare(self, connection: AbstractConnection, lost: asyncio.Future[str]) -> _Session:
+        # on_return_raises: an event no queue takes is an error for publish(),
+        # not a log line; our own queue is bound, so it means something is wrong.
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        channel.close_callbacks.add(partial(_mark_lost, lost, "channel closed"))
+        await channel.set_qos(prefetch_count=self._prefetch)
+        events = await _declare_exchange(channel, EVENTS)
+        dead_letters = await _declare_exchange(channel, DEAD_LETTERS)
+        await _declare_queue(channel, DEAD_LETTER_QUEUE)
+        queue = await _declare_queue(channel, self._queue_spec)
+        session = _Session(connection, channel, events, dead_letters, queue, lost)
+        await self._consume(session)
+        return session
+
+    async def _consume(self, session: _Session) -> None:
+        # If the queue is deleted under us, RabbitMQ cancels the consumer and the
+        # channel stays open but idle: treat it as lost, so the queue is redeclared.
+        underlay = await session.channel.get_underlay_channel()
+        underlay.on_consumer_cancel_callbacks.add(
+            lambda _frame: _mark_lost(session.lost, "RabbitMQ cancelled the consumer", None, None)
+        )
+        await session.queue.consume(
+            partial(self._on_message, session), no_ack=False, consumer_tag=self._consumer_tag
+        )
+
+    # Handling one message.
+
+    async def _on_message(self, session: _Session, message: AbstractIncomingMessage) -> None:
+        if self._closing or self._on_event is None:
+            return  # left unacknowledged: back to the queue when the connection closes
+        # close() waits for these, so that what was handed over gets acknowledged.
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            await self._handle(session, message, self._on_event)
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
+    async def _handle(
+        self, session: _Session, message: AbstractIncomingMessage, on_event: OnEvent
+    ) -> None:
+        # Nothing is awaited before on_event: aio-pika starts one task per
+        # delivery, in order, so events reach on_event in queue order.
+        try:
+            event = decode(message.body, message.headers, message.content_type)
+        except Undecodable as exc:
+            await self._dead_letter(session, message, str(exc))
+            return
+        try:
+            on_event(event)
+        except Exception:
+            logger.exception("on_event failed for event %s; returning it to the queue", event.id)
+            await _settle(message.nack(requeue=True), message)
+            return
+        await _settle(message.ack(), message)
+
+    async def _dead_letter(
+        self, session: _Session, message: AbstractIncomingMessage, reason: str
+    ) -> None:
+        logger.warning(
+            "message %s (routing key %s) is not an event, dead-lettering it: %s",
+            message.message_id,
+            message.routing_key,
+            reason,
+        )
+        try:
+            await session.dead_letters.publish(
+                self._dead_copy(message, reason),
+                message.routing_key or "",
+                timeout=self._confirm_timeout,
+            )
+        except CONNECTION_EXCEPTIONS as exc:
+            # Rejecting without requeue hands it to the queue's own dead-lettering,
+            # which keeps the body though not the reason.
+            logger.warning(
+                "could not dead-letter message %s (%s); rejecting it instead",
+                message.message_id,
+                self._describe(exc),
+            )
+            await _settle(message.reject(requeue=False), message)
+            return
+        await _settle(message.ack(), message)
+
+    def _dead_copy(self, message: AbstractIncomingMessage, reason: str) -> aio_pika.Message:
+        return aio_pika.Message(
+            message.body,
+            headers={
+                **message.headers,
+                "x-bridge-error": reason,
+                "x-bridge-instance": self._instance,
+            },
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            timestamp=message.timestamp,
+            type=message.type,
+            app_id=message.app_id,
+        )
+
+    # Closing.
+
+    async def _say_goodbye(self, session: _Session) -> None:
+        # Cancel first, so nothing new arrives, then let the messages being
+        # handled be acknowledged before the connection goes.
+        await _quietly(session.queue.cancel(self._consumer_tag))
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=CLOSE_TIMEOUT)
+        await _quietly(session.connection.close())
+        logger.info("disconnected from %s", self.display_url)
+
+    # Messages for people.
+
+    def _publish_failure(self, event: Event, key: str, exc: BaseException) -> str:
+        where = f"event {event.id} to {self.display_url}"
+        if isinstance(exc, TimeoutError):
+            return f"{where}: no confirm within {self._confirm_timeout} s"
+        if isinstance(exc, PublishError):
+            return f"{where}: no queue is bound for routing key {key!r}"
+        if isinstance(exc, DeliveryError):
+            return f"{where}: RabbitMQ refused it"
+        return f"{where}: {self._describe(exc)}"
+
+    def _describe(self, exc: BaseException) -> str:
+        text = str(exc) or type(exc).__name__
+        password = urlsplit(self._url).password
+        # Should a client error quote the URL, its password still never reaches a log.
+        return text.replace(f":{password}@", ":***@") if password else text
+
+
+def _mark_lost(lost: asyncio.Future[str], what: str, _sender: object, exc: object) -> None:
+    if not lost.done():
+        lost.set_result(f"{what}: {exc}" if exc else what)
+
+
+async def _quietly(step: Awaitable[object]) -> None:
+    # Used while closing or after a loss: there is nothing left to do on failure.
+    with contextlib.suppress(*CONNECTION_EXCEPTIONS):
+        await asyncio.wait_for(step, CLOSE_TIMEOUT)
+
+
+async def _settle(step: Awaitable[None], message: AbstractIncomingMessage) -> None:
+    try:
+        await step
+    except CONNECTION_EXCEPTIONS as exc:
+        # The channel is gone; RabbitMQ redelivers the message after reconnecting.
+        logger.warning("could not settle message %s: %s", message.message_id, exc)
+
+
+async def _declare_exchange(channel: AbstractChannel, spec: Exchange) -> AbstractExchange:
+    return await channel.declare_exchange(spec.name, spec.type, durable=spec.durable)
+
+
+async def _declare_queue(channel: AbstractChannel, spec: Queue) -> AbstractQueue:
+    arguments: FieldTable = dict(spec.arguments)
+    queue = await channel.declare_queue(spec.name, durable=spec.durable, arguments=arguments)
+    for binding in spec.bindings:
+        await queue.bind(binding.exchange.name, binding.routing_key)
+    return queue
+
+
+def _checked_queue(url: str, instance: str, prefetch: int) -> Queue:
+    if urlsplit(url).scheme not in {"amqp", "amqps"}:
+        raise ConfigError(f"the RabbitMQ URL must start with amqp:// or amqps://, not {url!r}")
+    if prefetch < 1:
+        raise ConfigError(f"prefetch must be at least 1, not {prefetch}")
+    try:
+        return instance_queue(instance)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))

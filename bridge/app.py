@@ -1,0 +1,141 @@
+"""One bridge instance, assembled: broker in, router and hub, HTTP and WebSocket out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from datetime import timedelta
+
+from websockets.frames import CloseCode
+
+from bridge.amqp import RabbitBroker
+from bridge.auth import Authenticator
+from bridge.broker import Broker
+from bridge.config import Settings
+from bridge.handshake import Handshake
+from bridge.history import HistoryFile
+from bridge.http import Handler, HttpProtocol, Request, Response
+from bridge.hub import Hub
+from bridge.memory import MemoryBroker
+from bridge.router import Router
+from bridge.websocket import Client
+
+__all__ = ["Bridge", "open_broker", "run"]
+
+log = logging.getLogger("bridge")
+
+#: How long a dashboard link printed at startup stays valid.
+DASHBOARD_TOKEN_TTL = timedelta(hours=12)
+
+
+def open_broker(settings: Settings) -> Broker:
+    """The broker the settings name: the embedded ``memory://`` one, or RabbitMQ."""
+    if settings.broker_url.startswith("memory://"):
+        return MemoryBroker()
+    return RabbitBroker(
+        settings.broker_url, instance=settings.instance, prefetch=settings.limits.prefetch
+    )
+
+
+class Bridge:
+    """A bridge instance; :meth:`start` it, then :meth:`stop` it."""
+
+    def __init__(self, settings: Settings, broker: Broker) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.authenticator = Authenticator(settings.jwt_secret)
+        self.history = HistoryFile(settings.history_file, size=settings.history_size)
+        self.router: Router[Client] = Router(
+            history_size=settings.history_size, dedup_size=settings.limits.dedup_size
+        )
+        self.hub = Hub(
+            self.router,
+            self.authenticator,
+            limits=settings.limits,
+            instance=settings.instance,
+            record=self.history.append,
+        )
+        self._server: asyncio.Server | None = None
+        self._keepalive: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (the one the OS chose, for port 0)."""
+        assert self._server is not None, "start() first"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def routes(self) -> dict[tuple[str, str], Handler]:
+        return {("GET", "/api/health"): self.health}
+
+    async def start(self) -> None:
+        """Load the history, listen, and start consuming."""
+        self.router.restore(self.history.open())
+        handshake = Handshake(self.hub, self.authenticator, self.settings)
+        routes, max_body = self.routes(), self.settings.limits.max_body_size
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: HttpProtocol(routes, handshake, max_body=max_body),
+            self.settings.host,
+            self.settings.port,
+        )
+        await self.broker.start(self.hub.on_event)
+        self._keepalive = loop.create_task(self.hub.keepalive())
+
+    async def stop(self) -> None:
+        """Stop accepting, settle messages with the broker, close clients with 1001."""
+        if self._server is not None:
+            self._server.close()
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        await self.broker.close()
+        self.hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        await self._clients_gone()
+        self.history.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _clients_gone(self) -> None:
+        if self.hub.clients:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.limits.close_timeout + 0.5):
+                    await self.hub.emptied.wait()
+        for client in list(self.hub.clients):
+            client.transport.abort()
+
+    async def health(self, _request: Request) -> Response:
+        """``GET /api/health``: 200 while events flow, 503 while the broker is unreachable."""
+        connected = self.broker.connected
+        return Response.json(
+            200 if connected else 503,
+            {
+                "status": "ok" if connected else "unavailable",
+                "broker": "connected" if connected else "disconnected",
+                "connections": len(self.hub.clients),
+                "instance": self.settings.instance,
+            },
+        )
+
+    def dashboard_link(self) -> str:
+        """A link to the dashboard with a token for this run."""
+        token = self.authenticator.issue("operator", ["operator"], ttl=DASHBOARD_TOKEN_TTL)
+        host = self.settings.host if self.settings.host not in {"0.0.0.0", "::"} else "127.0.0.1"  # noqa: S104
+        return f"http://{host}:{self.port}/dashboard.html#token={token}"
+
+
+async def run(settings: Settings, announce: Callable[[Bridge], None]) -> None:
+    """Run a bridge until SIGTERM or SIGINT, then stop it gracefully."""
+    bridge = Bridge(settings, open_broker(settings))
+    await bridge.start()
+    announce(bridge)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+    log.info("shutting down", extra={"connections": len(bridge.hub.clients)})
+    # The contract gives a stop 10 s; a broker that does not answer must not hold it up.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(bridge.stop(), timeout=9)

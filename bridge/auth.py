@@ -1,0 +1,62 @@
+"""Who may connect: JWT tokens and browser origins."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import jwt
+
+from bridge.router import Principal
+
+__all__ = ["Authenticator", "Unauthorized", "origin_allowed"]
+
+_ALGORITHM = "HS256"
+
+
+class Unauthorized(Exception):
+    """A token that is missing, forged, expired or malformed; the message says which."""
+
+
+class Authenticator:
+    """Checks and issues the bridge's tokens: HS256 with claims ``sub``, ``roles``, ``exp``."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def verify(self, token: str) -> Principal:
+        """The principal a token names; raises :class:`Unauthorized` saying why not."""
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=[_ALGORITHM], options={"require": ["exp", "sub"]}
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("token expired") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise Unauthorized("token signature is not valid") from exc
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"token not valid: {exc}") from exc
+        roles = claims.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise Unauthorized("token claim 'roles' must be a list of strings")
+        return Principal(user=str(claims["sub"]), roles=frozenset(roles))
+
+    def issue(self, user: str, roles: Iterable[str], *, ttl: timedelta) -> str:
+        """A token for ``user`` with ``roles``, valid for ``ttl``."""
+        claims = {"sub": user, "roles": sorted(roles), "exp": datetime.now(UTC) + ttl}
+        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: frozenset[str] | None) -> bool:
+    """Whether a browser from ``origin`` may connect.
+
+    No ``Origin`` header (servers, scripts) is always allowed. ``allowed``
+    ``None`` means the page must come from the host it connects to; ``"*"``
+    in it allows any origin.
+    """
+    if origin is None:
+        return True
+    if allowed is None:
+        return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+    return "*" in allowed or origin.rstrip("/").lower() in allowed

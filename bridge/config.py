@@ -1,0 +1,93 @@
+"""The bridge's settings: built once by the command line and passed in."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from bridge.exceptions import ConfigError
+
+__all__ = ["MIN_SECRET_LENGTH", "Limits", "Settings", "display_url"]
+
+#: HS256 needs a key of at least 256 bits (RFC 7518, section 3.2).
+MIN_SECRET_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every limit of a bridge instance, each with a default."""
+
+    #: Largest message a client may send; larger ones close the connection with 1009.
+    max_message_size: int = 64 * 1024
+    #: Largest HTTP request body; larger ones get 413.
+    max_body_size: int = 1024 * 1024
+    #: Bytes waiting to be written to one client before it counts as too slow
+    #: and is closed with 1013.
+    max_send_buffer: int = 1024 * 1024
+    #: Seconds between keepalive pings; a client that has not answered by the
+    #: next one is dropped.
+    ping_interval: float = 20.0
+    #: Seconds a client without a token in its URL has to send ``{"op": "auth"}``.
+    auth_timeout: float = 5.0
+    #: Seconds a new connection's live events wait for a ``resume``.
+    resume_window: float = 1.0
+    #: Seconds a closing client has to answer the close frame.
+    close_timeout: float = 2.0
+    #: Unacknowledged messages RabbitMQ may push to one instance.
+    prefetch: int = 256
+    #: Event ids remembered to drop duplicates.
+    dedup_size: int = 10_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One bridge instance's configuration; see ``event-bridge serve --help``."""
+
+    host: str
+    port: int
+    broker_url: str
+    jwt_secret: str
+    jwt_secret_generated: bool
+    api_key: str | None
+    allow_anonymous: bool
+    history_size: int
+    #: Allowed browser origins; ``None`` means the host the page connects to.
+    allowed_origins: frozenset[str] | None
+    instance: str
+    compression: bool
+    state_dir: Path
+    limits: Limits = Limits()
+
+    def __post_init__(self) -> None:
+        if not self.broker_url.startswith(("memory://", "amqp://", "amqps://")):
+            raise ConfigError(
+                "--broker must be memory:// or amqp://user:password@host:5672/vhost, "
+                f"not {display_url(self.broker_url)!r}"
+            )
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,200}", self.instance):
+            raise ConfigError(
+                f"--instance {self.instance!r}: use 1 to 200 letters, digits, '_', '.' or '-'"
+            )
+        if len(self.jwt_secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"--jwt-secret must be at least {MIN_SECRET_LENGTH} characters; "
+                "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        if self.history_size < 1:
+            raise ConfigError("--history-size must be at least 1")
+
+    @property
+    def history_file(self) -> Path:
+        """Where this instance keeps its history across restarts."""
+        return self.state_dir / f"{self.instance}.history.jsonl"
+
+
+def display_url(url: str) -> str:
+    """``url`` with its password hidden, fit for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

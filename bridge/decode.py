@@ -1,0 +1,106 @@
+"""Turn a message from RabbitMQ into an event, or say why it is not one.
+
+Two kinds of message carry events, both JSON:
+
+- a Celery task message, protocol 2: header ``task`` is ``bridge.publish`` and
+  the body is ``[args, kwargs, embed]`` with ``args`` exactly ``[event]``;
+- a bare event, as :meth:`schemas.Event.to_json` writes it.
+
+Anything else raises :class:`~bridge.exceptions.Undecodable`, whose message is
+one line fit for a dead-letter header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from bridge.exceptions import Undecodable
+from schemas import Event, InvalidEvent, SchemaError, parse_event
+from schemas.envelope import UNION_TAGS, AnyEvent
+from schemas.exceptions import FieldError
+
+__all__ = ["MAX_REASON", "TASK_NAME", "decode"]
+
+#: The Celery task whose messages carry events.
+TASK_NAME = "bridge.publish"
+
+#: Reasons longer than this are cut: they travel in a message header.
+MAX_REASON = 1000
+
+_JSON = "application/json"
+
+# One pass over the body: strict JSON mode reads "2024-11-15" as a date, which
+# validating the decoded Python objects would refuse.
+_TASK_BODY: TypeAdapter[tuple[tuple[Event], dict[str, Any], dict[str, Any]]] = TypeAdapter(
+    tuple[tuple[AnyEvent], dict[str, Any], dict[str, Any]]
+)
+
+# Names for the three parts of a task body, used in error locations.
+_TASK_PARTS = ("args", "kwargs", "embed")
+
+
+def decode(body: bytes, headers: Mapping[str, object], content_type: str | None) -> Event:
+    """The event that a message carries.
+
+    ``headers`` and ``content_type`` are the message's AMQP properties. Raises
+    :class:`~bridge.exceptions.Undecodable` saying why when the message is not
+    JSON, is a task other than ``bridge.publish``, or does not fit the schema;
+    such a message should be dead-lettered, never retried.
+    """
+    _check_content_type(content_type)
+    task = headers.get("task")
+    if task is None:
+        return _bare_event(body)
+    return _task_event(body, _text(task))
+
+
+def _check_content_type(content_type: str | None) -> None:
+    # No content type at all is taken as JSON: the body decides.
+    media_type = (content_type or _JSON).partition(";")[0].strip().lower()
+    if media_type != _JSON:
+        raise Undecodable(f"only JSON is accepted, not content type {content_type!r}")
+
+
+def _bare_event(body: bytes) -> Event:
+    try:
+        return parse_event(body)
+    except SchemaError as exc:
+        raise Undecodable(_one_line(str(exc))) from exc
+
+
+def _task_event(body: bytes, task: str) -> Event:
+    if task != TASK_NAME:
+        raise Undecodable(_one_line(f"unknown task {task!r}; only {TASK_NAME!r} carries events"))
+    try:
+        args, _kwargs, _embed = _TASK_BODY.validate_json(body)
+    except ValidationError as exc:
+        error = SchemaError.from_validation(exc, UNION_TAGS)
+        if isinstance(error, InvalidEvent):
+            error = InvalidEvent([_in_task(e) for e in error.errors])
+        raise Undecodable(_one_line(f"task {TASK_NAME}: {error}")) from exc
+    return args[0]
+
+
+def _in_task(error: FieldError) -> FieldError:
+    # "0.0.data.id" says little; "args.0.data.id" says where to look.
+    loc = error["loc"]
+    if loc and isinstance(loc[0], int) and loc[0] < len(_TASK_PARTS):
+        loc = [_TASK_PARTS[loc[0]], *loc[1:]]
+    return FieldError(loc=loc, msg=error["msg"], type=error["type"])
+
+
+def _text(value: object) -> str:
+    # AMQP clients hand header strings over as bytes when they are not UTF-8.
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _one_line(reason: str) -> str:
+    reason = " ".join(reason.split())
+    if len(reason) > MAX_REASON:
+        reason = reason[: MAX_REASON - 1] + "…"
+    return reason

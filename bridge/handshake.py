@@ -1,0 +1,89 @@
+"""The WebSocket opening handshake on ``/ws``: origin, token, then 101 or a refusal."""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+from dataclasses import dataclass
+
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.http11 import Request as WsRequest
+from websockets.server import ServerProtocol
+
+from bridge.auth import Authenticator, Unauthorized, origin_allowed
+from bridge.config import Settings
+from bridge.http import Request
+from bridge.hub import Hub
+from bridge.router import Principal
+from bridge.websocket import Client
+
+__all__ = ["Handshake"]
+
+log = logging.getLogger("bridge.ws")
+
+WS_PATH = "/ws"
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """Accepts or refuses WebSocket upgrades for one bridge instance."""
+
+    hub: Hub
+    authenticator: Authenticator
+    settings: Settings
+
+    def __call__(self, transport: asyncio.Transport, raw: bytes, request: Request) -> Client | None:
+        """The new client, or ``None`` once a refusal was written."""
+        extensions = [ServerPerMessageDeflateFactory()] if self.settings.compression else None
+        protocol = ServerProtocol(
+            extensions=extensions, max_size=self.settings.limits.max_message_size
+        )
+        protocol.receive_data(raw)
+        parsed = next((e for e in protocol.events_received() if isinstance(e, WsRequest)), None)
+        if parsed is None:
+            _write(transport, protocol)
+            return None
+        principal, refusal = self._check(request)
+        if refusal is not None:
+            status, text = refusal
+            log.info(
+                "handshake refused",
+                extra={"remote": request.remote, "status": status, "reason": text},
+            )
+            response = protocol.reject(status, text + "\n")
+        else:
+            response = protocol.accept(parsed)
+        protocol.send_response(response)
+        _write(transport, protocol)
+        if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
+            return None
+        client = Client(
+            self.hub,
+            transport,
+            protocol,
+            batch=request.query.get("batch") == "1",
+            remote=request.remote,
+        )
+        self.hub.open(client, principal, anonymous=self.settings.allow_anonymous)
+        return client
+
+    def _check(self, request: Request) -> tuple[Principal | None, tuple[int, str] | None]:
+        if request.path != WS_PATH:
+            return None, (404, f"WebSocket connections go to {WS_PATH}")
+        origin, host = request.headers.get("origin"), request.headers.get("host")
+        if not origin_allowed(origin, host, self.settings.allowed_origins):
+            return None, (403, f"origin {origin} is not allowed; see --allowed-origins")
+        token = request.query.get("token")
+        if token is None:
+            return None, None
+        try:
+            return self.authenticator.verify(token), None
+        except Unauthorized as exc:
+            return None, (401, str(exc))
+
+
+def _write(transport: asyncio.Transport, protocol: ServerProtocol) -> None:
+    for data in protocol.data_to_send():
+        if data:
+            transport.write(data)

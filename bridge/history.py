@@ -1,0 +1,79 @@
+"""The history on disk, so that it outlives a restart of the instance.
+
+One JSON event per line, appended as each event is accepted and before its
+message is acknowledged: a write reaches the kernel at once, so even SIGKILL
+loses nothing. The file is rewritten with only the recent events once it
+grows to several times the history size.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from pathlib import Path
+from typing import BinaryIO
+
+from schemas import Event, SchemaError, parse_event
+
+__all__ = ["HistoryFile"]
+
+log = logging.getLogger("bridge.history")
+
+_COMPACT_FACTOR = 4
+
+
+class HistoryFile:
+    """Appends events to ``path`` and reads back the last ``size`` of them."""
+
+    def __init__(self, path: Path, *, size: int) -> None:
+        self._path = path
+        self._recent: deque[bytes] = deque(maxlen=size)
+        self._lines = 0
+        self._file: BinaryIO | None = None
+
+    def open(self) -> list[Event]:
+        """Start appending; returns the last events saved, oldest first.
+
+        Lines that do not parse (one cut short by a crash) are skipped.
+        """
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        if self._path.exists():
+            with self._path.open("rb") as file:
+                for line in file:
+                    self._lines += 1
+                    self._recent.append(line.rstrip(b"\n"))
+        events = [event for line in self._recent if (event := _parse(line, self._path))]
+        self._reopen()
+        return events
+
+    def append(self, line: bytes) -> None:
+        """Save one encoded event."""
+        assert self._file is not None, "open() first"
+        self._file.write(line + b"\n")
+        self._recent.append(line)
+        self._lines += 1
+        if self._lines > _COMPACT_FACTOR * (self._recent.maxlen or 1):
+            self._reopen()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _reopen(self) -> None:
+        self.close()
+        if self._lines > _COMPACT_FACTOR * (self._recent.maxlen or 1):
+            partial = self._path.with_suffix(".tmp")
+            partial.write_bytes(b"".join(line + b"\n" for line in self._recent))
+            os.replace(partial, self._path)
+            self._lines = len(self._recent)
+        self._file = self._path.open("ab", buffering=0)
+
+
+def _parse(line: bytes, path: Path) -> Event | None:
+    try:
+        return parse_event(line)
+    except SchemaError as exc:
+        log.warning("history line skipped", extra={"path": str(path), "reason": str(exc)})
+        return None

@@ -1,0 +1,226 @@
+"""HTTP on the bridge's port: h11 parses requests, and ``GET /ws`` is handed to WebSocket.
+
+The bridge owns the transport (see docs/decisions.md): plain requests go to
+handlers by method and path; an upgrade request becomes a
+:class:`~bridge.websocket.Client`, which then gets every byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import h11
+
+from bridge.websocket import Client
+
+__all__ = ["Handler", "HttpProtocol", "Request", "Response", "Upgrade"]
+
+log = logging.getLogger("bridge.http")
+
+
+@dataclass(frozen=True)
+class Request:
+    """A complete HTTP request; header names are lower case."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes = b""
+    remote: str = ""
+
+
+@dataclass(frozen=True)
+class Response:
+    """An HTTP response to send."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = field(default=())
+
+    @classmethod
+    def json(cls, status: int, content: Any) -> Response:
+        return cls(status, json.dumps(content).encode())
+
+    @classmethod
+    def error(cls, status: int, message: str) -> Response:
+        return cls.json(status, {"error": message})
+
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+#: Turns an upgrade request into a WebSocket client, or refuses it (``None``).
+#: It gets the raw bytes of the request, which the WebSocket protocol parses again.
+Upgrade = Callable[[asyncio.Transport, bytes, Request], Client | None]
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One TCP connection: HTTP/1.1 requests, until it becomes a WebSocket."""
+
+    def __init__(
+        self, routes: Mapping[tuple[str, str], Handler], upgrade: Upgrade, *, max_body: int
+    ) -> None:
+        self._routes = routes
+        self._upgrade = upgrade
+        self._max_body = max_body
+        self._transport: asyncio.Transport | None = None
+        self._h11: h11.Connection | None = h11.Connection(h11.SERVER)
+        # The bytes of the first request, for the WebSocket handshake to parse.
+        self._raw: bytearray | None = bytearray()
+        self._request: h11.Request | None = None
+        self._body = bytearray()
+        self._busy = False
+        self._remote = ""
+        self.client: Client | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+    def data_received(self, data: bytes) -> None:
+        if self.client is not None:
+            self.client.receive(data)
+            return
+        if self._raw is not None:
+            self._raw += data
+        assert self._h11 is not None
+        self._h11.receive_data(data)
+        self._next_events()
+
+    def eof_received(self) -> bool | None:
+        if self.client is not None:
+            self.client.receive_eof()
+            return True
+        if self._h11 is not None:
+            self._h11.receive_data(b"")
+            self._next_events()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.client is not None:
+            self.client.hub.closed(self.client)
+
+    def _next_events(self) -> None:
+        conn = self._h11
+        while conn is not None and not self._busy and self.client is None:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._send(Response.error(exc.error_status_hint, f"bad HTTP request: {exc}"))
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Request):
+                self._start(event)
+            elif isinstance(event, h11.Data):
+                self._body += event.data
+                if len(self._body) > self._max_body:
+                    self._refuse_large_body()
+                    return
+            elif isinstance(event, h11.EndOfMessage):
+                self._dispatch()
+            elif isinstance(event, h11.ConnectionClosed):
+                self._close()
+                return
+
+    def _start(self, event: h11.Request) -> None:
+        self._request = event
+        self._body.clear()
+        length = _header(event.headers, b"content-length")
+        if length is not None and length.isdigit() and int(length) > self._max_body:
+            self._refuse_large_body()
+        elif (_header(event.headers, b"upgrade") or "").lower() == "websocket":
+            self._switch(event)
+
+    def _switch(self, event: h11.Request) -> None:
+        assert self._transport is not None
+        if self._raw is None:
+            self._send(Response.error(400, "open the WebSocket on a new connection"))
+            return
+        raw, self._raw = bytes(self._raw), None
+        client = self._upgrade(self._transport, raw, self._make_request(event, b""))
+        if client is None:
+            self._transport.close()
+            return
+        self.client = client
+        self._h11 = None
+
+    def _dispatch(self) -> None:
+        assert self._request is not None
+        request = self._make_request(self._request, bytes(self._body))
+        self._raw = None  # only a connection's first request may become a WebSocket
+        handler = self._routes.get((request.method, request.path))
+        if handler is None:
+            known = any(path == request.path for _, path in self._routes)
+            status = 405 if known else 404
+            self._send(Response.error(status, f"no {request.method} {request.path} here"))
+            return
+        self._busy = True
+        task = asyncio.get_running_loop().create_task(handler(request))
+        task.add_done_callback(self._respond)
+
+    def _respond(self, task: asyncio.Task[Response]) -> None:
+        self._busy = False
+        if task.cancelled():
+            self._close()
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("request handler failed", exc_info=exc)
+            self._send(Response.error(500, "internal error; see the bridge's log"))
+        else:
+            self._send(task.result())
+        self._next_events()
+
+    def _send(self, response: Response) -> None:
+        conn, transport = self._h11, self._transport
+        if conn is None or transport is None or transport.is_closing():
+            return
+        headers = [
+            ("content-type", response.content_type),
+            ("content-length", str(len(response.body))),
+            *response.headers,
+        ]
+        try:
+            transport.write(conn.send(h11.Response(status_code=response.status, headers=headers)))
+            transport.write(conn.send(h11.Data(data=response.body)))
+            transport.write(conn.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError:
+            self._close()
+            return
+        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+            self._close()
+        else:
+            conn.start_next_cycle()
+
+    def _refuse_large_body(self) -> None:
+        self._send(Response.error(413, f"request body over {self._max_body} bytes"))
+        self._close()
+
+    def _close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def _make_request(self, event: h11.Request, body: bytes) -> Request:
+        target = urlsplit(event.target.decode("latin-1"))
+        return Request(
+            method=event.method.decode("ascii"),
+            path=target.path,
+            query=dict(parse_qsl(target.query)),
+            headers={k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers},
+            body=body,
+            remote=self._remote,
+        )
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    return next((v.decode("latin-1") for k, v in headers if k == name), None)

@@ -1,0 +1,213 @@
+"""Delivery: from an accepted event to the sockets of its audience.
+
+The hub owns the open connections. It asks the :class:`~bridge.router.Router`
+who may see each event, queues the event on those connections only, and
+flushes every queue once per turn of the event loop, so a burst costs one
+write per client rather than one per event. Writes never wait: a client that
+stops reading fills its own buffer until it is dropped, and nobody else waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from bridge.auth import Authenticator, Unauthorized
+from bridge.config import Limits
+from bridge.outbox import Outbox
+from bridge.router import Principal, Router
+from bridge.websocket import CLOSE_UNAUTHORIZED, Client
+from schemas import Event, SchemaError
+from schemas.protocol import (
+    AuthMessage,
+    PingMessage,
+    PongMessage,
+    ResetMessage,
+    ResumeMessage,
+    WelcomeMessage,
+    parse_client_message,
+)
+
+__all__ = ["Hub"]
+
+log = logging.getLogger("bridge.ws")
+
+
+class Hub:
+    """The connections of one bridge instance and the delivery of events to them."""
+
+    def __init__(
+        self,
+        router: Router[Client],
+        authenticator: Authenticator,
+        *,
+        limits: Limits,
+        instance: str,
+        record: Callable[[bytes], None],
+    ) -> None:
+        self.router = router
+        self.limits = limits
+        self._authenticator = authenticator
+        self._instance = instance
+        self._record = record
+        self.clients: set[Client] = set()
+        self._dirty: set[Client] = set()
+        self._flush_pending = False
+        #: Set whenever the last connection closes.
+        self.emptied = asyncio.Event()
+
+    # Events in
+
+    def on_event(self, event: Event) -> None:
+        """Route one event (the broker's callback): record it, queue it for its audience."""
+        entry = self.router.accept(event)
+        if entry is None:
+            log.debug("duplicate event dropped", extra={"event_id": event.id})
+            return
+        self._record(entry.json)
+        dirty = self._dirty
+        for client in self.router.recipients(entry):
+            if client.outbox is not None and client.outbox.push(entry):
+                dirty.add(client)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_pending and self._dirty:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what each connection has queued, one write per connection."""
+        self._flush_pending = False
+        dirty, self._dirty = self._dirty, set()
+        batch_frames: dict[tuple[int, ...], bytes] = {}
+        for client in dirty:
+            client.flush(batch_frames)
+
+    # Connections
+
+    def open(self, client: Client, principal: Principal | None, *, anonymous: bool) -> None:
+        """A connection completed its handshake, with a principal from its URL or not yet."""
+        self.clients.add(client)
+        self.emptied.clear()
+        if principal is not None or anonymous:
+            self.join(client, principal)
+        else:
+            client.set_timer(self.limits.auth_timeout, lambda: self._auth_timed_out(client))
+
+    def join(self, client: Client, principal: Principal | None) -> None:
+        """Start delivering to ``client``: welcome, the dashboard snapshot, then live events."""
+        if client.outbox is not None:
+            self.router.leave(client)
+        if principal is not None:
+            client.principal = principal
+            client.authenticated = True
+        first = client.outbox is None
+        client.outbox = client.outbox or Outbox(joined=self.router.head)
+        self.router.join(client)
+        user, roles = client.principal.user, sorted(client.principal.roles)
+        client.send(WelcomeMessage(user=user, roles=roles, instance=self._instance))
+        if not first:
+            return
+        if self.router.snapshot is not None:
+            client.outbox.push(self.router.snapshot)
+        client.set_timer(self.limits.resume_window, lambda: self._release(client))
+        log.info(
+            "connection opened",
+            extra={"conn": client.id, "remote": client.remote, "user": user, "roles": roles},
+        )
+
+    def leave(self, client: Client) -> None:
+        """Stop delivering to ``client``."""
+        self.router.leave(client)
+        self._dirty.discard(client)
+
+    def closed(self, client: Client) -> None:
+        """The socket is gone."""
+        self.leave(client)
+        client.cancel_timer()
+        if client in self.clients:
+            self.clients.discard(client)
+            if not self.clients:
+                self.emptied.set()
+            log.info(
+                "connection closed",
+                extra={
+                    "conn": client.id,
+                    "code": client.protocol.close_code,
+                    "reason": client.protocol.close_reason or None,
+                    "seconds": round(time.monotonic() - client.opened, 3),
+                },
+            )
+
+    def _release(self, client: Client) -> None:
+        if client.outbox is not None and client.outbox.held:
+            client.outbox.held = False
+            self._dirty.add(client)
+            self._schedule_flush()
+
+    def _auth_timed_out(self, client: Client) -> None:
+        if not client.authenticated:
+            client.close(CLOSE_UNAUTHORIZED, "send {op: auth} with a token within 5 s")
+
+    # Client messages
+
+    def on_message(self, client: Client, data: bytes) -> None:
+        """Answer one text message from a client."""
+        try:
+            message = parse_client_message(data)
+        except SchemaError as exc:
+            client.send_message_error(str(exc), getattr(exc, "errors", None))
+            return
+        if client.outbox is None and not isinstance(message, AuthMessage):
+            client.close(CLOSE_UNAUTHORIZED, "authenticate first: {op: auth, token}")
+            return
+        match message:
+            case AuthMessage(token=token):
+                self._authenticate(client, token)
+            case ResumeMessage(after=after):
+                self._resume(client, after)
+            case PingMessage():
+                client.send(PongMessage())
+        if not isinstance(message, AuthMessage):
+            # Its first other message tells whether the client resumes: live events may go.
+            self._release(client)
+
+    def _authenticate(self, client: Client, token: str) -> None:
+        try:
+            principal = self._authenticator.verify(token)
+        except Unauthorized as exc:
+            log.info("authentication refused", extra={"conn": client.id, "reason": str(exc)})
+            client.close(CLOSE_UNAUTHORIZED, str(exc))
+            return
+        self.join(client, principal)
+
+    def _resume(self, client: Client, after: str) -> None:
+        outbox = client.outbox
+        if outbox is None:
+            return
+        after_seq = self.router.seq_of(after)
+        replay = self.router.replay(client.principal, after, until=outbox.joined)
+        if not outbox.resume(after_seq, replay):
+            client.send(ResetMessage())
+        self._dirty.add(client)
+        self._schedule_flush()
+
+    # Keepalive and shutdown
+
+    async def keepalive(self) -> None:
+        """Ping every client each interval; drop those that did not answer the last ping."""
+        while True:
+            await asyncio.sleep(self.limits.ping_interval)
+            for client in list(self.clients):
+                if not client.closing and not client.ping():
+                    log.info("dead peer dropped", extra={"conn": client.id})
+                    client.transport.abort()
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Send every client a close frame (the caller waits for the sockets to go)."""
+        self.flush()
+        for client in list(self.clients):
+            client.close(code, reason)

@@ -1,0 +1,192 @@
+"""One WebSocket connection: moves bytes between its transport and the Sans-I/O protocol.
+
+Events reach the socket already framed (:attr:`Entry.frame`, built once for
+every recipient) and coalesced: everything queued for a connection in one turn
+of the event loop leaves in one write. Only connections that negotiated
+compression frame their own messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.server import ServerProtocol
+
+from bridge.outbox import Outbox
+from bridge.router import ANONYMOUS, Entry, Principal
+
+if TYPE_CHECKING:
+    from bridge.hub import Hub
+
+__all__ = ["CLOSE_TOO_SLOW", "CLOSE_UNAUTHORIZED", "Client"]
+
+log = logging.getLogger("bridge.ws")
+
+#: Close code for a token that is missing, forged or expired after the handshake.
+CLOSE_UNAUTHORIZED = 4401
+#: Close code for a client that reads too slowly: its send buffer overflowed.
+#: It should reconnect and resume.
+CLOSE_TOO_SLOW = CloseCode.TRY_AGAIN_LATER  # 1013
+
+_PING = Frame(Opcode.PING, b"").serialize(mask=False)
+_ids = itertools.count(1)
+
+
+class Client:
+    """A WebSocket client of the bridge, from the 101 response until the socket closes."""
+
+    __slots__ = (
+        "alive",
+        "authenticated",
+        "batch",
+        "closing",
+        "deflate",
+        "hub",
+        "id",
+        "opened",
+        "outbox",
+        "principal",
+        "protocol",
+        "remote",
+        "timer",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        hub: Hub,
+        transport: asyncio.Transport,
+        protocol: ServerProtocol,
+        *,
+        batch: bool,
+        remote: str,
+    ) -> None:
+        self.hub = hub
+        self.transport = transport
+        self.protocol = protocol
+        self.batch = batch
+        self.remote = remote
+        self.deflate = bool(protocol.extensions)
+        self.id = next(_ids)
+        self.opened = time.monotonic()
+        self.principal: Principal = ANONYMOUS
+        self.authenticated = False
+        self.outbox: Outbox | None = None
+        self.alive = True
+        self.closing = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    # Incoming
+
+    def receive(self, data: bytes) -> None:
+        """Feed bytes from the socket; answers control frames and hands text to the hub."""
+        self.alive = True
+        self.protocol.receive_data(data)
+        for event in self.protocol.events_received():
+            if not isinstance(event, Frame) or self.closing:
+                continue
+            if event.opcode is Opcode.TEXT:
+                self.hub.on_message(self, bytes(event.data))
+            elif event.opcode is Opcode.BINARY:
+                self.send_message_error("send JSON text frames, not binary ones")
+        self._write_protocol_output()
+
+    def receive_eof(self) -> None:
+        self.protocol.receive_eof()
+        self._write_protocol_output()
+
+    # Outgoing
+
+    def send(self, message: BaseModel) -> None:
+        """Send one ``bridge:*`` message now, ahead of anything queued."""
+        if not self.closing:
+            self._write_text(message.model_dump_json().encode())
+
+    def send_message_error(self, error: str, detail: list[object] | None = None) -> None:
+        payload = {"type": "bridge:error", "error": error, "detail": detail or []}
+        if not self.closing:
+            self._write_text(json.dumps(payload).encode())
+
+    def flush(self, batch_frame: dict[tuple[int, ...], bytes]) -> None:
+        """Write everything queued in one go, or drop the client if it is too far behind."""
+        if self.outbox is None or self.closing:
+            return
+        entries = self.outbox.take()
+        if not entries:
+            return
+        if self.transport.get_write_buffer_size() > self.hub.limits.max_send_buffer:
+            self.close(CLOSE_TOO_SLOW, "too slow: reconnect and resume")
+            return
+        if self.deflate:
+            self._write_deflated(entries)
+        elif self.batch:
+            key = tuple(e.seq for e in entries)
+            frame = batch_frame.get(key)
+            if frame is None:
+                payload = b"\n".join(e.json for e in entries)
+                frame = batch_frame[key] = Frame(Opcode.TEXT, payload).serialize(mask=False)
+            self.transport.write(frame)
+        elif len(entries) == 1:
+            self.transport.write(entries[0].frame)
+        else:
+            self.transport.write(b"".join(e.frame for e in entries))
+
+    def ping(self) -> bool:
+        """Send a keepalive ping; false if the last one went unanswered (the peer is dead)."""
+        if not self.alive:
+            return False
+        self.alive = False
+        self.transport.write(_PING)
+        return True
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Start the closing handshake; the socket is cut if the client does not answer."""
+        if self.closing:
+            return
+        self.closing = True
+        self.hub.leave(self)
+        self.protocol.send_close(code, reason)
+        self._write_protocol_output()
+        self.set_timer(self.hub.limits.close_timeout, self.transport.abort)
+
+    def set_timer(self, delay: float, callback: object) -> None:
+        """Replace this connection's one pending timer."""
+        if self.timer is not None:
+            self.timer.cancel()
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(delay, callback)  # type: ignore[arg-type]
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _write_text(self, payload: bytes) -> None:
+        if self.deflate:
+            self.protocol.send_text(payload)
+            self._write_protocol_output()
+        else:
+            self.transport.write(Frame(Opcode.TEXT, payload).serialize(mask=False))
+
+    def _write_deflated(self, entries: list[Entry]) -> None:
+        if self.batch:
+            self.protocol.send_text(b"\n".join(e.json for e in entries))
+        else:
+            for entry in entries:
+                self.protocol.send_text(entry.json)
+        self._write_protocol_output()
+
+    def _write_protocol_output(self) -> None:
+        for data in self.protocol.data_to_send():
+            if data:
+                self.transport.write(data)
+            else:
+                # The protocol is done: the server closes the TCP connection.
+                self.transport.close()

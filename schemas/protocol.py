@@ -1,0 +1,98 @@
+"""The WebSocket protocol besides events: what clients send, and the ``bridge:*`` replies."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+
+from schemas.envelope import UNION_TAGS, EventId
+from schemas.exceptions import SchemaError
+
+__all__ = [
+    "AuthMessage",
+    "ClientMessage",
+    "ErrorMessage",
+    "PingMessage",
+    "PongMessage",
+    "ResetMessage",
+    "ResumeMessage",
+    "WelcomeMessage",
+    "parse_client_message",
+]
+
+_CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class AuthMessage(BaseModel):
+    """``{"op": "auth", "token": "…"}``: the first message, when the URL had no token."""
+
+    model_config = _CONFIG
+
+    op: Literal["auth"]
+    token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+
+
+class ResumeMessage(BaseModel):
+    """``{"op": "resume", "after": "<last id seen>"}``: replay what this connection missed."""
+
+    model_config = _CONFIG
+
+    op: Literal["resume"]
+    after: EventId
+
+
+class PingMessage(BaseModel):
+    """``{"op": "ping"}``: answered by ``bridge:pong``."""
+
+    model_config = _CONFIG
+
+    op: Literal["ping"]
+
+
+ClientMessage = Annotated[AuthMessage | ResumeMessage | PingMessage, Field(discriminator="op")]
+
+_CLIENT_MESSAGES: TypeAdapter[AuthMessage | ResumeMessage | PingMessage] = TypeAdapter(
+    ClientMessage
+)
+
+
+def parse_client_message(raw: bytes | str) -> AuthMessage | ResumeMessage | PingMessage:
+    """Read one client message.
+
+    Raises :class:`~schemas.exceptions.SchemaError` saying what is wrong.
+    """
+    try:
+        return _CLIENT_MESSAGES.validate_json(raw)
+    except ValidationError as exc:
+        raise SchemaError.from_validation(exc, UNION_TAGS | {"auth", "resume", "ping"}) from exc
+
+
+class WelcomeMessage(BaseModel):
+    """Sent first on every connection: who the bridge thinks you are."""
+
+    type: Literal["bridge:welcome"] = "bridge:welcome"
+    user: str | None
+    roles: list[str]
+    instance: str
+
+
+class PongMessage(BaseModel):
+    """The answer to ``{"op": "ping"}``."""
+
+    type: Literal["bridge:pong"] = "bridge:pong"
+
+
+class ResetMessage(BaseModel):
+    """The events after your ``resume`` id are gone: reload your state."""
+
+    type: Literal["bridge:reset"] = "bridge:reset"
+
+
+class ErrorMessage(BaseModel):
+    """A message the bridge could not understand; the connection stays open."""
+
+    type: Literal["bridge:error"] = "bridge:error"
+    error: str
+    #: For a message that does not fit: each field that is wrong (``loc``, ``msg``, ``type``).
+    detail: list[dict[str, Any]] = []

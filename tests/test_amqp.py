@@ -1,0 +1,327 @@
+"""The RabbitMQ broker against the real RabbitMQ: Celery messages, poison, failures, outages.
+
+Messages are published with kombu, the producer's client, in a thread so the
+broker's event loop keeps running meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractIncomingMessage
+from celery import Celery
+from kombu import Connection, Producer
+
+from bridge.amqp import RabbitBroker
+from bridge.exceptions import BrokerUnavailable, ConfigError
+from producer.entities import exchange
+from schemas import Event, Reserva, ReservaCreada
+from schemas.topology import DEAD_LETTER_QUEUE, EVENTS, instance_queue, routing_key
+from tests.test_broker_contract import (
+    TIMEOUT,
+    Recorder,
+    delete_instance_queue,
+    run,
+    running,
+    unique_instance,
+)
+
+# Every test here talks to RabbitMQ; a missing broker fails them, never skips them.
+
+
+@pytest.fixture
+def instance(amqp_url: str) -> Iterator[str]:
+    """An instance name of this test's own; its queue is deleted afterwards."""
+    name = unique_instance("amqp")
+    yield name
+    delete_instance_queue(amqp_url, name)
+
+
+def reserva(number: int = 1) -> Event:
+    return Event.of(ReservaCreada(reserva=Reserva(id=number, estado="confirmada")))
+
+
+def kombu_publish(amqp_url: str, body: Any, *, routing_key: str, **options: Any) -> None:
+    """Publish as the producer does: kombu, publisher confirms, to ``bridge.events``."""
+    with Connection(amqp_url, transport_options={"confirm_publish": True}) as connection:
+        Producer(connection.default_channel).publish(
+            body, exchange=exchange(EVENTS), routing_key=routing_key, **options
+        )
+
+
+def publish_celery_task(amqp_url: str, event: Event) -> None:
+    """Send ``event`` as Celery sends ``bridge.publish.delay(event)``: a protocol 2 task."""
+    app = Celery("producer", set_as_current=False)
+    task = app.amqp.as_task_v2(
+        str(uuid.uuid4()), "bridge.publish", args=[json.loads(event.to_json())], kwargs={}
+    )
+    kombu_publish(
+        amqp_url,
+        task.body,
+        routing_key=routing_key(event),
+        serializer="json",
+        headers=task.headers,
+        **task.properties,
+    )
+
+
+async def dead_letter(amqp_url: str, message_id: str) -> AbstractIncomingMessage:
+    """The message with ``message_id`` from ``bridge.dead``, taken off it (acknowledged).
+
+    Other messages there are left alone: unacknowledged, they return to the queue.
+    """
+    found: asyncio.Future[AbstractIncomingMessage] = asyncio.get_running_loop().create_future()
+
+    async def take(message: AbstractIncomingMessage) -> None:
+        if message.message_id == message_id and not found.done():
+            await message.ack()
+            found.set_result(message)
+
+    async with await aio_pika.connect(amqp_url) as connection:
+        channel = await connection.channel()
+        dead = await channel.get_queue(DEAD_LETTER_QUEUE.name)
+        await dead.consume(take)
+        return await asyncio.wait_for(found, TIMEOUT)
+
+
+async def queue_depth(amqp_url: str, instance: str) -> int:
+    """How many messages wait in the queue of ``instance`` (read while nobody consumes it)."""
+    async with await aio_pika.connect(amqp_url) as connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(instance_queue(instance).name)
+        depth = queue.declaration_result.message_count
+        assert depth is not None
+        return depth
+
+
+def rabbitmqctl(*args: str) -> str:
+    done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def vhost(amqp_url: str) -> str:
+    return unquote(urlsplit(amqp_url).path.removeprefix("/"))
+
+
+def test_a_celery_task_published_by_kombu_reaches_on_event(amqp_url: str, instance: str) -> None:
+    event = reserva()
+
+    async def scenario() -> None:
+        recorder = Recorder()
+        async with running(
+            RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state), recorder
+        ):
+            await asyncio.to_thread(publish_celery_task, amqp_url, event)
+            await recorder.until(lambda: bool(recorder.events))
+        assert recorder.events == [event]
+
+    run(scenario())
+
+
+def test_a_poison_message_is_dead_lettered_with_its_reason_once(
+    amqp_url: str, instance: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    poison_id = f"poison-{uuid.uuid4()}"
+    after = reserva()
+
+    async def scenario() -> None:
+        recorder = Recorder()
+        async with running(
+            RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state), recorder
+        ) as broker:
+            await asyncio.to_thread(
+                kombu_publish,
+                amqp_url,
+                b"not an event",
+                routing_key="event.reserva.creada",
+                content_type="application/json",
+                content_encoding="utf-8",
+                message_id=poison_id,
+            )
+            dead = await dead_letter(amqp_url, poison_id)
+            # Queues are FIFO: once a later event is through, the poison is settled.
+            await broker.publish(after)
+            await recorder.until(lambda: bool(recorder.events))
+        assert dead.body == b"not an event"
+        assert "not valid JSON" in str(dead.headers["x-bridge-error"])
+        assert dead.headers["x-bridge-instance"] == instance
+        assert recorder.events == [after]
+        assert await queue_depth(amqp_url, instance) == 0
+
+    run(scenario())
+    warnings = [
+        r for r in caplog.records if r.name == "bridge.amqp" and poison_id in r.getMessage()
+    ]
+    assert len(warnings) == 1
+    assert "not an event" in warnings[0].getMessage()
+
+
+def test_an_event_whose_handler_keeps_failing_is_dead_lettered_after_the_delivery_limit(
+    amqp_url: str, instance: str
+) -> None:
+    event = reserva()
+    attempts: list[Event] = []
+    limit = instance_queue(instance).arguments["x-delivery-limit"]
+
+    def fail(received: Event) -> None:
+        attempts.append(received)
+        raise RuntimeError("the router is broken")
+
+    async def scenario() -> None:
+        recorder = Recorder()
+        broker = RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state)
+        await broker.start(fail)
+        try:
+            await recorder.until_connected()
+            await broker.publish(event)
+            dead = await dead_letter(amqp_url, event.id)
+        finally:
+            await broker.close()
+        death = dead.headers["x-death"][0]  # type: ignore[index]
+        assert (death["queue"], death["reason"]) == (
+            instance_queue(instance).name,
+            "delivery_limit",
+        )  # type: ignore[index]
+        assert await queue_depth(amqp_url, instance) == 0
+
+    run(scenario())
+    # The first delivery and one redelivery per unit of the limit, then no more.
+    assert attempts == [event] * (int(limit) + 1)
+
+
+def test_after_rabbitmq_drops_the_connection_it_reconnects_and_gets_what_was_sent_meanwhile(
+    amqp_url: str, instance: str
+) -> None:
+    event = reserva()
+
+    async def scenario() -> None:
+        recorder = Recorder()
+        # A longer first backoff leaves room to publish while the broker is down.
+        broker = RabbitBroker(
+            amqp_url, instance=instance, min_backoff=3.0, on_state=recorder.on_state
+        )
+        async with running(broker, recorder):
+            await asyncio.to_thread(
+                rabbitmqctl, "close_all_connections", "-p", vhost(amqp_url), "test"
+            )
+            await recorder.until_connected(False)
+            with pytest.raises(BrokerUnavailable, match="not connected"):
+                await broker.publish(reserva(2))
+            await asyncio.to_thread(publish_celery_task, amqp_url, event)
+            assert not broker.connected, "reconnected before the event was published"
+            await recorder.until_connected(True)
+            await recorder.until(lambda: bool(recorder.events))
+            assert recorder.events == [event]
+            assert recorder.states == [True, False, True]
+
+    run(scenario())
+
+
+def test_operators_see_which_host_and_instance_consume_what(amqp_url: str, instance: str) -> None:
+    async def scenario() -> tuple[str, str]:
+        recorder = Recorder()
+        broker = RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state)
+        async with running(broker, recorder):
+            where = ("-p", vhost(amqp_url), "--silent")
+            consumers = await asyncio.to_thread(
+                rabbitmqctl, "list_consumers", *where, "queue_name", "consumer_tag"
+            )
+            connections = await asyncio.to_thread(
+                rabbitmqctl, "list_connections", *where, "client_properties"
+            )
+        return consumers, connections
+
+    consumers, connections = asyncio.run(scenario())
+    tag = f"event-bridge.{socket.gethostname()}.{instance}"
+    assert f"{instance_queue(instance).name}\t{tag}" in consumers.splitlines()
+    assert f"event-bridge {instance}" in connections
+
+
+def test_a_deleted_queue_is_declared_again(amqp_url: str, instance: str) -> None:
+    event = reserva()
+
+    async def scenario() -> None:
+        recorder = Recorder()
+        async with running(
+            RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state), recorder
+        ) as broker:
+            await asyncio.to_thread(delete_instance_queue, amqp_url, instance)
+            await recorder.until(lambda: recorder.states[-2:] == [False, True])
+            await broker.publish(event)
+            await recorder.until(lambda: bool(recorder.events))
+        assert recorder.events == [event]
+
+    run(scenario())
+
+
+def free_port() -> int:
+    # A port nothing listens on: bound by the OS, then released.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class LogSeen(logging.Handler):
+    """Sets :attr:`seen` once a record containing ``text`` is logged."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(logging.INFO)
+        self.text = text
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+def test_while_rabbitmq_is_unreachable_publish_fails_and_close_is_quick(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="bridge.amqp")
+    url = f"amqp://bridge:s3cret-password@127.0.0.1:{free_port()}/vh"
+
+    async def scenario() -> None:
+        refused = LogSeen("cannot connect to amqp://bridge:***@127.0.0.1")
+        logging.getLogger("bridge.amqp").addHandler(refused)
+        broker = RabbitBroker(url, instance=unique_instance("down"))
+        try:
+            await broker.start(lambda _: None)
+            await asyncio.wait_for(refused.seen.wait(), TIMEOUT)
+            assert not broker.connected
+            with pytest.raises(BrokerUnavailable, match=r"not connected to amqp://bridge:\*\*\*@"):
+                await broker.publish(reserva())
+            await asyncio.wait_for(broker.close(), 3)
+            assert not broker.connected
+        finally:
+            logging.getLogger("bridge.amqp").removeHandler(refused)
+
+    run(scenario())
+    assert "s3cret-password" not in caplog.text
+
+
+def test_the_display_url_hides_the_password() -> None:
+    broker = RabbitBroker("amqp://user:secret@rabbit.example:5672/prod", instance="a")
+    assert broker.display_url == "amqp://user:***@rabbit.example:5672/prod"
+    assert RabbitBroker("amqp://rabbit/", instance="a").display_url == "amqp://rabbit/"
+
+
+@pytest.mark.parametrize(
+    ("url", "instance", "message"),
+    [
+        ("amqp://rabbit/", "my host:4000", "letters, digits"),
+        ("redis://user:secret@rabbit/", "a", r"amqp://.*not 'redis://user:\*\*\*@rabbit/'"),
+    ],
+)
+def test_bad_configuration_is_a_config_error(url: str, instance: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RabbitBroker(url, instance=instance)

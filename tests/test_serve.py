@@ -1,0 +1,107 @@
+"""``event-bridge serve`` as an operator runs it: startup line, bad settings, SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.bridges import EVENT_BRIDGE, Served, client, recv, token
+
+
+async def test_the_startup_line_names_broker_address_and_auth(tmp_path: Path) -> None:
+    served = Served("--state-dir", str(tmp_path), "--instance", "line")
+    line = await served.start()
+    try:
+        assert line.startswith("event-bridge: instance line on ws://127.0.0.1:")
+        assert "broker memory:// (embedded, one process), auth JWT" in line
+    finally:
+        await served.kill()
+
+
+async def test_without_a_secret_it_prints_a_dashboard_link(tmp_path: Path) -> None:
+    served = Served("--state-dir", str(tmp_path))
+    served.args.remove("--jwt-secret")
+    served.args.remove(served.args[served.args.index("serve") + 3])  # the secret itself
+    line = await served.start()
+    try:
+        assert "auth JWT, random secret for this run" in line
+        assert served.proc is not None
+        assert served.proc.stdout is not None
+        link = (await served.proc.stdout.readline()).decode()
+        assert link.startswith(f"dashboard: http://127.0.0.1:{served.port}/dashboard.html#token=")
+    finally:
+        await served.kill()
+
+
+def test_the_password_never_shows(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [EVENT_BRIDGE, "serve", "--broker", "redis://user:hunter2@host/0"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "hunter2" not in done.stderr
+    assert "***" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--broker", "redis://localhost"], "--broker must be memory:// or amqp://"),
+        (["--jwt-secret", "short"], "--jwt-secret must be at least 32 characters"),
+        (["--port", "70000"], "Invalid value for '--port'"),
+        (["--instance", "a b"], "--instance 'a b': use 1 to 200 letters"),
+        (["--history-size", "0"], "Invalid value for '--history-size'"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line(args: list[str], says: str) -> None:
+    done = subprocess.run(
+        [EVENT_BRIDGE, "serve", *args], capture_output=True, text=True, check=False, timeout=30
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert says in done.stderr
+
+
+def test_serve_help_lists_every_option_with_its_variable() -> None:
+    done = subprocess.run(
+        [EVENT_BRIDGE, "serve", "--help"], capture_output=True, text=True, check=True, timeout=30
+    )
+    for option, env in [
+        ("--host", "BRIDGE_HOST"),
+        ("--port", "BRIDGE_PORT"),
+        ("--broker", "BRIDGE_BROKER_URL"),
+        ("--jwt-secret", "BRIDGE_JWT_SECRET"),
+        ("--api-key", "BRIDGE_API_KEY"),
+        ("--allow-anonymous", "BRIDGE_ALLOW_ANONYMOUS"),
+        ("--history-size", "BRIDGE_HISTORY_SIZE"),
+        ("--allowed-origins", "BRIDGE_ALLOWED_ORIGINS"),
+        ("--instance", "BRIDGE_INSTANCE"),
+        ("--compression", "BRIDGE_COMPRESSION"),
+    ]:
+        assert option in done.stdout
+        assert env in done.stdout
+
+
+async def test_sigterm_closes_clients_with_1001_and_exits_0(tmp_path: Path) -> None:
+    served = Served("--state-dir", str(tmp_path))
+    await served.start()
+    try:
+        async with client(served, token=token()) as ws:
+            started = time.monotonic()
+            served.signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as caught:
+                await recv(ws, timeout=10)
+            assert caught.value.rcvd is not None
+            assert caught.value.rcvd.code == 1001
+        assert await served.wait(timeout=10) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        await served.kill()

@@ -1,0 +1,308 @@
+"""The WebSocket side of one bridge, with real clients, on the memory:// broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from bridge.app import Bridge
+from bridge.config import Limits
+from schemas import DashboardUpdate, Event, Reserva, ReservaCreada, Role, User
+from tests.bridges import client, recv, recv_json, running, settings, token, url
+
+
+def reserva(n: int, **kw: object) -> Event:
+    return Event.of(ReservaCreada(reserva=Reserva(id=n)), id=f"e{n}", **kw)  # type: ignore[arg-type]
+
+
+async def read_to_end(reader: asyncio.StreamReader) -> None:
+    with contextlib.suppress(ConnectionResetError):
+        await asyncio.wait_for(reader.read(), 5)
+
+
+@pytest.fixture
+async def bridge(tmp_path: Path) -> AsyncIterator[Bridge]:
+    async with running(settings(tmp_path)) as b:
+        yield b
+
+
+async def test_welcome_names_the_user_and_roles_from_the_token(bridge: Bridge) -> None:
+    async with connect(url(bridge, token=token(bridge, "u7", ("proveedor", "admin")))) as ws:
+        assert await recv_json(ws) == {
+            "type": "bridge:welcome",
+            "user": "u7",
+            "roles": ["admin", "proveedor"],
+            "instance": "test",
+        }
+
+
+async def test_a_token_may_come_as_the_first_message(bridge: Bridge) -> None:
+    async with connect(url(bridge)) as ws:
+        await ws.send(json.dumps({"op": "auth", "token": token(bridge, "u2")}))
+        assert (await recv_json(ws))["user"] == "u2"
+
+
+@pytest.mark.parametrize("kind", ["forged", "expired", "garbage"])
+async def test_a_bad_token_in_the_url_gets_401(bridge: Bridge, kind: str) -> None:
+    bad = {
+        "forged": token(bridge)[:-4] + "AAAA",
+        "expired": token(bridge, ttl=-10),
+        "garbage": "not-a-jwt",
+    }[kind]
+    with pytest.raises(InvalidStatus) as caught:
+        async with connect(url(bridge, token=bad)):
+            pass
+    assert caught.value.response.status_code == 401
+
+
+async def test_a_bad_token_in_the_first_message_closes_with_4401(bridge: Bridge) -> None:
+    async with connect(url(bridge)) as ws:
+        await ws.send(json.dumps({"op": "auth", "token": token(bridge, ttl=-10)}))
+        with pytest.raises(ConnectionClosed) as caught:
+            await recv(ws)
+    assert caught.value.rcvd is not None
+    assert (caught.value.rcvd.code, caught.value.rcvd.reason) == (4401, "token expired")
+
+
+async def test_no_token_in_time_closes_with_4401(tmp_path: Path) -> None:
+    config = settings(tmp_path, limits=Limits(auth_timeout=0.2))
+    async with running(config) as bridge, connect(url(bridge)) as ws:
+        with pytest.raises(ConnectionClosed) as caught:
+            await recv(ws)
+        assert caught.value.rcvd is not None
+        assert caught.value.rcvd.code == 4401
+
+
+async def test_anonymous_clients_get_only_events_for_everyone(tmp_path: Path) -> None:
+    config = settings(tmp_path, allow_anonymous=True)
+    async with running(config) as bridge, connect(url(bridge)) as ws:
+        assert (await recv_json(ws))["user"] is None
+        await bridge.broker.publish(reserva(1, audience=Role(role="admin")))
+        await bridge.broker.publish(reserva(2))
+        assert (await recv_json(ws))["id"] == "e2"
+
+
+async def test_each_client_gets_exactly_its_audiences_events(bridge: Bridge) -> None:
+    async with (
+        client(bridge, token=token(bridge, "u1", ("proveedor",))) as prov,
+        client(bridge, token=token(bridge, "u2", ("cliente",))) as cli,
+        client(bridge, token=token(bridge, "u2", ("cliente",))) as cli_phone,
+    ):
+        for ws in (prov, cli, cli_phone):
+            await ws.send('{"op": "ping"}')  # ends the resume window: live events flow
+            assert (await recv_json(ws))["type"] == "bridge:pong"
+        await bridge.broker.publish(reserva(1, audience=Role(role="proveedor")))
+        await bridge.broker.publish(reserva(2, audience=User(user="u2")))
+        await bridge.broker.publish(reserva(3))
+        assert [(await recv_json(prov))["id"] for _ in range(2)] == ["e1", "e3"]
+        assert [(await recv_json(cli))["id"] for _ in range(2)] == ["e2", "e3"]
+        assert [(await recv_json(cli_phone))["id"] for _ in range(2)] == ["e2", "e3"]
+
+
+async def test_an_event_sent_twice_is_delivered_once(bridge: Bridge) -> None:
+    async with client(bridge, token=token(bridge)) as ws:
+        for event in (reserva(1), reserva(1), reserva(2)):
+            await bridge.broker.publish(event)
+        assert [(await recv_json(ws))["id"] for _ in range(2)] == ["e1", "e2"]
+
+
+async def test_messages_the_bridge_cannot_understand_get_bridge_error(bridge: Bridge) -> None:
+    async with client(bridge, token=token(bridge)) as ws:
+        await ws.send("hello")
+        assert (await recv_json(ws))["error"].startswith("not valid JSON")
+        await ws.send('{"op": "subscribe"}')
+        error = await recv_json(ws)
+        assert error["type"] == "bridge:error"
+        assert "unknown op 'subscribe'; known: 'auth', 'resume', 'ping'" in error["error"]
+        assert error["detail"][0]["loc"] == ["op"]
+        await ws.send(b"\x00\x01")
+        assert "text frames" in (await recv_json(ws))["error"]
+        await ws.send('{"op": "ping"}')
+        assert await recv_json(ws) == {"type": "bridge:pong"}
+
+
+async def test_an_oversized_message_closes_with_1009(tmp_path: Path) -> None:
+    config = settings(tmp_path, limits=Limits(max_message_size=1024))
+    async with running(config) as bridge, client(bridge, token=token(bridge)) as ws:
+        await ws.send("x" * 2048)
+        with pytest.raises(ConnectionClosed) as caught:
+            await recv(ws)
+        assert caught.value.rcvd is not None
+        assert caught.value.rcvd.code == 1009
+
+
+@pytest.mark.parametrize(
+    ("allowed", "origin", "status"),
+    [
+        (None, "http://evil.example", 403),
+        (None, "http://127.0.0.1:{port}", 101),
+        (frozenset({"https://app.example"}), "https://app.example", 101),
+        (frozenset({"https://app.example"}), "http://127.0.0.1:{port}", 403),
+        (frozenset({"*"}), "http://anything.example", 101),
+    ],
+)
+async def test_browser_origins_are_checked(
+    tmp_path: Path, allowed: frozenset[str] | None, origin: str, status: int
+) -> None:
+    async with running(settings(tmp_path, allowed_origins=allowed)) as bridge:
+        header = origin.format(port=bridge.port)
+        try:
+            async with connect(url(bridge, token=token(bridge)), origin=header) as ws:  # type: ignore[arg-type]
+                await recv(ws)
+            got = 101
+        except InvalidStatus as exc:
+            got = exc.response.status_code
+        assert got == status
+
+
+async def test_a_batch_client_gets_a_burst_in_one_frame(bridge: Bridge) -> None:
+    async with client(bridge, token=token(bridge), batch="1") as ws:
+        await ws.send('{"op": "ping"}')
+        await recv(ws)
+        for n in range(5):
+            await bridge.broker.publish(reserva(n))
+        frames = []
+        while sum(len(f.split("\n")) for f in frames) < 5:
+            frames.append(await recv(ws))
+        ids = [json.loads(line)["id"] for frame in frames for line in frame.split("\n")]
+        assert ids == ["e0", "e1", "e2", "e3", "e4"]
+        assert len(frames) == 1
+
+
+async def test_a_new_connection_gets_the_latest_dashboard(bridge: Bridge) -> None:
+    for total in (1, 2):
+        await bridge.broker.publish(
+            Event.of(DashboardUpdate.model_validate({"services": {"total": total}}))
+        )
+    await bridge.broker.publish(reserva(1))
+    async with client(bridge, token=token(bridge)) as ws:
+        first = await recv_json(ws)
+    assert (first["type"], first["data"]) == ("dashboard:update", {"services": {"total": 2}})
+
+
+async def test_resume_replays_what_was_missed_then_goes_live(bridge: Bridge) -> None:
+    tok = token(bridge, "u1", ("cliente",))
+    async with client(bridge, token=tok) as ws:
+        await ws.send('{"op": "ping"}')
+        await recv(ws)
+        await bridge.broker.publish(reserva(1))
+        assert (await recv_json(ws))["id"] == "e1"
+    await bridge.broker.publish(reserva(2))
+    await bridge.broker.publish(reserva(3, audience=Role(role="admin")))
+    await bridge.broker.publish(reserva(4, audience=User(user="u1")))
+    async with client(bridge, token=tok) as ws:
+        await ws.send('{"op": "resume", "after": "e1"}')
+        await bridge.broker.publish(reserva(5))
+        assert [(await recv_json(ws))["id"] for _ in range(3)] == ["e2", "e4", "e5"]
+
+
+async def test_resume_from_an_id_no_longer_kept_gets_a_reset(bridge: Bridge) -> None:
+    async with client(bridge, token=token(bridge)) as ws:
+        await ws.send('{"op": "resume", "after": "long-gone"}')
+        assert await recv_json(ws) == {"type": "bridge:reset"}
+        await bridge.broker.publish(reserva(1))
+        assert (await recv_json(ws))["id"] == "e1"
+
+
+async def test_live_events_wait_for_the_resume_window_then_flow(bridge: Bridge) -> None:
+    async with client(bridge, token=token(bridge)) as ws:
+        await bridge.broker.publish(reserva(1))
+        started = time.monotonic()
+        assert (await recv_json(ws))["id"] == "e1"
+        assert time.monotonic() - started < 1.0
+
+
+async def test_a_stalled_client_is_dropped_and_does_not_delay_the_others(tmp_path: Path) -> None:
+    limits = Limits(resume_window=0, max_send_buffer=256 * 1024, close_timeout=0.2)
+    async with running(settings(tmp_path, limits=limits)) as bridge:
+        reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
+        writer.transport.pause_reading()  # the stalled client: never reads again
+        writer.write(
+            f"GET /ws?token={token(bridge)} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        async with client(bridge, token=token(bridge)) as ws:
+            await ws.send('{"op": "ping"}')
+            await recv(ws)
+            # Enough to fill the kernel's socket buffers on loopback, then ours.
+            big = {"services": {"total": 1, "blob": "x" * 40_000}}
+            delays = []
+            for n in range(1000):
+                sent = time.monotonic()
+                await bridge.broker.publish(
+                    Event.of(DashboardUpdate.model_validate(big), id=f"d{n}")
+                )
+                assert (await recv_json(ws))["id"] == f"d{n}"
+                delays.append(time.monotonic() - sent)
+            served = [c for c in bridge.hub.clients if not c.closing]
+            assert len(served) == 1, "the stalled client is still served"
+        delays.sort()
+        assert delays[int(len(delays) * 0.99)] < 0.1
+        writer.transport.resume_reading()
+        await read_to_end(reader)  # the bridge cut it: reading ends
+        writer.close()
+
+
+async def test_a_peer_that_stops_answering_pings_is_dropped(tmp_path: Path) -> None:
+    async with running(settings(tmp_path, limits=Limits(ping_interval=0.1))) as bridge:
+        reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
+        writer.write(
+            f"GET /ws?token={token(bridge)} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        async with client(bridge, token=token(bridge)) as alive:
+            # The raw socket never answers a ping: reading it to the end proves it was cut.
+            await read_to_end(reader)
+            await alive.send('{"op": "ping"}')
+            assert await recv_json(alive) == {"type": "bridge:pong"}
+        writer.close()
+
+
+async def test_shutdown_closes_clients_with_1001(tmp_path: Path) -> None:
+    async with running(settings(tmp_path)) as bridge:
+        ws = await connect(url(bridge, token=token(bridge)))
+        await recv(ws)
+    with pytest.raises(ConnectionClosed) as caught:
+        await recv(ws)
+    assert caught.value.rcvd is not None
+    assert caught.value.rcvd.code == 1001
+
+
+async def test_the_history_outlives_a_restart(tmp_path: Path) -> None:
+    config = settings(tmp_path)
+    async with running(config) as bridge:
+        for n in range(3):
+            await bridge.broker.publish(reserva(n))
+        async with client(bridge, token=token(bridge)) as ws:
+            await ws.send('{"op": "resume", "after": "e0"}')
+            assert [(await recv_json(ws))["id"] for _ in range(2)] == ["e1", "e2"]
+    async with running(replace(config)) as bridge, client(bridge, token=token(bridge)) as ws:
+        await ws.send('{"op": "resume", "after": "e0"}')
+        assert [(await recv_json(ws))["id"] for _ in range(2)] == ["e1", "e2"]
+
+
+async def test_health_says_ok_with_the_connection_count(bridge: Bridge) -> None:
+    async with client(bridge, token=token(bridge)):
+        reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
+        writer.write(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        response = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    head, body = response.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200")
+    assert json.loads(body) == {
+        "status": "ok",
+        "broker": "connected",
+        "connections": 1,
+        "instance": "test",
+    }
