@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from http import HTTPStatus
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
+from websockets.frames import CloseCode
 
 from bridge.websocket import Client
 
@@ -88,7 +90,12 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.client is not None:
-            self.client.receive(data)
+            try:
+                self.client.receive(data)
+            except Exception:
+                # No caller can catch here: log it, and close only this connection.
+                log.exception("connection failed", extra={"conn": self.client.id})
+                self.client.close(CloseCode.INTERNAL_ERROR, "internal error")
             return
         if self._raw is not None:
             self._raw += data
@@ -191,7 +198,12 @@ class HttpProtocol(asyncio.Protocol):
             *response.headers,
         ]
         try:
-            transport.write(conn.send(h11.Response(status_code=response.status, headers=headers)))
+            head = h11.Response(
+                status_code=response.status,
+                headers=headers,
+                reason=HTTPStatus(response.status).phrase.encode(),
+            )
+            transport.write(conn.send(head))
             transport.write(conn.send(h11.Data(data=response.body)))
             transport.write(conn.send(h11.EndOfMessage()))
         except h11.LocalProtocolError:
