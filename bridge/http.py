@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from http import HTTPStatus
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 

@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
@@ -156,12 +157,11 @@ class Client:
         self._write_protocol_output()
         self.set_timer(self.hub.limits.close_timeout, self.transport.abort)
 
-    def set_timer(self, delay: float, callback: object) -> None:
+    def set_timer(self, delay: float, callback: Callable[[], object]) -> None:
         """Replace this connection's one pending timer."""
         if self.timer is not None:
             self.timer.cancel()
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(delay, callback)  # type: ignore[arg-type]
+        self.timer = asyncio.get_running_loop().call_later(delay, callback)
 
     def cancel_timer(self) -> None:
         if self.timer is not None:

@@ -90,14 +90,15 @@ def instance_queue(
     *,
     expires: timedelta = timedelta(hours=1),
     max_length: int = 100_000,
-    delivery_limit: int = 5,
+    delivery_limit: int = 20,
 ) -> Queue:
     """The queue of one bridge instance.
 
     A quorum queue, so it keeps events while the instance restarts and counts
     deliveries: a message that keeps failing is dead-lettered after
     ``delivery_limit`` tries instead of looping (RabbitMQ before 4.0 sets no
-    limit of its own). It removes itself once no instance has used it for
+    limit of its own). Every return counts, including prefetched messages
+    handed back when the instance restarts, so the limit is generous. It removes itself once no instance has used it for
     ``expires``, and beyond ``max_length`` waiting events it dead-letters the
     oldest.
     """
