@@ -37,7 +37,7 @@ from aio_pika.abc import (
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError, PublishError
 from pamqp.common import FieldTable
 
-from bridge.broker import OnEvent
+from bridge.broker import OnEvent, tell_state
 from bridge.decode import decode
 from bridge.exceptions import BrokerUnavailable, ConfigError, Undecodable
 from schemas import Event
@@ -239,15 +239,7 @@ class RabbitBroker:
                 self._queue_spec.name,
                 self._consumer_tag,
             )
-        self._tell_state(self.connected)
-
-    def _tell_state(self, connected: bool) -> None:
-        if self._on_state is None:
-            return
-        try:
-            self._on_state(connected)
-        except Exception:
-            logger.exception("on_state failed")
+        tell_state(self._on_state, self.connected)
 
     # Opening a session: connection, channel, topology, consumer.
 

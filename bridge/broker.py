@@ -6,18 +6,33 @@ Both implement :class:`Broker` and pass the same contract tests
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Protocol
 
 from schemas import Event
 
-__all__ = ["Broker", "OnEvent"]
+__all__ = ["Broker", "OnEvent", "OnState", "tell_state"]
 
 #: Called once per valid event, in arrival order, on the event loop. It returns
 #: once the event is routed and recorded; the broker acknowledges the message
 #: only after that. If it raises, the message is returned to its queue, and
 #: RabbitMQ's delivery limit dead-letters it if it keeps failing.
 OnEvent = Callable[[Event], None]
+
+
+#: Told ``True`` when events start flowing and ``False`` when they stop.
+OnState = Callable[[bool], None]
+
+
+def tell_state(on_state: OnState | None, connected: bool) -> None:
+    """Report connectivity to a listener; a failing listener is logged, never raised."""
+    if on_state is None:
+        return
+    try:
+        on_state(connected)
+    except Exception:
+        logging.getLogger("bridge.broker").exception("on_state failed")
 
 
 class Broker(Protocol):

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from bridge.broker import OnEvent
+from bridge.broker import OnEvent, tell_state
 from bridge.exceptions import BrokerUnavailable
 from schemas import Event
 
@@ -52,7 +52,7 @@ class MemoryBroker:
             raise RuntimeError("a MemoryBroker can be started only once")
         self._loop = asyncio.get_running_loop()
         self._on_event = on_event
-        self._tell_state(True)
+        tell_state(self._on_state, True)
 
     async def publish(self, event: Event) -> None:
         """Queue ``event`` for ``on_event``; it is delivered after the caller yields.
@@ -72,7 +72,7 @@ class MemoryBroker:
         self._on_event = None
         self._closed = True
         if was_connected:
-            self._tell_state(False)
+            tell_state(self._on_state, False)
 
     def _deliver(self, event: Event) -> None:
         on_event = self._on_event
@@ -83,11 +83,3 @@ class MemoryBroker:
         except Exception:
             # Nothing can requeue it here, and one bad event must not stop the rest.
             logger.exception("on_event failed for event %s; it is dropped", event.id)
-
-    def _tell_state(self, connected: bool) -> None:
-        if self._on_state is None:
-            return
-        try:
-            self._on_state(connected)
-        except Exception:
-            logger.exception("on_state failed")

@@ -27,7 +27,7 @@ from bridge.exceptions import BrokerUnavailable, ConfigError
 from producer.entities import exchange
 from schemas import Event, Reserva, ReservaCreada
 from schemas.topology import DEAD_LETTER_QUEUE, EVENTS, instance_queue, routing_key
-from tests.test_broker_contract import (
+from tests.brokers import (
     TIMEOUT,
     Recorder,
     delete_instance_queue,

@@ -9,33 +9,15 @@ import subprocess
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from kombu import Connection, Producer
 from websockets.asyncio.client import ClientConnection
 
-from producer.entities import exchange
 from schemas import Event, Reserva, ReservaCreada
-from schemas.topology import EVENTS, routing_key
 from tests.bridges import Served, Watch, client, rabbit, recv_json, running, settings, token
+from tests.rabbit import publish_to
 
 
 def reserva(n: int) -> Event:
     return Event.of(ReservaCreada(reserva=Reserva(id=n)), id=f"e{n}")
-
-
-def publish(amqp_url: str, *events: Event) -> None:
-    """Publish as a producer would, each event confirmed by RabbitMQ."""
-    with Connection(amqp_url, transport_options={"confirm_publish": True}) as conn:
-        producer = Producer(conn.default_channel)
-        for event in events:
-            producer.publish(
-                event.to_json(),
-                exchange=exchange(EVENTS),
-                routing_key=routing_key(event),
-                content_type="application/json",
-                content_encoding="utf-8",
-                delivery_mode=2,
-                declare=[exchange(EVENTS)],
-            )
 
 
 async def ready(ws: ClientConnection) -> None:
@@ -59,7 +41,7 @@ async def test_an_event_published_once_reaches_the_clients_of_every_instance(
         async with client(a, token=token()) as wa, client(b, token=token()) as wb:
             await ready(wa)
             await ready(wb)
-            await asyncio.to_thread(publish, amqp_url, reserva(1))
+            await asyncio.to_thread(publish_to, amqp_url, reserva(1))
             assert (await recv_json(wa))["id"] == "e1"
             assert (await recv_json(wb))["id"] == "e1"
 
@@ -82,7 +64,7 @@ async def test_a_dropped_connection_recovers_and_loses_nothing(
             )
             await asyncio.wait_for(watch.down.wait(), 15)
             assert (await bridge.health(None)).status == 503  # type: ignore[arg-type]
-            await asyncio.to_thread(publish, amqp_url, reserva(1))  # while it is away
+            await asyncio.to_thread(publish_to, amqp_url, reserva(1))  # while it is away
             await asyncio.wait_for(watch.up.wait(), 15)
             assert (await bridge.health(None)).status == 200  # type: ignore[arg-type]
             assert (await recv_json(ws, timeout=15))["id"] == "e1"
@@ -98,12 +80,12 @@ async def test_a_killed_instance_restarts_and_its_client_resumes_in_order(
     try:
         async with client(first, token=token()) as ws:
             await ready(ws)
-            await asyncio.to_thread(publish, amqp_url, reserva(1), reserva(2))
+            await asyncio.to_thread(publish_to, amqp_url, reserva(1), reserva(2))
             assert [(await recv_json(ws, timeout=15))["id"] for _ in range(2)] == ["e1", "e2"]
         first.signal(signal.SIGKILL)
         await first.wait()
         # Published while the instance is down: they wait in its queue.
-        await asyncio.to_thread(publish, amqp_url, reserva(3), reserva(4))
+        await asyncio.to_thread(publish_to, amqp_url, reserva(3), reserva(4))
     finally:
         await first.kill()
     second = Served(*args)
@@ -111,7 +93,7 @@ async def test_a_killed_instance_restarts_and_its_client_resumes_in_order(
     try:
         async with client(second, token=token()) as ws:
             await ws.send(json.dumps({"op": "resume", "after": "e1"}))
-            await asyncio.to_thread(publish, amqp_url, reserva(5))
+            await asyncio.to_thread(publish_to, amqp_url, reserva(5))
             got = [(await recv_json(ws, timeout=15))["id"] for _ in range(4)]
         assert got == ["e2", "e3", "e4", "e5"]
     finally:

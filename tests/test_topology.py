@@ -12,7 +12,8 @@ from kombu import Connection, Consumer, Message, Producer
 
 from producer.entities import declare, exchange, queue
 from schemas import Event, Everyone, Role, User, parse_event
-from schemas.topology import DEAD_LETTER_QUEUE, EVENTS, instance_queue, routing_key
+from schemas.topology import DEAD_LETTER_QUEUE, EVENTS, instance_queue
+from tests.rabbit import publish
 
 SEED_EVENTS = [
     (
@@ -33,17 +34,6 @@ def connection(amqp_url: str) -> Iterator[Connection]:
     with Connection(amqp_url, transport_options={"confirm_publish": True}) as conn:
         conn.connect()
         yield conn
-
-
-def publish(connection: Connection, event: Event) -> None:
-    Producer(connection.default_channel).publish(
-        event.to_json(),
-        exchange=exchange(EVENTS),
-        routing_key=routing_key(event),
-        content_type="application/json",
-        content_encoding="utf-8",
-        delivery_mode=2,
-    )
 
 
 def test_each_routing_key_reaches_an_instance_queue(connection: Connection) -> None:
