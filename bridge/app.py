@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import mimetypes
 import signal
 from collections.abc import Callable
 from datetime import timedelta
+from importlib import resources
+from importlib.metadata import version
 
 from websockets.frames import CloseCode
 
 from bridge.amqp import RabbitBroker
+from bridge.api import Api, StaticFile
 from bridge.auth import Authenticator
 from bridge.broker import Broker
 from bridge.config import Settings
 from bridge.handshake import Handshake
 from bridge.history import HistoryFile
-from bridge.http import Handler, HttpProtocol, Request, Response
+from bridge.http import HttpProtocol
 from bridge.hub import Hub
 from bridge.memory import MemoryBroker
+from bridge.metrics import Metrics
+from bridge.openapi import openapi
 from bridge.router import Router
 from bridge.websocket import Client
 
@@ -40,6 +47,21 @@ def open_broker(settings: Settings) -> Broker:
     )
 
 
+def documents() -> dict[str, StaticFile]:
+    """The files served as they are: the OpenAPI document and everything in ``bridge/static``."""
+    served = {
+        "/openapi.json": StaticFile(
+            json.dumps(openapi(version("event-bridge"))).encode(), "application/json"
+        )
+    }
+    for item in resources.files("bridge").joinpath("static").iterdir():
+        kind = mimetypes.guess_type(item.name)[0] or "application/octet-stream"
+        if kind.startswith("text/") or kind.endswith(("javascript", "json")):
+            kind += "; charset=utf-8"
+        served["/" + item.name] = StaticFile(item.read_bytes(), kind)
+    return served
+
+
 class Bridge:
     """A bridge instance; :meth:`start` it, then :meth:`stop` it."""
 
@@ -51,13 +73,20 @@ class Bridge:
         self.router: Router[Client] = Router(
             history_size=settings.history_size, dedup_size=settings.limits.dedup_size
         )
+        self.metrics = Metrics(
+            connections_by_role=self.router.count_by_role,
+            connections=lambda: len(self.hub.clients),
+            broker_connected=lambda: self.broker.connected,
+        )
         self.hub = Hub(
             self.router,
             self.authenticator,
             limits=settings.limits,
             instance=settings.instance,
             record=self.history.append,
+            metrics=self.metrics,
         )
+        self.api = Api(settings, broker, self.hub, self.authenticator, self.metrics, documents())
         self._server: asyncio.Server | None = None
         self._keepalive: asyncio.Task[None] | None = None
 
@@ -67,14 +96,11 @@ class Bridge:
         assert self._server is not None, "start() first"
         return int(self._server.sockets[0].getsockname()[1])
 
-    def routes(self) -> dict[tuple[str, str], Handler]:
-        return {("GET", "/api/health"): self.health}
-
     async def start(self) -> None:
         """Load the history, listen, and start consuming."""
         self.router.restore(self.history.open())
         handshake = Handshake(self.hub, self.authenticator, self.settings)
-        routes, max_body = self.routes(), self.settings.limits.max_body_size
+        routes, max_body = self.api.routes(), self.settings.limits.max_body_size
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: HttpProtocol(routes, handshake, max_body=max_body),
@@ -105,22 +131,9 @@ class Bridge:
         for client in list(self.hub.clients):
             client.transport.abort()
 
-    async def health(self, _request: Request) -> Response:
-        """``GET /api/health``: 200 while events flow, 503 while the broker is unreachable."""
-        connected = self.broker.connected
-        return Response.json(
-            200 if connected else 503,
-            {
-                "status": "ok" if connected else "unavailable",
-                "broker": "connected" if connected else "disconnected",
-                "connections": len(self.hub.clients),
-                "instance": self.settings.instance,
-            },
-        )
-
     def dashboard_link(self) -> str:
         """A link to the dashboard with a token for this run."""
-        token = self.authenticator.issue("operator", ["operator"], ttl=DASHBOARD_TOKEN_TTL)
+        token = self.authenticator.issue("operator", [], ttl=DASHBOARD_TOKEN_TTL, monitor=True)
         host = self.settings.host if self.settings.host not in {"0.0.0.0", "::"} else "127.0.0.1"  # noqa: S104
         return f"http://{host}:{self.port}/dashboard.html#token={token}"
 

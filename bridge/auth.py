@@ -10,9 +10,12 @@ import jwt
 
 from bridge.router import Principal
 
-__all__ = ["Authenticator", "Unauthorized", "origin_allowed"]
+__all__ = ["MONITOR_SCOPE", "Authenticator", "Unauthorized", "origin_allowed"]
 
 _ALGORITHM = "HS256"
+
+#: The ``scope`` claim of an operator's token: it sees every event (the dashboard).
+MONITOR_SCOPE = "monitor"
 
 
 class Unauthorized(Exception):
@@ -40,11 +43,20 @@ class Authenticator:
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise Unauthorized("token claim 'roles' must be a list of strings")
-        return Principal(user=str(claims["sub"]), roles=frozenset(roles))
+        monitor = claims.get("scope") == MONITOR_SCOPE
+        return Principal(user=str(claims["sub"]), roles=frozenset(roles), monitor=monitor)
 
-    def issue(self, user: str, roles: Iterable[str], *, ttl: timedelta) -> str:
-        """A token for ``user`` with ``roles``, valid for ``ttl``."""
-        claims = {"sub": user, "roles": sorted(roles), "exp": datetime.now(UTC) + ttl}
+    def issue(
+        self, user: str, roles: Iterable[str], *, ttl: timedelta, monitor: bool = False
+    ) -> str:
+        """A token for ``user`` with ``roles``, valid for ``ttl``; a monitor sees every event."""
+        claims: dict[str, object] = {
+            "sub": user,
+            "roles": sorted(roles),
+            "exp": datetime.now(UTC) + ttl,
+        }
+        if monitor:
+            claims["scope"] = MONITOR_SCOPE
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
 

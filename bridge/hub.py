@@ -10,12 +10,14 @@ stops reading fills its own buffer until it is dropped, and nobody else waits.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Callable
 
 from bridge.auth import Authenticator, Unauthorized
 from bridge.config import Limits
+from bridge.metrics import Metrics
 from bridge.outbox import Outbox
 from bridge.router import Principal, Router
 from bridge.websocket import CLOSE_UNAUTHORIZED, Client
@@ -46,8 +48,10 @@ class Hub:
         limits: Limits,
         instance: str,
         record: Callable[[bytes], None],
+        metrics: Metrics,
     ) -> None:
         self.router = router
+        self.metrics = metrics
         self.limits = limits
         self._authenticator = authenticator
         self._instance = instance
@@ -55,6 +59,10 @@ class Hub:
         self.clients: set[Client] = set()
         self._dirty: set[Client] = set()
         self._flush_pending = False
+        #: Events accepted since start, by type.
+        self.counts_by_type: collections.Counter[str] = collections.Counter()
+        # When each event not yet written was received, for the latency histogram.
+        self._received: list[float] = []
         #: Set whenever the last connection closes.
         self.emptied = asyncio.Event()
 
@@ -64,17 +72,23 @@ class Hub:
         """Route one event (the broker's callback): record it, queue it for its audience."""
         entry = self.router.accept(event)
         if entry is None:
+            self.metrics.duplicates.inc()
             log.debug("duplicate event dropped", extra={"event_id": event.id})
             return
         self._record(entry.json)
+        recipients = self.router.recipients(entry)
         dirty = self._dirty
-        for client in self.router.recipients(entry):
+        for client in recipients:
             if client.outbox is not None and client.outbox.push(entry):
                 dirty.add(client)
+        self.counts_by_type[event.type] += 1
+        self.metrics.events_in.labels(event.type).inc()
+        self.metrics.events_out.labels(event.type).inc(len(recipients))
+        self._received.append(time.perf_counter())
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
-        if not self._flush_pending and self._dirty:
+        if not self._flush_pending and (self._dirty or self._received):
             self._flush_pending = True
             asyncio.get_running_loop().call_soon(self.flush)
 
@@ -85,6 +99,9 @@ class Hub:
         batch_frames: dict[tuple[int, ...], bytes] = {}
         for client in dirty:
             client.flush(batch_frames)
+        written, received, self._received = time.perf_counter(), self._received, []
+        for moment in received:
+            self.metrics.latency.observe(written - moment)
 
     # Connections
 

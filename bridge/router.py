@@ -9,9 +9,9 @@ has seen, so an event redelivered by RabbitMQ reaches nobody twice.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from websockets.frames import Frame, Opcode
 
@@ -23,13 +23,19 @@ __all__ = ["ANONYMOUS", "Entry", "Principal", "Router", "Subscriber"]
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is on a connection: a user and roles from a token, or nobody."""
+    """Who is on a connection: a user and roles from a token, or nobody.
+
+    A *monitor* (the operators' dashboard) sees every event, whatever its audience.
+    """
 
     user: str | None
     roles: frozenset[str] = frozenset()
+    monitor: bool = False
 
     def may_see(self, event: Event) -> bool:
         """Whether the event's audience includes this principal."""
+        if self.monitor:
+            return True
         match event.audience:
             case Role(role=role):
                 return role in self.roles
@@ -69,6 +75,8 @@ class Subscriber(Protocol):
 
 S = TypeVar("S", bound=Subscriber)
 
+_NOBODY: frozenset[Any] = frozenset()
+
 
 class Router(Generic[S]):
     """Routes events to subscribers and remembers enough to replay them.
@@ -82,6 +90,7 @@ class Router(Generic[S]):
         self._everyone: set[S] = set()
         self._by_role: dict[str, set[S]] = {}
         self._by_user: dict[str, set[S]] = {}
+        self._monitors: set[S] = set()
         self._history: deque[Entry] = deque(maxlen=history_size)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._dedup_size = max(dedup_size, history_size)
@@ -94,6 +103,8 @@ class Router(Generic[S]):
         """Start routing events to ``subscriber``, as its principal allows."""
         principal = subscriber.principal
         self._everyone.add(subscriber)
+        if principal.monitor:
+            self._monitors.add(subscriber)
         for role in principal.roles:
             self._by_role.setdefault(role, set()).add(subscriber)
         if principal.user is not None:
@@ -103,6 +114,7 @@ class Router(Generic[S]):
         """Stop routing to ``subscriber``; it may never have joined."""
         principal = subscriber.principal
         self._everyone.discard(subscriber)
+        self._monitors.discard(subscriber)
         for role in principal.roles:
             _discard(self._by_role, role, subscriber)
         if principal.user is not None:
@@ -130,15 +142,17 @@ class Router(Generic[S]):
             self.snapshot = entry
         return entry
 
-    def recipients(self, entry: Entry) -> Iterable[S]:
+    def recipients(self, entry: Entry) -> Collection[S]:
         """The subscribers that may see ``entry``; only those are visited."""
         match entry.event.audience:
             case Role(role=role):
-                return self._by_role.get(role, ())
+                targeted = self._by_role.get(role, _NOBODY)
             case User(user=user):
-                return self._by_user.get(user, ())
+                targeted = self._by_user.get(user, _NOBODY)
             case _:
                 return self._everyone
+        # Monitors are few (dashboards), so the union is cheap when there are any.
+        return targeted | self._monitors if self._monitors else targeted
 
     def restore(self, events: Iterable[Event]) -> None:
         """Load history saved by an earlier run, oldest first, before any subscriber joins."""

@@ -123,6 +123,11 @@ class Client:
         if not entries:
             return
         if self.transport.get_write_buffer_size() > self.hub.limits.max_send_buffer:
+            log.warning(
+                "slow client dropped",
+                extra={"conn": self.id, "buffered": self.transport.get_write_buffer_size()},
+            )
+            self.hub.metrics.slow_clients.inc()
             self.close(CLOSE_TOO_SLOW, "too slow: reconnect and resume")
             return
         if self.deflate:

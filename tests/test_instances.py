@@ -63,10 +63,10 @@ async def test_a_dropped_connection_recovers_and_loses_nothing(
                 capture_output=True,
             )
             await asyncio.wait_for(watch.down.wait(), 15)
-            assert (await bridge.health(None)).status == 503  # type: ignore[arg-type]
+            assert (await bridge.api.health(None)).status == 503  # type: ignore[arg-type]
             await asyncio.to_thread(publish_to, amqp_url, reserva(1))  # while it is away
             await asyncio.wait_for(watch.up.wait(), 15)
-            assert (await bridge.health(None)).status == 200  # type: ignore[arg-type]
+            assert (await bridge.api.health(None)).status == 200  # type: ignore[arg-type]
             assert (await recv_json(ws, timeout=15))["id"] == "e1"
 
 

@@ -1,0 +1,193 @@
+"""The HTTP API beside ``/ws``: the seed's endpoints, health, history, stats and metrics.
+
+The POST endpoints publish to RabbitMQ and answer 202 only once the broker
+confirmed the event; they never deliver locally, so every instance gets
+every event. Bad input gets 400, 401, 413 or 422 with the reason, never a 5xx.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+from functools import partial
+
+from bridge.auth import Authenticator, Unauthorized, origin_allowed
+from bridge.broker import Broker
+from bridge.config import Settings
+from bridge.exceptions import BrokerUnavailable
+from bridge.http import Handler, Request, Response
+from bridge.hub import Hub
+from bridge.metrics import Metrics
+from bridge.router import ANONYMOUS, Principal
+from schemas import InvalidEvent, NotJSON
+from schemas.requests import ENDPOINTS
+
+__all__ = ["Api", "StaticFile"]
+
+log = logging.getLogger("bridge.api")
+
+_API_PREFIX = "/api/dashboard/"
+_EVERYTHING = Principal(user=None, monitor=True)
+
+
+@dataclass(frozen=True)
+class StaticFile:
+    """A file served as is, loaded once at start-up."""
+
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
+class Api:
+    """The HTTP endpoints of one bridge instance; :meth:`routes` maps them for the server."""
+
+    settings: Settings
+    broker: Broker
+    hub: Hub
+    authenticator: Authenticator
+    metrics: Metrics
+    documents: dict[str, StaticFile]
+
+    def routes(self) -> dict[tuple[str, str], Handler]:
+        """Every ``(method, path)`` the bridge answers, with CORS where a browser may call."""
+        routes: dict[tuple[str, str], Handler] = {
+            ("GET", "/api/health"): self.health,
+            ("GET", "/api/dashboard/history"): self.history,
+            ("GET", "/api/dashboard/stats"): self.stats,
+            ("GET", "/metrics"): self.prometheus,
+        }
+        for name in ENDPOINTS:
+            routes["POST", _API_PREFIX + name] = partial(self.publish, name)
+        for path, document in self.documents.items():
+            routes["GET", path] = partial(_serve, document)
+        for _, path in list(routes):
+            if path.startswith("/api/"):
+                routes["OPTIONS", path] = self.preflight
+        return {key: self._with_cors(handler) for key, handler in routes.items()}
+
+    # Publishing
+
+    async def publish(self, endpoint: str, request: Request) -> Response:
+        """``POST /api/dashboard/<endpoint>``: validate, publish with a confirm, answer 202."""
+        if not self._has_key(request):
+            return Response.error(
+                401, "send the API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
+            )
+        try:
+            event = ENDPOINTS[endpoint].read(request.body)
+        except NotJSON as exc:
+            return Response.error(400, str(exc))
+        except InvalidEvent as exc:
+            return Response.json(422, {"error": str(exc), "detail": exc.errors})
+        try:
+            await self.broker.publish(event)
+        except BrokerUnavailable as exc:
+            log.warning("event not taken", extra={"endpoint": endpoint, "reason": str(exc)})
+            return Response.error(503, f"the event was not taken: {exc}")
+        self.metrics.published.labels(endpoint).inc()
+        return Response.json(202, {"id": event.id})
+
+    def _has_key(self, request: Request) -> bool:
+        expected = self.settings.api_key
+        if expected is None:
+            return True
+        given = request.headers.get("x-api-key") or _bearer(request) or ""
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+    # Reading
+
+    async def health(self, _request: Request) -> Response:
+        """``GET /api/health``: 200 while events flow, 503 while the broker is unreachable."""
+        connected = self.broker.connected
+        return Response.json(
+            200 if connected else 503,
+            {
+                "status": "ok" if connected else "unavailable",
+                "broker": "connected" if connected else "disconnected",
+                "connections": len(self.hub.clients),
+                "instance": self.settings.instance,
+            },
+        )
+
+    async def history(self, request: Request) -> Response:
+        """``GET /api/dashboard/history``: the recent events the caller may see, oldest first.
+
+        A dashboard token or the API key sees every event; a client token,
+        its audiences; no credentials, the events for everyone.
+        """
+        try:
+            principal = self._reader(request)
+        except Unauthorized as exc:
+            return Response.error(401, str(exc))
+        visible = [e.json for e in self.hub.router.history() if principal.may_see(e.event)]
+        return Response(200, b"[" + b",".join(visible) + b"]")
+
+    async def stats(self, _request: Request) -> Response:
+        """``GET /api/dashboard/stats``: connections by role, events by type, the dashboard."""
+        snapshot = self.hub.router.snapshot
+        return Response.json(
+            200,
+            {
+                "instance": self.settings.instance,
+                "broker": "connected" if self.broker.connected else "disconnected",
+                "connections": {
+                    "total": len(self.hub.clients),
+                    "byRole": self.hub.router.count_by_role(),
+                },
+                "events": {"byType": dict(sorted(self.hub.counts_by_type.items()))},
+                "dashboard": json.loads(snapshot.json)["data"] if snapshot else None,
+            },
+        )
+
+    async def prometheus(self, _request: Request) -> Response:
+        """``GET /metrics``: Prometheus text format."""
+        return Response(200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
+
+    def _reader(self, request: Request) -> Principal:
+        token = _bearer(request)
+        if token is None:
+            return ANONYMOUS
+        if self.settings.api_key and hmac.compare_digest(token, self.settings.api_key):
+            return _EVERYTHING
+        return self.authenticator.verify(token)
+
+    # Browsers on other origins
+
+    async def preflight(self, _request: Request) -> Response:
+        return Response(204, content_type="text/plain")
+
+    def _with_cors(self, handler: Handler) -> Handler:
+        allowed = self.settings.allowed_origins
+
+        async def handle(request: Request) -> Response:
+            response = await handler(request)
+            origin = request.headers.get("origin")
+            if origin is None or not origin_allowed(origin, request.headers.get("host"), allowed):
+                return response
+            cors = (
+                ("access-control-allow-origin", origin),
+                ("access-control-allow-methods", "GET, POST, OPTIONS"),
+                ("access-control-allow-headers", "authorization, content-type, x-api-key"),
+                ("access-control-max-age", "600"),
+                ("vary", "Origin"),
+            )
+            return Response(
+                response.status,
+                response.body,
+                response.content_type,
+                (*response.headers, *cors),
+            )
+
+        return handle
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return credentials.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def _serve(document: StaticFile, _request: Request) -> Response:
+    return Response(200, document.body, document.content_type)

@@ -1,0 +1,93 @@
+"""Prometheus metrics of one bridge instance, in a registry of its own.
+
+Counters are bumped on the hot path once per event (never once per client);
+gauges are read from the live state when Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["Metrics"]
+
+#: Delivery latency buckets, in seconds: sub-millisecond to a second.
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class Metrics:
+    """What an operator alerts on; see docs/operations.md."""
+
+    def __init__(
+        self,
+        *,
+        connections_by_role: Callable[[], Mapping[str, int]],
+        connections: Callable[[], int],
+        broker_connected: Callable[[], bool],
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self.events_in = Counter(
+            "bridge_events_received", "Events accepted, by type.", ["type"], registry=self.registry
+        )
+        self.events_out = Counter(
+            "bridge_events_delivered",
+            "Events queued for a connection, by type (one per recipient).",
+            ["type"],
+            registry=self.registry,
+        )
+        self.duplicates = Counter(
+            "bridge_events_duplicate", "Events dropped as already seen.", registry=self.registry
+        )
+        self.published = Counter(
+            "bridge_http_published",
+            "Events taken by the HTTP API and confirmed by the broker, by endpoint.",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.slow_clients = Counter(
+            "bridge_slow_clients_dropped",
+            "Connections closed for reading too slowly (1013).",
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "bridge_delivery_latency_seconds",
+            "From receiving an event to writing it to the sockets of its audience.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_LiveState(connections_by_role, connections, broker_connected))
+
+    def render(self) -> bytes:
+        """The Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class _LiveState(Collector):
+    def __init__(
+        self,
+        by_role: Callable[[], Mapping[str, int]],
+        total: Callable[[], int],
+        broker_connected: Callable[[], bool],
+    ) -> None:
+        self._by_role = by_role
+        self._total = total
+        self._broker_connected = broker_connected
+
+    def collect(self) -> Iterator[Metric]:
+        total = GaugeMetricFamily("bridge_connections", "Open WebSocket connections.")
+        total.add_metric([], self._total())
+        yield total
+        by_role = GaugeMetricFamily(
+            "bridge_connections_by_role", "Connections whose token has the role.", labels=["role"]
+        )
+        for role, count in self._by_role().items():
+            by_role.add_metric([role], count)
+        yield by_role
+        broker = GaugeMetricFamily(
+            "bridge_broker_connected", "1 while events flow from the broker, else 0."
+        )
+        broker.add_metric([], 1 if self._broker_connected() else 0)
+        yield broker

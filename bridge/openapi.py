@@ -1,0 +1,95 @@
+"""The OpenAPI document of the HTTP API, generated from the same pydantic models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from schemas.envelope import AnyEvent
+from schemas.requests import ENDPOINTS
+
+__all__ = ["openapi"]
+
+_REF = "#/components/schemas/{model}"
+
+_ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "detail": {"type": "array"}},
+    "required": ["error"],
+}
+
+_ERROR_REF = {"$ref": _REF.format(model="Error")}
+
+_SUMMARIES = {
+    "emit-event": "Send a business event to every connection.",
+    "update-dashboard": "Replace the live dashboard; new connections get the latest.",
+    "notify-role": "Send an event to every connection whose token has the role.",
+    "notify-user": "Send an event to every connection of one user.",
+}
+
+
+def openapi(version: str) -> dict[str, Any]:
+    """OpenAPI 3.1 for ``/api/*``: every request body and event is the schemas' own."""
+    components: dict[str, Any] = {"Error": _ERROR}
+    paths: dict[str, Any] = {}
+    for name, endpoint in ENDPOINTS.items():
+        paths[f"/api/dashboard/{name}"] = {"post": _post(name, _schema(endpoint.body, components))}
+    events = _schema(TypeAdapter(list[AnyEvent]), components)
+    paths["/api/dashboard/history"] = {"get": _get("The recent events, oldest first.", events)}
+    paths["/api/dashboard/stats"] = {"get": _get("Connections by role, events by type, dashboard.")}
+    paths["/api/health"] = {
+        "get": {
+            "summary": "Whether events flow: 503 while the broker is unreachable.",
+            "responses": {"200": _json("Healthy."), "503": _json("The broker is unreachable.")},
+        }
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "event-bridge", "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }
+
+
+def _schema(adapter: TypeAdapter[Any], components: dict[str, Any]) -> dict[str, Any]:
+    schema = adapter.json_schema(ref_template=_REF)
+    components.update(schema.pop("$defs", {}))
+    return schema
+
+
+def _post(name: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "summary": _SUMMARIES[name],
+        "security": [{}, {"apiKey": []}, {"bearer": []}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+        "responses": {
+            "202": _json(
+                "RabbitMQ confirmed the event.",
+                {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]},
+            ),
+            "400": _json("The body is not JSON.", _ERROR_REF),
+            "401": _json("The API key is missing or wrong.", _ERROR_REF),
+            "413": _json("The body is too large.", _ERROR_REF),
+            "422": _json(
+                "The body does not fit; detail lists each field.",
+                _ERROR_REF,
+            ),
+            "503": _json("The event was not taken.", _ERROR_REF),
+        },
+    }
+
+
+def _get(summary: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"summary": summary, "responses": {"200": _json("OK.", schema)}}
+
+
+def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    content = {"application/json": {"schema": schema or {"type": "object"}}}
+    return {"description": description, "content": content}
