@@ -25,6 +25,9 @@ __all__ = ["Handler", "HttpProtocol", "Request", "Response", "Upgrade"]
 
 log = logging.getLogger("bridge.http")
 
+#: Seconds to keep reading (and dropping) a refused body before closing.
+_LINGER = 2.0
+
 
 @dataclass(frozen=True)
 class Request:
@@ -80,6 +83,7 @@ class HttpProtocol(asyncio.Protocol):
         self._body = bytearray()
         self._busy = False
         self._remote = ""
+        self._discarding = False
         self.client: Client | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -89,6 +93,8 @@ class HttpProtocol(asyncio.Protocol):
         self._remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
     def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
         if self.client is not None:
             try:
                 self.client.receive(data)
@@ -118,7 +124,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _next_events(self) -> None:
         conn = self._h11
-        while conn is not None and not self._busy and self.client is None:
+        while conn is not None and not (self._busy or self._discarding or self.client):
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
@@ -210,13 +216,19 @@ class HttpProtocol(asyncio.Protocol):
             self._close()
             return
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-            self._close()
+            if not self._discarding:
+                self._close()
         else:
             conn.start_next_cycle()
 
     def _refuse_large_body(self) -> None:
+        # Closing with the body still arriving would reset the connection before the
+        # client reads the 413: say we are done, swallow the rest, close a bit later.
+        self._discarding = True
         self._send(Response.error(413, f"request body over {self._max_body} bytes"))
-        self._close()
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write_eof()
+            asyncio.get_running_loop().call_later(_LINGER, self._close)
 
     def _close(self) -> None:
         if self._transport is not None:

@@ -98,9 +98,9 @@ def instance_queue(
     deliveries: a message that keeps failing is dead-lettered after
     ``delivery_limit`` tries instead of looping (RabbitMQ before 4.0 sets no
     limit of its own). Every return counts, including prefetched messages
-    handed back when the instance restarts, so the limit is generous. It removes itself once no instance has used it for
-    ``expires``, and beyond ``max_length`` waiting events it dead-letters the
-    oldest.
+    handed back when the instance restarts, so the limit is generous. The
+    queue removes itself once no instance has used it for ``expires``, and
+    beyond ``max_length`` waiting events it dead-letters the oldest.
     """
     if not _INSTANCE.fullmatch(instance):
         raise ValueError(

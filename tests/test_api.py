@@ -1,0 +1,228 @@
+"""The HTTP API as legacy callers use it: the seed's requests, status codes, reads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bridge.app import Bridge
+from bridge.auth import Authenticator
+from tests.bridges import SECRET, client, recv_json, running, settings, token
+from tests.http import request
+from tests.seed import SEED, curls
+
+
+@pytest.fixture
+async def bridge(tmp_path: Path) -> AsyncIterator[Bridge]:
+    async with running(settings(tmp_path)) as b:
+        yield b
+
+
+async def post(bridge: Bridge, endpoint: str, body: bytes, **headers: str) -> tuple[int, object]:
+    reply = await request(bridge.port, "POST", f"/api/dashboard/{endpoint}", body, headers)
+    return reply.status, reply.json()
+
+
+async def test_every_seed_curl_gets_202_and_reaches_its_audience(bridge: Bridge) -> None:
+    monitor = Authenticator(SECRET).issue(
+        "ops", [], ttl=__import__("datetime").timedelta(minutes=5), monitor=True
+    )
+    async with client(bridge, token=monitor) as ws:
+        await ws.send('{"op": "ping"}')
+        await recv_json(ws)
+        for curl in curls():
+            status, answer = await post(bridge, curl.endpoint, curl.body)
+            assert status == 202, answer
+            assert isinstance(answer, dict)
+            event = await recv_json(ws)
+            assert event["id"] == answer["id"]
+            body = curl.json
+            if curl.endpoint == "emit-event":
+                assert (event["type"], event["data"]) == (body["type"], body["data"])
+            elif curl.endpoint == "update-dashboard":
+                assert (event["type"], event["data"]) == ("dashboard:update", body)
+            else:
+                assert (event["type"], event["data"]) == (body["event"], body["payload"])
+
+
+async def test_the_seeds_notifier_class_works_unchanged(bridge: Bridge, tmp_path: Path) -> None:
+    # The class exactly as the seed writes it, with only Django's settings around it.
+    code = re.search(r"```python\n(import requests\n.*?)```", SEED.read_text(), re.S)
+    assert code is not None
+    script = tmp_path / "notifier.py"
+    script.write_text(
+        "from django.conf import settings\n"
+        f"settings.configure(WS_SERVER_URL='http://127.0.0.1:{bridge.port}/api')\n"
+        + code.group(1)
+        + "n = WebSocketNotifier()\n"
+        "print(n.emit_event('reserva:creada', {'reserva': {'id': 1, 'estado': 'confirmada'}}))\n"
+        "print(n.notify_role('proveedor', 'nueva_reserva', {'reservaId': 1, 'clienteNombre': 'ana'}))\n"
+        "print(n.notify_user('user_123', 'reserva_confirmada', {'reservaId': 1}))\n"
+        "print(n.emit_event('reserva:borrada', {}))\n"
+    )
+    async with client(bridge, token=token(None, "user_123", ("proveedor",))) as ws:
+        await ws.send('{"op": "ping"}')
+        await recv_json(ws)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-W", "ignore::DeprecationWarning", str(script),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert out.decode().split() == ["True", "True", "True", "False"], err.decode()
+        types = [(await recv_json(ws))["type"] for _ in range(3)]
+    assert types == ["reserva:creada", "nueva_reserva", "reserva_confirmada"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b'{"type": "reserva:creada", "data": {"reserva": {"id": "1"}}}', 422, "valid integer"),
+        (b'{"type": "reserva:borrada", "data": {}}', 422, "unknown event type 'reserva:borrada'"),
+        (b"[]", 422, "object"),
+    ],
+)
+async def test_bad_bodies_get_a_4xx_with_the_reason(
+    bridge: Bridge, body: bytes, status: int, says: str
+) -> None:
+    got, answer = await post(bridge, "emit-event", body)
+    assert got == status
+    assert isinstance(answer, dict)
+    assert says in answer["error"]
+    if status == 422:
+        assert answer["detail"][0]["msg"]
+
+
+async def test_a_body_over_the_limit_gets_413(bridge: Bridge) -> None:
+    big = json.dumps({"blob": "x" * (2 * 1024 * 1024)}).encode()
+    status, answer = await post(bridge, "update-dashboard", big)
+    assert status == 413
+    assert "over" in answer["error"]  # type: ignore[index]
+
+
+async def test_an_api_key_is_required_when_set(tmp_path: Path) -> None:
+    body = b'{"services": {"total": 1}}'
+    async with running(settings(tmp_path, api_key="k" * 20)) as bridge:
+        assert (await post(bridge, "update-dashboard", body))[0] == 401
+        assert (await post(bridge, "update-dashboard", body, **{"X-API-Key": "wrong"}))[0] == 401
+        assert (await post(bridge, "update-dashboard", body, **{"X-API-Key": "k" * 20}))[0] == 202
+        bearer = {"Authorization": "Bearer " + "k" * 20}
+        assert (await post(bridge, "update-dashboard", body, **bearer))[0] == 202
+
+
+async def test_a_broker_that_cannot_confirm_gets_503(bridge: Bridge) -> None:
+    await bridge.broker.close()
+    status, answer = await post(bridge, "update-dashboard", b"{}")
+    assert status == 503
+    assert "not taken" in answer["error"]  # type: ignore[index]
+
+
+async def test_the_same_id_sent_twice_is_delivered_once(bridge: Bridge) -> None:
+    body = b'{"type": "pago:procesado", "data": {"pago": {"id": 1}}, "id": "pago-1"}'
+    async with client(bridge, token=token()) as ws:
+        await ws.send('{"op": "ping"}')
+        await recv_json(ws)
+        assert (await post(bridge, "emit-event", body))[0] == 202
+        assert (await post(bridge, "emit-event", body))[0] == 202
+        await post(bridge, "emit-event", body.replace(b"pago-1", b"pago-2"))
+        assert [(await recv_json(ws))["id"] for _ in range(2)] == ["pago-1", "pago-2"]
+
+
+async def test_history_shows_each_caller_what_it_may_see(bridge: Bridge) -> None:
+    await post(bridge, "emit-event", b'{"type": "pago:procesado", "data": {"pago": {"id": 1}}}')
+    await post(
+        bridge,
+        "notify-user",
+        b'{"userId": "u9", "event": "reserva_confirmada", "payload": {"reservaId": 1}}',
+    )
+    monitor = Authenticator(SECRET).issue(
+        "ops", [], ttl=__import__("datetime").timedelta(minutes=5), monitor=True
+    )
+
+    async def types(**headers: str) -> list[str] | int:
+        reply = await request(bridge.port, "GET", "/api/dashboard/history", headers=headers)
+        return reply.status if reply.status != 200 else [e["type"] for e in reply.json()]
+
+    assert await types() == ["pago:procesado"]
+    assert await types(Authorization=f"Bearer {token(None, 'u9')}") == [
+        "pago:procesado",
+        "reserva_confirmada",
+    ]
+    assert await types(Authorization=f"Bearer {monitor}") == [
+        "pago:procesado",
+        "reserva_confirmada",
+    ]
+    assert await types(Authorization="Bearer forged") == 401
+
+
+async def test_stats_count_connections_by_role_and_events_by_type(bridge: Bridge) -> None:
+    await post(bridge, "update-dashboard", b'{"services": {"total": 50, "activos": 45}}')
+    async with client(bridge, token=token(None, "u1", ("proveedor",))):
+        reply = await request(bridge.port, "GET", "/api/dashboard/stats")
+    stats = reply.json()
+    assert stats["connections"] == {"total": 1, "byRole": {"proveedor": 1}}
+    assert stats["events"]["byType"] == {"dashboard:update": 1}
+    assert stats["dashboard"] == {"services": {"total": 50, "activos": 45}}
+
+
+async def test_metrics_are_prometheus_text(bridge: Bridge) -> None:
+    await post(bridge, "emit-event", b'{"type": "pago:procesado", "data": {"pago": {"id": 1}}}')
+    async with client(bridge, token=token(None, "u1", ("cliente",))):
+        reply = await request(bridge.port, "GET", "/metrics")
+    text = reply.body.decode()
+    assert reply.headers["content-type"].startswith("text/plain")
+    assert 'bridge_events_received_total{type="pago:procesado"} 1.0' in text
+    assert 'bridge_connections_by_role{role="cliente"} 1.0' in text
+    assert "bridge_broker_connected 1.0" in text
+    assert "bridge_delivery_latency_seconds_count 1.0" in text
+
+
+async def test_cors_answers_allowed_origins_only(tmp_path: Path) -> None:
+    config = settings(tmp_path, allowed_origins=frozenset({"https://app.example"}))
+    async with running(config) as bridge:
+        allowed = await request(
+            bridge.port,
+            "OPTIONS",
+            "/api/dashboard/emit-event",
+            headers={"Origin": "https://app.example"},
+        )
+        other = await request(
+            bridge.port,
+            "OPTIONS",
+            "/api/dashboard/emit-event",
+            headers={"Origin": "https://evil.example"},
+        )
+    assert allowed.status == 204
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    assert "x-api-key" in allowed.headers["access-control-allow-headers"]
+    assert "access-control-allow-origin" not in other.headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/nope", 404),
+        ("GET", "/api/dashboard/emit-event", 405),
+        ("DELETE", "/api/health", 405),
+    ],
+)
+async def test_unknown_paths_and_methods(
+    bridge: Bridge, method: str, path: str, status: int
+) -> None:
+    assert (await request(bridge.port, method, path)).status == status
+
+
+async def test_openapi_describes_the_endpoints(bridge: Bridge) -> None:
+    doc = (await request(bridge.port, "GET", "/openapi.json")).json()
+    assert doc["openapi"] == "3.1.0"
+    assert set(doc["paths"]) >= {
+        f"/api/dashboard/{n}"
+        for n in ("emit-event", "update-dashboard", "notify-role", "notify-user")
+    }
+    assert "ReservaCreadaEmit" in doc["components"]["schemas"]
