@@ -84,6 +84,7 @@ class HttpProtocol(asyncio.Protocol):
         self._busy = False
         self._remote = ""
         self._discarding = False
+        self._task: asyncio.Task[Response] | None = None
         self.client: Client | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -178,11 +179,13 @@ class HttpProtocol(asyncio.Protocol):
             self._send(Response.error(status, f"no {request.method} {request.path} here"))
             return
         self._busy = True
-        task = asyncio.get_running_loop().create_task(handler(request))
-        task.add_done_callback(self._respond)
+        # Held here: the loop keeps only a weak reference to a running task.
+        self._task = asyncio.get_running_loop().create_task(handler(request))
+        self._task.add_done_callback(self._respond)
 
     def _respond(self, task: asyncio.Task[Response]) -> None:
         self._busy = False
+        self._task = None
         if task.cancelled():
             self._close()
             return
