@@ -1,0 +1,318 @@
+"""The browser client, ``bridge/static/client.js``, in a real headless Chromium.
+
+The test page is a document of the bridge's own origin, so the bridge's
+default origin check applies as it would to a page it serves. Chromium is
+Debian's ``/usr/bin/chromium``, driven by Playwright without any browser of
+its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from playwright.async_api import Browser, Page, WebSocket, WebSocketRoute, async_playwright
+
+from tests.bridges import Served, token
+
+ROOT = Path(__file__).parent.parent
+STATIC = ROOT / "bridge" / "static"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+#: The test page: it only loads the client; each test connects it as it needs.
+PAGE = """<!doctype html>
+<meta charset="utf-8">
+<title>client.js test</title>
+<script type="module">
+  import { connect } from "/client.js";
+  window.log = [];  // every message the client hands to handlers, in order
+  window.start = (options) => {
+    window.client = connect("/ws", options);
+    window.client.on("*", (message) => window.log.push(message));
+  };
+</script>
+"""
+
+#: The ids of the events the page received, in order.
+IDS = "window.log.filter((m) => m.id !== undefined).map((m) => m.id)"
+
+
+def test_client_types_are_up_to_date() -> None:
+    done = subprocess.run(
+        [sys.executable, "scripts/gen_client_types.py", "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: Path) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(chromium), args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+class Sockets:
+    """The WebSockets a page opened, with the frames it sent on each."""
+
+    def __init__(self, page: Page) -> None:
+        self.sent: list[list[Any]] = []
+        page.on("websocket", self._opened)
+
+    def _opened(self, ws: WebSocket) -> None:
+        frames: list[Any] = []
+        self.sent.append(frames)
+        ws.on("framesent", lambda payload: frames.append(json.loads(payload)))
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context()
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield page
+    finally:
+        await context.close()
+    assert errors == [], "the page threw"
+
+
+async def open_page(page: Page, origin: str) -> None:
+    """Load the test page into a document of ``origin``; it imports ``origin/client.js``.
+
+    The document comes from a real response of the bridge (``/client.js``), so
+    Chromium places it on the loopback address: a page ``page.route`` made up has
+    no address, and Chromium's Local Network Access checks would then block its
+    WebSocket to 127.0.0.1.
+    """
+    await page.goto(f"{origin}/client.js")
+    await page.set_content(PAGE)
+    await page.wait_for_function("typeof window.start === 'function'", timeout=10_000)
+
+
+async def until(page: Page, condition: str, timeout: float = 20) -> None:
+    await page.wait_for_function(condition, timeout=timeout * 1000)
+
+
+def free_port() -> int:
+    """A port nobody listens on, so a restarted bridge can take the same one."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def emit(port: int, n: int) -> None:
+    """Publish event ``e<n>`` through the bridge's HTTP API, as the seed's Django does."""
+    body = {"id": f"e{n}", "type": "reserva:creada", "data": {"reserva": {"id": n}}}
+    url = f"http://127.0.0.1:{port}/api/dashboard/emit-event"
+    reply = await asyncio.to_thread(requests.post, url, json=body, timeout=10)
+    assert reply.status_code == 202, reply.text
+
+
+async def test_a_page_gets_every_event_once_across_a_bridge_restart(
+    page: Page, tmp_path: Path
+) -> None:
+    port = free_port()
+    args = ("--port", str(port), "--state-dir", str(tmp_path), "--instance", "client-test")
+    sockets = Sockets(page)
+    first = Served(*args)
+    await first.start()
+    try:
+        await open_page(page, f"http://127.0.0.1:{port}")
+        await page.evaluate("(token) => window.start({ token })", token(None, "u1", ("cliente",)))
+        await until(page, "window.log.some((m) => m.type === 'bridge:welcome')")
+        for n in (1, 2, 3):
+            await emit(port, n)
+        await until(page, f"{IDS}.length >= 3")
+        first.signal(signal.SIGTERM)
+        assert await first.wait() == 0
+    finally:
+        await first.kill()
+
+    # The same instance and state dir: the history, and so resume, outlive the restart.
+    second = Served(*args)
+    await second.start()
+    try:
+        for n in (4, 5, 6):
+            await emit(port, n)
+        await until(page, f"{IDS}.length >= 6")
+        assert await page.evaluate(IDS) == ["e1", "e2", "e3", "e4", "e5", "e6"]
+        log = await page.evaluate("window.log")
+    finally:
+        await second.kill()
+
+    welcomes = [m for m in log if m["type"] == "bridge:welcome"]
+    assert len(welcomes) == 2
+    assert welcomes[0] == {
+        "type": "bridge:welcome",
+        "user": "u1",
+        "roles": ["cliente"],
+        "instance": "client-test",
+    }
+    assert welcomes == [welcomes[0]] * 2
+    assert next(m for m in log if m["type"] == "bridge:disconnected")["code"] == 1001
+    first_data = next(m for m in log if m.get("id") == "e1")["data"]
+    assert first_data == {"reserva": {"id": 1}}
+    # The first connection had seen nothing (ping); the one that got in asked for
+    # what came after e3. Attempts while the bridge was down sent nothing.
+    assert sockets.sent[0][0] == {"op": "ping"}
+    assert [frames[0] for frames in sockets.sent[1:] if frames] == [{"op": "resume", "after": "e3"}]
+
+
+async def test_a_refused_token_stops_the_client(page: Page, tmp_path: Path) -> None:
+    # With the token in a first message the bridge closes with 4401, which a
+    # page can see; a token in the URL is refused with HTTP 401, which it cannot.
+    served = Served("--state-dir", str(tmp_path), "--instance", "client-401")
+    await served.start()
+    sockets = Sockets(page)
+    try:
+        await open_page(page, f"http://127.0.0.1:{served.port}")
+        expired = token(None, "u1", ttl=-10)
+        await page.evaluate(
+            "(token) => window.start({ token, tokenIn: 'message', minDelay: 10 })", expired
+        )
+        await until(page, "window.log.some((m) => m.type === 'bridge:unauthorized')")
+        # A reconnect would come within minDelay (10 ms); give it ample time not to.
+        await page.wait_for_timeout(500)
+        log = await page.evaluate("window.log")
+    finally:
+        await served.kill()
+    assert log == [{"type": "bridge:unauthorized", "code": 4401, "reason": "token expired"}]
+    assert sockets.sent == [[{"op": "auth", "token": expired}]]
+
+
+# Behaviour that needs a misbehaving server: a fake one, in the page's network layer.
+
+FAKE = "http://bridge.test"
+FAKE_WS = re.compile(r"^ws://bridge\.test/ws(\?.*)?$")
+WELCOME = json.dumps({"type": "bridge:welcome", "user": "u1", "roles": [], "instance": "fake"})
+
+
+def event(n: int, event_type: str = "reserva:creada") -> str:
+    data = {"reserva": {"id": n}} if event_type.startswith("reserva:") else {"reservaId": n}
+    return json.dumps(
+        {
+            "id": f"e{n}",
+            "type": event_type,
+            "data": data,
+            "timestamp": "2024-11-15T14:30:00Z",
+            "audience": {"kind": "all"},
+        }
+    )
+
+
+async def serve_client_js(page: Page) -> None:
+    """Serve ``client.js`` from the fake bridge's origin and open the test page there."""
+    client_js = (STATIC / "client.js").read_text()
+    await page.route(
+        f"{FAKE}/client.js",
+        lambda route: route.fulfill(body=client_js, content_type="text/javascript"),
+    )
+    await open_page(page, FAKE)
+
+
+async def test_replayed_duplicates_are_dropped_and_helpers_get_the_data(page: Page) -> None:
+    connections: list[tuple[str, list[Any]]] = []
+    closing: set[asyncio.Task[None]] = set()
+
+    def fake_bridge(ws: WebSocketRoute) -> None:
+        received: list[Any] = []
+        connections.append((ws.url, received))
+
+        def on_message(message: str | bytes) -> None:
+            received.append(json.loads(message))
+            if len(connections) == 1 and received == [{"op": "ping"}]:
+                # A batch, as with ?batch=1, then the bridge goes away.
+                ws.send("\n".join([event(1), event(2, "nueva_reserva")]))
+                closing.add(asyncio.ensure_future(ws.close(code=1001, reason="restarting")))
+            elif len(connections) == 2 and received[0]["op"] == "resume":
+                # An instance that replays too much: e1 and e2 again, then e3.
+                ws.send("\n".join([event(1), event(2, "nueva_reserva"), event(3)]))
+                ws.send(json.dumps({"type": "bridge:reset"}))
+
+        ws.on_message(on_message)
+        ws.send(WELCOME)
+
+    await page.route_web_socket(FAKE_WS, fake_bridge)
+    await serve_client_js(page)
+    await page.evaluate(
+        """(token) => {
+            window.start({ token, minDelay: 10 });
+            window.seen = [];
+            window.client.onReservaNueva((data, event) => window.seen.push(["nueva", data, event.id]));
+            window.client.onNuevaReserva((data) => window.seen.push(["nueva_reserva", data]));
+            window.client.onBusinessEvent((event) => window.seen.push(["business", event.id]));
+        }""",
+        "tok",
+    )
+    await until(page, "window.log.some((m) => m.type === 'bridge:reset')", timeout=10)
+    assert await page.evaluate(IDS) == ["e1", "e2", "e3"]
+    assert await page.evaluate("window.seen") == [
+        ["nueva", {"reserva": {"id": 1}}, "e1"],
+        ["business", "e1"],
+        ["nueva_reserva", {"reservaId": 2}],
+        ["nueva", {"reserva": {"id": 3}}, "e3"],
+        ["business", "e3"],
+    ]
+    assert [url for url, _ in connections] == ["ws://bridge.test/ws?token=tok&batch=1"] * 2
+    assert connections[1][1][0] == {"op": "resume", "after": "e2"}
+
+
+async def test_a_silent_socket_is_replaced(page: Page) -> None:
+    pings: list[int] = []
+    connected = asyncio.Event()
+
+    def dead_bridge(ws: WebSocketRoute) -> None:
+        # Welcomes, then never answers again: a socket that died without a close.
+        pings.append(0)
+        ws.on_message(lambda _message: pings.__setitem__(-1, pings[-1] + 1))
+        ws.send(WELCOME)
+        if len(pings) == 2:
+            connected.set()
+
+    await page.route_web_socket(FAKE_WS, dead_bridge)
+    await serve_client_js(page)
+    await page.evaluate("() => window.start({ heartbeat: 200, minDelay: 10 })")
+    await asyncio.wait_for(connected.wait(), 10)
+    disconnected = await page.evaluate("window.log.find((m) => m.type === 'bridge:disconnected')")
+    assert disconnected["code"] == 4000
+    assert disconnected["reason"].startswith("no message for")
+    assert pings[0] >= 2  # the first message after the welcome, then heartbeat pings
