@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from importlib import resources
 from importlib.metadata import version
+from pathlib import Path
 
 from websockets.frames import CloseCode
 
@@ -47,6 +48,9 @@ def open_broker(settings: Settings) -> Broker:
     )
 
 
+_TYPES = {".ts": "application/typescript", ".js": "text/javascript"}
+
+
 def documents() -> dict[str, StaticFile]:
     """The files served as they are: the OpenAPI document and everything in ``bridge/static``."""
     served = {
@@ -55,7 +59,9 @@ def documents() -> dict[str, StaticFile]:
         )
     }
     for item in resources.files("bridge").joinpath("static").iterdir():
-        kind = mimetypes.guess_type(item.name)[0] or "application/octet-stream"
+        # Python takes .ts for a Qt translation file; here it is TypeScript.
+        kind = _TYPES.get(Path(item.name).suffix) or mimetypes.guess_type(item.name)[0]
+        kind = kind or "application/octet-stream"
         if kind.startswith("text/") or kind.endswith(("javascript", "json")):
             kind += "; charset=utf-8"
         served["/" + item.name] = StaticFile(item.read_bytes(), kind)

@@ -208,7 +208,7 @@ class Hub:
         after_seq = self.router.seq_of(after)
         replay = self.router.replay(client.principal, after, until=outbox.joined)
         if not outbox.resume(after_seq, replay):
-            client.send(ResetMessage())
+            client.send(ResetMessage(latest=self.router.latest_for(client.principal)))
         self._dirty.add(client)
         self._schedule_flush()
 

@@ -183,6 +183,11 @@ class Router(Generic[S]):
                 return [e for e in later if e.seq <= until and principal.may_see(e.event)]
         return None
 
+    def latest_for(self, principal: Principal) -> str | None:
+        """The id of the newest event in the history that ``principal`` may see."""
+        visible = (e.event.id for e in reversed(self._history) if principal.may_see(e.event))
+        return next(visible, None)
+
     def seq_of(self, event_id: str) -> int | None:
         """The number of a recent event by id, if it is still in the history."""
         return next((e.seq for e in self._history if e.event.id == event_id), None)

@@ -84,9 +84,14 @@ class PongMessage(BaseModel):
 
 
 class ResetMessage(BaseModel):
-    """The events after your ``resume`` id are gone: reload your state."""
+    """The events after your ``resume`` id are gone: reload your state.
+
+    ``latest`` is the newest event this connection may see (``None`` if none):
+    once the state is reloaded, resume after it.
+    """
 
     type: Literal["bridge:reset"] = "bridge:reset"
+    latest: str | None
 
 
 class ErrorMessage(BaseModel):

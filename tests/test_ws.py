@@ -208,7 +208,7 @@ async def test_resume_replays_what_was_missed_then_goes_live(bridge: Bridge) -> 
 async def test_resume_from_an_id_no_longer_kept_gets_a_reset(bridge: Bridge) -> None:
     async with client(bridge, token=token(bridge)) as ws:
         await ws.send('{"op": "resume", "after": "long-gone"}')
-        assert await recv_json(ws) == {"type": "bridge:reset"}
+        assert await recv_json(ws) == {"type": "bridge:reset", "latest": None}
         await bridge.broker.publish(reserva(1))
         assert (await recv_json(ws))["id"] == "e1"
 
@@ -306,3 +306,13 @@ async def test_health_says_ok_with_the_connection_count(bridge: Bridge) -> None:
         "connections": 1,
         "instance": "test",
     }
+
+
+async def test_a_reset_names_the_newest_event_to_resume_from_after_reloading(
+    bridge: Bridge,
+) -> None:
+    await bridge.broker.publish(reserva(1))
+    await bridge.broker.publish(reserva(2, audience=Role(role="admin")))
+    async with client(bridge, token=token()) as ws:
+        await ws.send('{"op": "resume", "after": "long-gone"}')
+        assert await recv_json(ws) == {"type": "bridge:reset", "latest": "e1"}

@@ -354,9 +354,15 @@ export interface PongMessage {
   type: "bridge:pong";
 }
 
-/** The events after your `resume` id are gone: reload your state. */
+/**
+ * The events after your `resume` id are gone: reload your state.
+ *
+ * `latest` is the newest event this connection may see (`None` if none):
+ * once the state is reloaded, resume after it.
+ */
 export interface ResetMessage {
   type: "bridge:reset";
+  latest: string | null;
 }
 
 /** Sent first on every connection: who the bridge thinks you are. */

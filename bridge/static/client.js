@@ -197,6 +197,9 @@ export function connect(url, options = {}) {
       // The first message after the welcome: live events wait for it (up to 1 s).
       send(socket, lastId === null ? { op: "ping" } : { op: "resume", after: lastId });
       if (lastId === null) waitingSince = Date.now();
+    } else if (message.type === "bridge:reset" && typeof message.latest === "string") {
+      // The app reloads its state up to the newest event; resume from there next time.
+      lastId = message.latest;
     } else if (!message.type.startsWith("bridge:") && typeof message.id === "string") {
       if (seen.has(message.id)) return;
       remember(message.id);
