@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -297,8 +298,11 @@ async def test_a_refused_token_says_so(bridge: Bridge, page: Page) -> None:
     await expect(gate).to_contain_text("token expired")
 
 
-async def test_screenshot_of_a_busy_dashboard(bridge: Bridge, page: Page) -> None:
-    """Regenerates docs/dashboard.png: several types and audiences, a dashboard update."""
+async def test_screenshot_of_a_busy_dashboard(bridge: Bridge, page: Page, tmp_path: Path) -> None:
+    """A busy dashboard: several types and audiences, a dashboard update.
+
+    With UPDATE_SCREENSHOTS=1 the picture replaces docs/dashboard.png.
+    """
     now = datetime.now(UTC)
     earlier = [
         (NuevaSolicitud(servicio_id=12, cliente_id=301), Role(role="proveedor")),
@@ -369,5 +373,6 @@ async def test_screenshot_of_a_busy_dashboard(bridge: Bridge, page: Page) -> Non
         )
         await page.locator("#feed > li").nth(2).locator("summary").click()
         await page.mouse.move(0, 0)
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        await page.screenshot(path=str(SCREENSHOT), animations="disabled")
+        target = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path / "dashboard.png"
+        await page.screenshot(path=str(target), animations="disabled")
+        assert target.stat().st_size > 10_000
