@@ -94,6 +94,7 @@ class Bridge:
         )
         self.api = Api(settings, broker, self.hub, self.authenticator, self.metrics, documents())
         self._server: asyncio.Server | None = None
+        self._connections: set[HttpProtocol] = set()
         self._keepalive: asyncio.Task[None] | None = None
 
     @property
@@ -109,7 +110,9 @@ class Bridge:
         routes, max_body = self.api.routes(), self.settings.limits.max_body_size
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: HttpProtocol(routes, handshake, max_body=max_body),
+            lambda: HttpProtocol(
+                routes, handshake, max_body=max_body, open_connections=self._connections
+            ),
             self.settings.host,
             self.settings.port,
         )
@@ -124,6 +127,9 @@ class Bridge:
             self._keepalive.cancel()
         await self.broker.close()
         self.hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        for connection in list(self._connections):
+            if connection.client is None:
+                connection.close()  # idle keep-alive HTTP
         await self._clients_gone()
         self.history.close()
         if self._server is not None:

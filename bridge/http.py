@@ -70,9 +70,15 @@ class HttpProtocol(asyncio.Protocol):
     """One TCP connection: HTTP/1.1 requests, until it becomes a WebSocket."""
 
     def __init__(
-        self, routes: Mapping[tuple[str, str], Handler], upgrade: Upgrade, *, max_body: int
+        self,
+        routes: Mapping[tuple[str, str], Handler],
+        upgrade: Upgrade,
+        *,
+        max_body: int,
+        open_connections: set[HttpProtocol],
     ) -> None:
         self._routes = routes
+        self._open = open_connections
         self._upgrade = upgrade
         self._max_body = max_body
         self._transport: asyncio.Transport | None = None
@@ -90,6 +96,7 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self._open.add(self)
         peer = transport.get_extra_info("peername")
         self._remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
@@ -120,6 +127,7 @@ class HttpProtocol(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._open.discard(self)
         if self.client is not None:
             self.client.hub.closed(self.client)
 
@@ -232,6 +240,10 @@ class HttpProtocol(asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write_eof()
             asyncio.get_running_loop().call_later(_LINGER, self._close)
+
+    def close(self) -> None:
+        """Close a plain HTTP connection (a WebSocket closes through its client)."""
+        self._close()
 
     def _close(self) -> None:
         if self._transport is not None:

@@ -201,11 +201,11 @@ class Hub:
             return
         self.join(client, principal)
 
-    def _resume(self, client: Client, after: str) -> None:
+    def _resume(self, client: Client, after: str | None) -> None:
         outbox = client.outbox
         if outbox is None:
             return
-        after_seq = self.router.seq_of(after)
+        after_seq = 0 if after is None else self.router.seq_of(after)
         replay = self.router.replay(client.principal, after, until=outbox.joined)
         if not outbox.resume(after_seq, replay):
             client.send(ResetMessage(latest=self.router.latest_for(client.principal)))

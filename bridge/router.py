@@ -170,18 +170,19 @@ class Router(Generic[S]):
         """The recent events, oldest first."""
         return iter(self._history)
 
-    def replay(self, principal: Principal, after: str, *, until: int) -> list[Entry] | None:
-        """The events after id ``after`` up to number ``until`` that ``principal`` may see.
+    def replay(self, principal: Principal, after: str | None, *, until: int) -> list[Entry] | None:
+        """The events after id ``after`` (or the whole history) up to number ``until``
+        that ``principal`` may see.
 
         ``None`` when ``after`` is no longer in the history: the client must
         reload its state (``bridge:reset``).
         """
-        entries = list(self._history)
-        for i, entry in enumerate(entries):
-            if entry.event.id == after:
-                later = entries[i + 1 :]
-                return [e for e in later if e.seq <= until and principal.may_see(e.event)]
-        return None
+        after_seq = 0 if after is None else self.seq_of(after)
+        if after_seq is None:
+            return None
+        return [
+            e for e in self._history if after_seq < e.seq <= until and principal.may_see(e.event)
+        ]
 
     def latest_for(self, principal: Principal) -> str | None:
         """The id of the newest event in the history that ``principal`` may see."""

@@ -34,12 +34,16 @@ class AuthMessage(BaseModel):
 
 
 class ResumeMessage(BaseModel):
-    """``{"op": "resume", "after": "<last id seen>"}``: replay what this connection missed."""
+    """``{"op": "resume", "after": "<last id seen>"}``: replay what this connection missed.
+
+    Without ``after``, the whole history is replayed: what a client with no
+    state yet sends, so that nothing falls between loading and going live.
+    """
 
     model_config = _CONFIG
 
     op: Literal["resume"]
-    after: EventId
+    after: EventId | None = None
 
 
 class PingMessage(BaseModel):

@@ -316,3 +316,12 @@ async def test_a_reset_names_the_newest_event_to_resume_from_after_reloading(
     async with client(bridge, token=token()) as ws:
         await ws.send('{"op": "resume", "after": "long-gone"}')
         assert await recv_json(ws) == {"type": "bridge:reset", "latest": "e1"}
+
+
+async def test_a_resume_without_an_id_replays_the_whole_history(bridge: Bridge) -> None:
+    for n in (1, 2):
+        await bridge.broker.publish(reserva(n))
+    async with client(bridge, token=token()) as ws:
+        await ws.send('{"op": "resume"}')
+        await bridge.broker.publish(reserva(3))
+        assert [(await recv_json(ws))["id"] for _ in range(3)] == ["e1", "e2", "e3"]
