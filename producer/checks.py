@@ -1,0 +1,55 @@
+"""System checks: settings that cannot work are reported by ``manage.py check``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.utils.module_loading import import_string
+
+from producer.conf import producer_settings
+
+__all__ = ["check_settings"]
+
+#: HS256 needs a key of at least 256 bits, as the bridge insists.
+MIN_SECRET_LENGTH = 32
+
+
+@register()
+def check_settings(**_: Any) -> list[CheckMessage]:
+    """event_bridge.E001 to E003 and W001."""
+    config = producer_settings()
+    found: list[CheckMessage] = []
+    if not config.broker_url:
+        found.append(Error(
+            "No broker to send events to.",
+            hint="Set EVENT_BRIDGE['BROKER_URL'] or CELERY_BROKER_URL to amqp://…",
+            id="event_bridge.E001",
+        ))  # fmt: skip
+    elif not config.broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
+        found.append(Error(
+            f"The broker must be RabbitMQ, not {config.broker_url.split(':', 1)[0]}://.",
+            hint="event-bridge routes through RabbitMQ's bridge.events exchange.",
+            id="event_bridge.E002",
+        ))  # fmt: skip
+    if config.roles:
+        try:
+            import_string(config.roles)
+        except ImportError as exc:
+            found.append(Error(
+                f"EVENT_BRIDGE['ROLES'] cannot be imported: {exc}",
+                hint="Give the dotted path of a function user -> list of role names.",
+                id="event_bridge.E003",
+            ))  # fmt: skip
+    if config.jwt_secret is None:
+        found.append(Warning(
+            "EVENT_BRIDGE['JWT_SECRET'] is not set: the token view answers 503.",
+            hint="Use the same secret as the bridge's --jwt-secret.",
+            id="event_bridge.W001",
+        ))  # fmt: skip
+    elif len(config.jwt_secret) < MIN_SECRET_LENGTH:
+        found.append(Error(
+            f"EVENT_BRIDGE['JWT_SECRET'] must be at least {MIN_SECRET_LENGTH} characters.",
+            id="event_bridge.E004",
+        ))  # fmt: skip
+    return found

@@ -1,0 +1,48 @@
+"""The ``EVENT_BRIDGE`` settings dict, read when needed, never at import time.
+
+::
+
+    EVENT_BRIDGE = {
+        "BROKER_URL": "amqp://guest:guest@localhost:5672//",  # default: CELERY_BROKER_URL
+        "STRICT": False,          # True: a failed send raises instead of returning False
+        "PUBLISH_TIMEOUT": 2.0,   # seconds one send may take, retries included
+        "JWT_SECRET": "…",        # the bridge's --jwt-secret, for the token view
+        "TOKEN_TTL": 300,         # seconds a browser token lives
+        "BRIDGE_URL": "ws://localhost:4000/ws",
+        "ROLES": "myapp.auth.roles_for",  # user -> list of roles; default: group names
+    }
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+__all__ = ["ProducerSettings", "producer_settings"]
+
+
+@dataclass(frozen=True)
+class ProducerSettings:
+    broker_url: str | None
+    strict: bool
+    publish_timeout: float
+    jwt_secret: str | None
+    token_ttl: int
+    bridge_url: str
+    roles: str | None
+
+
+def producer_settings() -> ProducerSettings:
+    """The current settings; ``override_settings`` in tests is honoured."""
+    given: dict[str, Any] = getattr(settings, "EVENT_BRIDGE", {})
+    return ProducerSettings(
+        broker_url=given.get("BROKER_URL") or getattr(settings, "CELERY_BROKER_URL", None),
+        strict=bool(given.get("STRICT", False)),
+        publish_timeout=float(given.get("PUBLISH_TIMEOUT", 2.0)),
+        jwt_secret=given.get("JWT_SECRET"),
+        token_ttl=int(given.get("TOKEN_TTL", 300)),
+        bridge_url=given.get("BRIDGE_URL", "ws://localhost:4000/ws"),
+        roles=given.get("ROLES"),
+    )

@@ -1,0 +1,71 @@
+"""Declarative model events: one call per model instead of a hand-written signal receiver.
+
+::
+
+    from producer import model_events
+
+    model_events(
+        Reserva,
+        created="reserva:creada",
+        updated="reserva:actualizada",
+        payload=lambda r: {"reserva": {"id": r.id, "clienteId": r.cliente_id,
+                                       "estado": r.estado, "fecha": str(r.fecha),
+                                       "hora": str(r.hora),
+                                       "totalEstimado": float(r.total_estimado)}},
+    )
+
+Call it from your ``AppConfig.ready()``. On each save the payload is built,
+validated against the event type's schema, and sent after the transaction
+commits, exactly as :class:`~producer.notifier.WebSocketNotifier` sends it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.db.models import Model
+from django.db.models.signals import post_save
+
+from producer.notifier import WebSocketNotifier
+from schemas import Event, Payload
+
+__all__ = ["model_events"]
+
+PayloadBuilder = Callable[[Any], dict[str, Any] | Payload]
+
+
+def model_events(
+    model: type[Model],
+    *,
+    payload: PayloadBuilder,
+    created: str | None = None,
+    updated: str | None = None,
+    notifier: WebSocketNotifier | None = None,
+) -> None:
+    """Send ``created`` when a ``model`` instance is created, ``updated`` when saved again.
+
+    ``payload`` turns the instance into the event's data: a dict as the seed
+    writes it (camelCase keys), or a payload model from ``schemas``. Events go
+    to everyone. Declaring the same model twice replaces the first declaration.
+    """
+    if created is None and updated is None:
+        raise ValueError(f"model_events({model.__name__}): give created=, updated= or both")
+    sender = notifier or WebSocketNotifier()
+
+    def on_save(instance: Model, created_now: bool) -> None:
+        event_type = created if created_now else updated
+        if event_type is None:
+            return
+        data = payload(instance)
+        if isinstance(data, Payload):
+            sender.send(Event.of(data))
+        else:
+            sender.emit_event(event_type, data)
+
+    def receiver(sender: type[Model], instance: Model, created: bool, **_: Any) -> None:
+        on_save(instance, created)
+
+    post_save.connect(
+        receiver, sender=model, weak=False, dispatch_uid=f"event-bridge:{model._meta.label}"
+    )

@@ -1,0 +1,88 @@
+"""Publishing events as Celery task messages: the producer's core, which never imports Django.
+
+Each event leaves as a Celery task message (protocol 2) named ``bridge.publish``,
+its first argument the event, sent to the ``bridge.events`` exchange with the
+routing key of its audience. The bridge consumes it: no Celery worker runs on
+the way. Publisher confirms are on, and every send is bounded in time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from celery import Celery
+from kombu.exceptions import KombuError, OperationalError
+
+from producer.entities import exchange
+from schemas import Event
+from schemas.topology import EVENTS, routing_key
+
+__all__ = ["TASK_NAME", "PublishError", "Publisher"]
+
+log = logging.getLogger("producer")
+
+#: The Celery task name the bridge reads.
+TASK_NAME = "bridge.publish"
+
+
+class PublishError(Exception):
+    """RabbitMQ did not take the event; the message says why."""
+
+
+class Publisher:
+    """Sends events to RabbitMQ through a Celery app of its own.
+
+    Args:
+        broker_url: the RabbitMQ URL, e.g. ``amqp://user:password@host:5672/vhost``.
+        timeout: the most one :meth:`publish` may take, connecting, retrying
+            and waiting for the confirm included, in seconds.
+    """
+
+    def __init__(self, broker_url: str, *, timeout: float = 2.0) -> None:
+        self.timeout = timeout
+        self._app = Celery("event_bridge.producer", broker=broker_url, set_as_current=False)
+        self._app.conf.update(
+            broker_transport_options={"confirm_publish": True},
+            broker_connection_timeout=timeout / 2,
+            broker_connection_retry_on_startup=False,
+            task_serializer="json",
+            accept_content=["json"],
+        )
+        # Declared once per connection by kombu, so a fresh RabbitMQ is ready too.
+        self._exchange = exchange(EVENTS)
+
+    def publish(self, event: Event) -> None:
+        """Send ``event`` and return once RabbitMQ confirmed it.
+
+        Raises :class:`PublishError` if it could not be done within the timeout.
+        """
+        started = time.monotonic()
+        try:
+            self._app.send_task(
+                TASK_NAME,
+                args=[json.loads(event.to_json())],
+                task_id=event.id,
+                exchange=EVENTS.name,
+                routing_key=routing_key(event),
+                declare=[self._exchange],
+                retry=True,
+                retry_policy={
+                    "max_retries": 2,
+                    "interval_start": 0.1,
+                    "interval_step": 0.2,
+                    "interval_max": 0.3,
+                },
+                timeout=self.timeout / 2,
+                confirm_timeout=self.timeout / 2,
+            )
+        except (OSError, KombuError, OperationalError, TimeoutError) as exc:
+            elapsed = time.monotonic() - started
+            raise PublishError(
+                f"RabbitMQ did not take event {event.id} in {elapsed:.2f} s: {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        """Release the connections to RabbitMQ."""
+        self._app.close()
