@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -35,6 +36,9 @@ from schemas.protocol import (
 __all__ = ["Hub"]
 
 log = logging.getLogger("bridge.ws")
+
+#: Keepalive pings go out in this many slices per interval.
+_PING_SLICES = 10
 
 
 class Hub:
@@ -215,11 +219,17 @@ class Hub:
     # Keepalive and shutdown
 
     async def keepalive(self) -> None:
-        """Ping every client each interval; drop those that did not answer the last ping."""
-        while True:
-            await asyncio.sleep(self.limits.ping_interval)
+        """Ping every client each interval; drop those that did not answer the last ping.
+
+        The clients are pinged in slices spread over the interval, so a thousand
+        pongs never arrive at once and hold up events.
+        """
+        for tick in itertools.count():
+            await asyncio.sleep(self.limits.ping_interval / _PING_SLICES)
             for client in list(self.clients):
-                if not client.closing and not client.ping():
+                if client.id % _PING_SLICES != tick % _PING_SLICES or client.closing:
+                    continue
+                if not client.ping():
                     log.info("dead peer dropped", extra={"conn": client.id})
                     client.transport.abort()
 
