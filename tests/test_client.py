@@ -21,23 +21,13 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.async_api import Browser, Page, WebSocket, WebSocketRoute, async_playwright
+from playwright.async_api import Browser, Page, WebSocket, WebSocketRoute
 
 from tests.bridges import Served, token
+from tests.browser import chromium
 
 ROOT = Path(__file__).parent.parent
 STATIC = ROOT / "bridge" / "static"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 #: The test page: it only loads the client; each test connects it as it needs.
 PAGE = """<!doctype html>
@@ -70,22 +60,9 @@ def test_client_types_are_up_to_date() -> None:
 
 
 @pytest.fixture
-def chromium() -> Path:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(chromium), args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium() as launched:
+        yield launched
 
 
 class Sockets:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from bridge.app import Bridge
 from schemas import (
@@ -35,18 +34,9 @@ from schemas import (
     User,
 )
 from tests.bridges import client, running, settings, token
+from tests.browser import chromium
 
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "dashboard.png"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 #: How long to wait for the page; stats are refreshed every 5 s, so more than that.
 WAIT_MS = 10_000
 
@@ -58,27 +48,10 @@ SEED_BODY = {
 }
 
 
-def chromium() -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        pytest.fail(
-            "Chromium is not installed: the dashboard tests drive a real browser. "
-            "Install it with `apt-get install chromium` (Debian)."
-        )
-    return found
-
-
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    executable = chromium()
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=executable, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
