@@ -1,0 +1,50 @@
+"""``manage.py check`` reports the producer settings that cannot work."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core import checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+
+def event_bridge_ids() -> list[str]:
+    return sorted(m.id for m in checks.run_checks() if (m.id or "").startswith("event_bridge."))
+
+
+def test_the_example_settings_pass() -> None:
+    assert event_bridge_ids() == []
+    out = StringIO()
+    call_command("check", stdout=out)
+    assert "no issues" in out.getvalue()
+
+
+def test_a_missing_broker_is_event_bridge_e001(event_bridge: dict[str, Any]) -> None:
+    without_broker = {k: v for k, v in event_bridge.items() if k != "BROKER_URL"}
+    with override_settings(EVENT_BRIDGE=without_broker):
+        assert event_bridge_ids() == ["event_bridge.E001"]
+        with pytest.raises(SystemCheckError, match=r"event_bridge\.E001"):
+            call_command("check")
+    # Celery's broker is the default.
+    with override_settings(EVENT_BRIDGE=without_broker, CELERY_BROKER_URL="amqp://rabbit//"):
+        assert event_bridge_ids() == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"BROKER_URL": "redis://127.0.0.1:6379/0"}, "event_bridge.E002"),
+        ({"ROLES": "api_rest.nowhere.roles_for"}, "event_bridge.E003"),
+        ({"JWT_SECRET": "too-short"}, "event_bridge.E004"),
+        ({"JWT_SECRET": None}, "event_bridge.W001"),
+    ],
+)
+def test_each_setting_that_cannot_work_is_reported(
+    event_bridge: dict[str, Any], changes: dict[str, Any], expected: str
+) -> None:
+    with override_settings(EVENT_BRIDGE={**event_bridge, **changes}):
+        assert event_bridge_ids() == [expected]
