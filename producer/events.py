@@ -28,7 +28,7 @@ from django.db.models import Model
 from django.db.models.signals import post_save
 
 from producer.notifier import WebSocketNotifier
-from schemas import Event, Payload
+from schemas import Payload
 
 __all__ = ["model_events"]
 
@@ -51,20 +51,24 @@ def model_events(
     """
     if created is None and updated is None:
         raise ValueError(f"model_events({model.__name__}): give created=, updated= or both")
-    sender = notifier or WebSocketNotifier()
 
-    def on_save(instance: Model, created_now: bool) -> None:
-        event_type = created if created_now else updated
+    def receiver(sender: type[Model], instance: Model, created: bool, using: str, **_: Any) -> None:
+        event_type = created_type if created else updated
         if event_type is None:
             return
-        data = payload(instance)
+        # The save's own database decides when its transaction commits.
+        sender_of = notifier or WebSocketNotifier(using=using)
+        try:
+            data = payload(instance)
+        except Exception as exc:
+            sender_of.failed(f"payload for {event_type} could not be built: {exc}", exc)
+            return
         if isinstance(data, Payload):
-            sender.send(Event.of(data))
-        else:
-            sender.emit_event(event_type, data)
+            # Checked against the declared type, whatever class the builder used.
+            data = data.model_dump(mode="json", exclude_unset=True)
+        sender_of.emit_event(event_type, data)
 
-    def receiver(sender: type[Model], instance: Model, created: bool, **_: Any) -> None:
-        on_save(instance, created)
+    created_type = created
 
     post_save.connect(
         receiver, sender=model, weak=False, dispatch_uid=f"event-bridge:{model._meta.label}"

@@ -67,11 +67,18 @@ class WebSocketNotifier:
         return self._read("update-dashboard", data)
 
     def send(self, event: Event) -> bool:
-        """A typed event, e.g. ``Event.of(ReservaCreada(reserva=Reserva(id=1)))``."""
+        """A typed event, e.g. ``Event.of(ReservaCreada(reserva=Reserva(id=1)))``.
+
+        Inside a transaction it returns ``True`` at once and sends on commit;
+        a failure then is logged, never raised, since the data is committed
+        and no caller is left to handle it.
+        """
         connection = connections[self._using]
         if connection.in_atomic_block:
             # Leaves only if the transaction commits; a rollback sends nothing.
-            transaction.on_commit(lambda: self._publish(event), using=self._using)
+            transaction.on_commit(
+                lambda: self._publish(event, after_commit=True), using=self._using
+            )
             return True
         return self._publish(event)
 
@@ -80,23 +87,24 @@ class WebSocketNotifier:
         """Now, as the seed wrote timestamps."""
         return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
+    def failed(self, reason: str, exc: Exception, *, after_commit: bool = False) -> bool:
+        """Log why an event was not sent and return ``False``; in strict mode, raise ``exc``."""
+        strict = producer_settings().strict if self._strict is None else self._strict
+        if strict and not after_commit:
+            raise exc
+        log.warning("event-bridge: %s", reason)
+        return False
+
     def _read(self, endpoint: str, body: dict[str, Any]) -> bool:
         try:
             event = ENDPOINTS[endpoint].read(json.dumps(body, cls=DjangoJSONEncoder))
         except (SchemaError, TypeError) as exc:
-            return self._failed(f"event not valid, not sent: {exc}", exc)
+            return self.failed(f"event not valid, not sent: {exc}", exc)
         return self.send(event)
 
-    def _publish(self, event: Event) -> bool:
+    def _publish(self, event: Event, *, after_commit: bool = False) -> bool:
         try:
             publisher().publish(event)
         except PublishError as exc:
-            return self._failed(str(exc), exc)
+            return self.failed(str(exc), exc, after_commit=after_commit)
         return True
-
-    def _failed(self, reason: str, exc: Exception) -> bool:
-        strict = producer_settings().strict if self._strict is None else self._strict
-        if strict:
-            raise exc
-        log.warning("event-bridge: %s", reason)
-        return False

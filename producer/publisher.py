@@ -38,10 +38,13 @@ class Publisher:
         broker_url: the RabbitMQ URL, e.g. ``amqp://user:password@host:5672/vhost``.
         timeout: the most one :meth:`publish` may take, connecting, retrying
             and waiting for the confirm included, in seconds.
+        cooldown: after a failure, seconds during which sends fail at once.
     """
 
-    def __init__(self, broker_url: str, *, timeout: float = 2.0) -> None:
+    def __init__(self, broker_url: str, *, timeout: float = 2.0, cooldown: float = 5.0) -> None:
         self.timeout = timeout
+        self.cooldown = cooldown
+        self._down_until = 0.0
         self._app = Celery("event_bridge.producer", broker=broker_url, set_as_current=False)
         self._app.conf.update(
             broker_transport_options={"confirm_publish": True},
@@ -57,8 +60,16 @@ class Publisher:
         """Send ``event`` and return once RabbitMQ confirmed it.
 
         Raises :class:`PublishError` if it could not be done within the timeout.
+        For ``cooldown`` seconds after a failure it raises at once without
+        trying, so a request that sends several events waits one timeout at
+        most, not one per event.
         """
         started = time.monotonic()
+        if started < self._down_until:
+            raise PublishError(
+                f"RabbitMQ did not take an event {self.cooldown:.0f} s ago; "
+                f"event {event.id} not sent, retrying in {self._down_until - started:.1f} s"
+            )
         try:
             self._app.send_task(
                 TASK_NAME,
@@ -79,6 +90,7 @@ class Publisher:
             )
         except (OSError, KombuError, OperationalError, TimeoutError) as exc:
             elapsed = time.monotonic() - started
+            self._down_until = time.monotonic() + self.cooldown
             raise PublishError(
                 f"RabbitMQ did not take event {event.id} in {elapsed:.2f} s: {exc}"
             ) from exc

@@ -203,9 +203,10 @@ def test_with_rabbitmq_unreachable_crear_reserva_still_books(
         elapsed = time.monotonic() - started
     assert reply.status_code == 200
     assert Reserva.objects.filter(pk=reply.json()["reserva_id"]).exists()
-    # Three events (the signal's and the view's two), each given up within the bound.
-    assert caplog.text.count("RabbitMQ did not take event") == 3
-    assert elapsed < 3 * BOUND, f"{elapsed:.2f} s"
+    # Three events (the signal's and the view's two): the first waits out the bound,
+    # the next two fail at once, so the request waits one bound, not three.
+    assert caplog.text.count("RabbitMQ did not take") == 3
+    assert elapsed < BOUND + 0.5, f"{elapsed:.2f} s"
 
 
 def test_in_strict_mode_an_unreachable_rabbitmq_raises(
