@@ -120,6 +120,8 @@ class RabbitBroker:
         self._inflight: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._last_error = "not started"
+        #: Messages this instance sent to the dead-letter queue since it started.
+        self.dead_lettered = 0
 
     @property
     def connected(self) -> bool:
@@ -318,6 +320,7 @@ class RabbitBroker:
     async def _dead_letter(
         self, session: _Session, message: AbstractIncomingMessage, reason: str
     ) -> None:
+        self.dead_lettered += 1
         logger.warning(
             "message %s (routing key %s) is not an event, dead-lettering it: %s",
             message.message_id,

@@ -83,6 +83,7 @@ class Bridge:
             connections_by_role=self.router.count_by_role,
             connections=lambda: len(self.hub.clients),
             broker_connected=lambda: self.broker.connected,
+            dead_lettered=lambda: self.broker.dead_lettered,
         )
         self.hub = Hub(
             self.router,

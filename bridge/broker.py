@@ -40,6 +40,8 @@ class Broker(Protocol):
 
     #: The broker's URL without its password, for logs and the startup line.
     display_url: str
+    #: Messages sent to ``bridge.dead`` since start, as they could not be decoded.
+    dead_lettered: int
 
     @property
     def connected(self) -> bool:

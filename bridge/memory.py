@@ -30,6 +30,8 @@ class MemoryBroker:
     """
 
     display_url = "memory://"
+    #: Nothing is ever dead-lettered here: events arrive already validated.
+    dead_lettered = 0
 
     def __init__(self, *, on_state: Callable[[bool], None] | None = None) -> None:
         self._on_state = on_state

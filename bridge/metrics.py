@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 __all__ = ["Metrics"]
@@ -27,6 +27,7 @@ class Metrics:
         connections_by_role: Callable[[], Mapping[str, int]],
         connections: Callable[[], int],
         broker_connected: Callable[[], bool],
+        dead_lettered: Callable[[], int],
     ) -> None:
         self.registry = CollectorRegistry()
         self.events_in = Counter(
@@ -58,7 +59,9 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_LiveState(connections_by_role, connections, broker_connected))
+        self.registry.register(
+            _LiveState(connections_by_role, connections, broker_connected, dead_lettered)
+        )
 
     def render(self) -> bytes:
         """The Prometheus text format."""
@@ -71,10 +74,12 @@ class _LiveState(Collector):
         by_role: Callable[[], Mapping[str, int]],
         total: Callable[[], int],
         broker_connected: Callable[[], bool],
+        dead_lettered: Callable[[], int],
     ) -> None:
         self._by_role = by_role
         self._total = total
         self._broker_connected = broker_connected
+        self._dead_lettered = dead_lettered
 
     def collect(self) -> Iterator[Metric]:
         total = GaugeMetricFamily("bridge_connections", "Open WebSocket connections.")
@@ -91,3 +96,8 @@ class _LiveState(Collector):
         )
         broker.add_metric([], 1 if self._broker_connected() else 0)
         yield broker
+        dead = CounterMetricFamily(
+            "bridge_dead_lettered", "Messages sent to bridge.dead because they are not events."
+        )
+        dead.add_metric([], self._dead_lettered())
+        yield dead

@@ -181,6 +181,7 @@ async def test_metrics_are_prometheus_text(bridge: Bridge) -> None:
     assert 'bridge_connections_by_role{role="cliente"} 1.0' in text
     assert "bridge_broker_connected 1.0" in text
     assert "bridge_delivery_latency_seconds_count 1.0" in text
+    assert "bridge_dead_lettered_total 0.0" in text
 
 
 async def test_cors_answers_allowed_origins_only(tmp_path: Path) -> None:
