@@ -12,6 +12,7 @@ import json
 import logging
 import time
 
+from amqp.exceptions import AMQPError
 from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
 
@@ -88,7 +89,7 @@ class Publisher:
                 timeout=self.timeout / 2,
                 confirm_timeout=self.timeout / 2,
             )
-        except (OSError, KombuError, OperationalError, TimeoutError) as exc:
+        except (OSError, AMQPError, KombuError, OperationalError, TimeoutError) as exc:
             elapsed = time.monotonic() - started
             self._down_until = time.monotonic() + self.cooldown
             raise PublishError(
