@@ -8,17 +8,30 @@ import os
 import secrets
 import socket
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
+from kombu import Connection as KombuConnection
 
+from bridge import emit as emit_module
+from bridge import rabbitadmin
+from bridge import tail as tail_module
 from bridge.app import Bridge, run
+from bridge.auth import Authenticator
 from bridge.config import Settings, display_url
 from bridge.exceptions import ConfigError
 from bridge.logs import configure
 from schemas import event_schema
+from schemas.topology import Queue, instance_queue
 
 __all__ = ["cli", "main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def main() -> None:
@@ -206,3 +219,368 @@ def schema(indent: int) -> None:
         event-bridge schema > event.schema.json
     """
     click.echo(json.dumps(event_schema(), indent=indent or None, ensure_ascii=False))
+
+
+# Operator commands: RabbitMQ, one event, a live tail, dead letters.
+
+_BROKER_HELP = "amqp://user:password@host:5672/vhost of RabbitMQ."
+
+
+def _broker_option(help_text: str = _BROKER_HELP) -> Callable[[F], F]:
+    return click.option(
+        "--broker",
+        envvar="BRIDGE_BROKER_URL",
+        show_envvar=True,
+        required=True,
+        metavar="URL",
+        help=help_text,
+    )
+
+
+@contextmanager
+def _rabbit(broker: str) -> Iterator[KombuConnection]:
+    try:
+        with rabbitadmin.connect(broker) as connection:
+            yield connection
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except rabbitadmin.AdminError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _instance_queue(instance: str | None) -> Queue | None:
+    if instance is None:
+        return None
+    try:
+        return instance_queue(instance)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--instance'") from exc
+
+
+@cli.command()
+@_broker_option()
+@click.option(
+    "--instance",
+    metavar="NAME",
+    help="Also the queue of this bridge instance, bridge.instance.NAME.",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Only look: create nothing, list what is missing or different, exit 1 if anything is.",
+)
+def topology(broker: str, instance: str | None, check: bool) -> None:
+    """Declare the RabbitMQ exchanges and queues, or check them.
+
+    Declares the exchanges bridge.events and bridge.dlx and the queue
+    bridge.dead (and an instance's queue with --instance) as the bridge and
+    the producer do, then prints each with its messages and consumers.
+    Declaring is idempotent. With --check nothing is created; bindings are not
+    checked, since AMQP cannot read them. For example:
+
+    \b
+        event-bridge topology --broker amqp://guest:guest@localhost/ --check
+    """
+    queue = _instance_queue(instance)
+    with _rabbit(broker) as connection:
+        try:
+            if check:
+                entities = rabbitadmin.check_topology(connection, queue)
+            else:
+                entities = rabbitadmin.declare_topology(connection, queue)
+        except rabbitadmin.AdminError as exc:
+            raise click.ClickException(str(exc)) from exc
+    rows = [["name", "kind", "durable", "arguments", "messages", "consumers", "status"]]
+    for entity in entities:
+        rows.append(
+            [
+                entity.name,
+                entity.kind,
+                "yes" if entity.durable else "no",
+                " ".join(f"{k}={v}" for k, v in entity.arguments.items()) or "-",
+                "-" if entity.messages is None else str(entity.messages),
+                "-" if entity.consumers is None else str(entity.consumers),
+                "ok" if entity.problem is None else entity.problem.partition(":")[0],
+            ]
+        )
+    click.echo(rabbitadmin.table(rows))
+    problems = [e for e in entities if e.problem is not None]
+    for entity in problems:
+        click.echo(f"{entity.name}: {entity.problem}", err=True)
+    if problems:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.argument("type_", metavar="TYPE")
+@click.argument("data", metavar="JSON")
+@click.option("--role", metavar="R", help="For every connection with this role.")
+@click.option("--user", metavar="U", help="For every connection of this user.")
+@click.option("--id", "id_", metavar="ID", help="The event id (default: a new UUID).")
+@click.option(
+    "--via",
+    type=click.Choice(["amqp", "http"]),
+    default="amqp",
+    show_default=True,
+    help="amqp: a Celery task message to RabbitMQ, as Django sends; "
+    "http: the bridge's POST /api/dashboard/* API.",
+)
+@click.option(
+    "--broker",
+    envvar="BRIDGE_BROKER_URL",
+    show_envvar=True,
+    metavar="URL",
+    help="RabbitMQ, for --via amqp: amqp://user:password@host:5672/vhost.",
+)
+@click.option(
+    "--url",
+    default="http://127.0.0.1:4000",
+    show_default=True,
+    help="The bridge, for --via http.",
+)
+@click.option(
+    "--api-key", envvar="BRIDGE_API_KEY", show_envvar=True, help="For --via http, if it needs one."
+)
+def emit(
+    type_: str,
+    data: str,
+    role: str | None,
+    user: str | None,
+    id_: str | None,
+    via: str,
+    broker: str | None,
+    url: str,
+    api_key: str | None,
+) -> None:
+    """Send one event and print its id.
+
+    TYPE is an event type of the catalog (see 'event-bridge schema') and JSON
+    its data, checked against the schema before anything is sent: a field
+    that does not fit exits 2 and says which. The event is for everyone unless
+    --role or --user says otherwise. It exits 1 when RabbitMQ or the bridge
+    does not take it. For example:
+
+    \b
+        event-bridge emit reserva:creada '{"reserva": {"id": 7}}' --role admin
+        event-bridge emit dashboard:update '{"services": {"total": 3}}' --via http
+    """
+    if role is not None and user is not None:
+        raise click.UsageError("give --role or --user, not both")
+    try:
+        draft = emit_module.draft(type_, data, role=role, user=user, id=id_)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if via == "amqp":
+        if broker is None:
+            raise click.UsageError("--via amqp needs --broker (or BRIDGE_BROKER_URL)")
+        if urlsplit(broker).scheme not in {"amqp", "amqps"}:
+            raise click.UsageError(
+                f"--broker must be an amqp:// or amqps:// URL, not {display_url(broker)!r}; "
+                "for a bridge on memory:// use --via http"
+            )
+        try:
+            emit_module.send_amqp(broker, draft.event)
+        except emit_module.EmitError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(draft.event.id)
+        return
+    if id_ is not None and draft.endpoint != "emit-event":
+        raise click.UsageError(
+            f"POST /api/dashboard/{draft.endpoint} takes no id: leave out --id or use --via amqp"
+        )
+    try:
+        click.echo(emit_module.send_http(url, draft, api_key=api_key))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except emit_module.EmitError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@cli.command()
+@click.option(
+    "--url", default="ws://127.0.0.1:4000/ws", show_default=True, help="The bridge's WebSocket."
+)
+@click.option("--token", envvar="BRIDGE_TOKEN", show_envvar=True, help="A client token to use.")
+@click.option(
+    "--jwt-secret",
+    envvar="BRIDGE_JWT_SECRET",
+    show_envvar=True,
+    help="The bridge's secret, to make a token here (ignored when --token is given).",
+)
+@click.option(
+    "--user",
+    default="event-bridge-tail",
+    show_default=True,
+    help="With --jwt-secret: the user the token names.",
+)
+@click.option("--roles", default="", metavar="A,B", help="With --jwt-secret: the token's roles.")
+@click.option(
+    "--all",
+    "monitor",
+    is_flag=True,
+    help="With --jwt-secret: a monitor token, which sees every event whoever it is for.",
+)
+@click.option("--types", default="", metavar="T1,T2", help="Print only these event types.")
+@click.option("--history", is_flag=True, help="First print the recent events the bridge keeps.")
+@click.option("--json", "raw", is_flag=True, help="Print each event as the JSON received.")
+def tail(
+    url: str,
+    token: str | None,
+    jwt_secret: str | None,
+    user: str,
+    roles: str,
+    monitor: bool,
+    types: str,
+    history: bool,
+    raw: bool,
+) -> None:
+    """Print a bridge's events as they arrive, until Ctrl-C.
+
+    Connects to the bridge as a WebSocket client and prints one line per event:
+    time, type, audience (all, role:R or user:U) and data. It sees what its
+    token may see: give one with --token, or the bridge's --jwt-secret to make
+    one here. Without either it connects anonymously. It exits 1 when the
+    bridge refuses it or closes the connection. For example:
+
+    \b
+        event-bridge tail --jwt-secret "$BRIDGE_JWT_SECRET" --all --types reserva:creada
+    """
+    if not token and jwt_secret:
+        token = Authenticator(jwt_secret).issue(
+            user, _split(roles), ttl=timedelta(days=1), monitor=monitor
+        )
+    try:
+        asyncio.run(
+            tail_module.tail(
+                url,
+                token=token,
+                types=frozenset(_split(types)),
+                raw=raw,
+                history=history,
+                out=click.echo,
+                say=lambda text: click.echo(f"tail: {text}", err=True),
+            )
+        )
+    except KeyboardInterrupt:
+        return
+    except tail_module.TailError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@cli.group("dead-letters")
+def dead_letters() -> None:
+    """List the messages in bridge.dead, or replay them.
+
+    bridge.dead holds what no bridge could use: messages that are not events
+    (the reason is in their x-bridge-error header) and events that failed too
+    often or expired in an instance's queue (x-death). Listing leaves them in
+    place; replay sends the ones that now decode back to bridge.events. For
+    example:
+
+    \b
+        event-bridge dead-letters list --limit 10
+        event-bridge dead-letters replay --all --dry-run
+    """
+
+
+@dead_letters.command("list")
+@_broker_option()
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="Show at most this many, oldest first; 0 for all.",
+)
+def list_dead_letters(broker: str, limit: int) -> None:
+    """List the dead letters without taking them out of the queue.
+
+    One line each: position, message id, why it died, when, and the start of
+    its body. The messages are read unacknowledged and handed back in their
+    order, so nothing is lost or reordered; each read counts as a delivery
+    (x-delivery-count). For example:
+
+    \b
+        event-bridge dead-letters list --broker amqp://guest:guest@localhost/
+    """
+    with _rabbit(broker) as connection:
+        try:
+            letters = rabbitadmin.dead_letters(connection, limit or None)
+        except rabbitadmin.AdminError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if not letters:
+        click.echo("bridge.dead is empty")
+        return
+    rows = [["#", "message id", "reason", "when", "body"]]
+    for letter in letters:
+        rows.append(
+            [
+                str(letter.position),
+                letter.message_id or "-",
+                letter.reason,
+                letter.when.strftime("%Y-%m-%d %H:%M:%S") if letter.when else "-",
+                _preview(letter.body),
+            ]
+        )
+    click.echo(rabbitadmin.table(rows))
+
+
+def _preview(body: bytes, size: int = 100) -> str:
+    text = " ".join(body.decode("utf-8", errors="replace").split())
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+@dead_letters.command("replay")
+@_broker_option()
+@click.option("--all", "everything", is_flag=True, help="Every message in bridge.dead.")
+@click.option(
+    "--id", "ids", multiple=True, metavar="ID", help="The message with this id; repeat for more."
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be replayed; change nothing.")
+def replay_dead_letters(broker: str, everything: bool, ids: tuple[str, ...], dry_run: bool) -> None:
+    """Send dead letters that now decode back to bridge.events.
+
+    Each selected message is decoded again, as the bridge would: one that is
+    still not an event stays in bridge.dead, with the reason printed. The
+    others are published to bridge.events with their event's routing key and
+    leave bridge.dead only once RabbitMQ confirmed them; one that no queue
+    would take stays too. It exits 1 if a selected message was kept. For
+    example, after deploying a bridge that knows a new event type:
+
+    \b
+        event-bridge dead-letters replay --id 5f0c... --id 9a1b...
+    """
+    if everything == bool(ids):
+        raise click.UsageError("give --all or at least one --id")
+    wanted = frozenset(ids)
+    with _rabbit(broker) as connection:
+        try:
+            outcomes = rabbitadmin.replay(
+                connection,
+                lambda letter: everything or letter.message_id in wanted,
+                dry_run=dry_run,
+            )
+        except rabbitadmin.AdminError as exc:
+            raise click.ClickException(str(exc)) from exc
+    kept = 0
+    for outcome in outcomes:
+        name = outcome.letter.message_id or f"#{outcome.letter.position}"
+        if outcome.kept_because is None:
+            click.echo(f"replayed {name} to {outcome.routing_key}")
+        elif dry_run and outcome.routing_key is not None:
+            click.echo(f"would replay {name} to {outcome.routing_key}")
+        else:
+            kept += 1
+            click.echo(f"kept {name}: {outcome.kept_because}")
+    missing = wanted - {o.letter.message_id for o in outcomes}
+    for id_ in sorted(missing):
+        kept += 1
+        click.echo(f"not found {id_}: no message with this id in bridge.dead")
+    if not outcomes and not missing:
+        click.echo("bridge.dead is empty")
+    if kept:
+        raise click.exceptions.Exit(1)
