@@ -70,11 +70,13 @@ EVENTS = Exchange("bridge.events", "topic")
 #: Where the instance queues send what they cannot deliver.
 DEAD_LETTERS = Exchange("bridge.dlx", "fanout")
 
-#: Messages no bridge could use, for an operator to read and replay.
+#: Messages no bridge could use, for an operator to read and replay. A classic
+#: queue: reading a message to list it must not count towards a delivery limit
+#: (quorum queues in RabbitMQ 4 drop a message after 20 returns by default).
 DEAD_LETTER_QUEUE = Queue(
     "bridge.dead",
     bindings=(Binding(DEAD_LETTERS, ""),),
-    arguments={"x-queue-type": "quorum"},
+    arguments={"x-queue-type": "classic"},
 )
 
 #: What an instance queue receives from :data:`EVENTS`: every audience.
