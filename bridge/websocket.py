@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 from websockets.frames import CloseCode, Frame, Opcode
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from bridge.outbox import Outbox
@@ -117,7 +118,7 @@ class Client:
 
     def flush(self, batch_frame: dict[tuple[int, ...], bytes]) -> None:
         """Write everything queued in one go, or drop the client if it is too far behind."""
-        if self.outbox is None or self.closing:
+        if self.outbox is None or self.closing or self.transport.is_closing():
             return
         entries = self.outbox.take()
         if not entries:
@@ -158,8 +159,10 @@ class Client:
             return
         self.closing = True
         self.hub.leave(self)
-        self.protocol.send_close(code, reason)
-        self._write_protocol_output()
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(code, reason)
+            self._write_protocol_output()
+        # Also when the peer started closing first: it must not linger.
         self.set_timer(self.hub.limits.close_timeout, self.transport.abort)
 
     def set_timer(self, delay: float, callback: Callable[[], object]) -> None:
