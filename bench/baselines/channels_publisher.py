@@ -1,0 +1,74 @@
+"""The producer for the Channels baseline: ``group_send("all", ...)`` per event.
+
+As Channels documents for sending to consumers from outside them (a view, a
+Celery task), it takes the project's channel layer with ``get_channel_layer()``
+and calls ``group_send("all", {"type": "event.message", "text": event})``.
+
+Events come on standard input as JSON lines, one event per line, sent the
+moment each line arrives, so the benchmark's publisher keeps its own schedule
+and stamps ``sentAt`` itself. It prints ``ready`` once the layer answered, and
+``done N`` after standard input ends, N events sent.
+
+    printf '{"seq": 1}\\n' | python bench/baselines/channels_publisher.py \\
+        --redis redis://127.0.0.1:6379/0
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import django
+from channels.layers import get_channel_layer
+
+# The Channels project beside this file, as ``serve.py`` runs it.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "channels_server"))
+from bench_channels.consumers import GROUP
+
+__all__ = ["main", "run"]
+
+#: Longest JSON line accepted on standard input.
+MAX_LINE = 1 << 20
+
+
+async def run() -> int:
+    layer = get_channel_layer()
+    assert layer is not None, "CHANNEL_LAYERS is not configured"
+    # The layer connects on first use: a send to an empty group connects it first.
+    await layer.group_send("nobody", {"type": "event.message", "text": "{}"})
+    print("ready", flush=True)
+    reader = await _stdin_reader()
+    sent = 0
+    while line := await reader.readline():
+        text = line.decode().strip()
+        if text:
+            await layer.group_send(GROUP, {"type": "event.message", "text": text})
+            sent += 1
+    print(f"done {sent}", flush=True)
+    return sent
+
+
+async def _stdin_reader() -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_LINE)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--prefix", default="asgi", help="channels_redis key prefix")
+    args = parser.parse_args()
+    os.environ["BENCH_CHANNELS_REDIS"] = args.redis
+    os.environ["BENCH_CHANNELS_PREFIX"] = args.prefix
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bench_channels.settings"
+    django.setup()
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

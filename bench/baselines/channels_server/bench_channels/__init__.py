@@ -1,0 +1,1 @@
+"""A minimal Django Channels project: one consumer that forwards the group ``all``."""

@@ -1,0 +1,251 @@
+"""A cheap socket.io load-generator client: Engine.IO v4 over a plain WebSocket.
+
+It speaks only what the benchmark needs, on ``asyncio.BufferedProtocol``
+like the client in ``bench/delivery.py``: it opens
+``ws://HOST:PORT/socket.io/?EIO=4&transport=websocket``, answers the open
+packet (``0{...}``) with ``40`` to join the default namespace, answers the
+server's pings (``2``) with ``3``, and for every ``42["event",DATA]`` calls
+``on_event(DATA, received_at)`` with the bytes of DATA, the event's JSON, as
+the server encoded it, and ``time.time()`` of the read it arrived in.
+
+With ``deflate=True`` it offers permessage-deflate as browsers do, and
+inflates what the server compressed.
+
+    client = await connect(port, lambda data, now: print(bytes(data), now))
+    ...
+    await client.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import os
+import time
+import zlib
+from collections.abc import Callable
+
+from websockets.frames import Frame, Opcode
+
+__all__ = ["OnEvent", "SioClient", "connect"]
+
+HOST = "127.0.0.1"
+#: The socket.io event the baseline emits.
+EVENT = "event"
+CONNECT_TIMEOUT = 15.0
+CLOSE_TIMEOUT = 3.0
+
+#: Called with the event's JSON data and the time it was read.
+OnEvent = Callable[[bytearray, float], None]
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_PATH = "/socket.io/?EIO=4&transport=websocket"
+#: What a browser offers.
+_DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+_DEFLATE_TAIL = b"\x00\x00\xff\xff"
+#: Initial read buffer per client; it doubles when a read could not fit.
+_BUFFER_SIZE = 16 * 1024
+
+# Engine.IO packet types (first byte), and socket.io packets inside "4" messages.
+_EIO_OPEN, _EIO_CLOSE, _EIO_PING, _EIO_MESSAGE = ord("0"), ord("1"), ord("2"), ord("4")
+_SIO_CONNECT, _SIO_DISCONNECT, _SIO_EVENT, _SIO_CONNECT_ERROR = (
+    ord("0"), ord("1"), ord("2"), ord("4"),
+)  # fmt: skip
+
+
+class SioClient(asyncio.BufferedProtocol):
+    """One socket.io client of the default namespace; see the module docstring.
+
+    ``connected`` resolves once the server accepted the namespace (``40{...}``),
+    ``lost`` once the connection is gone; ``frames`` and ``events`` count what
+    arrived.
+    """
+
+    def __init__(
+        self, port: int, on_event: OnEvent, *, host: str = HOST, deflate: bool = False
+    ) -> None:
+        key = base64.b64encode(os.urandom(16))
+        self._accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())  # noqa: S324 - RFC 6455
+        self._request = (
+            f"GET {_PATH} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{_DEFLATE_OFFER if deflate else ''}\r\n"
+        ).encode()
+        self._on_event = on_event
+        self._event_prefix = f'2["{EVENT}",'.encode()
+        loop = asyncio.get_running_loop()
+        self.connected: asyncio.Future[None] = loop.create_future()
+        self.lost: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray(_BUFFER_SIZE)
+        self._filled = 0
+        self._upgraded = False
+        self._inflate: zlib._Decompress | None = None
+        self.compressed = False
+        self.closing = False
+        self.frames = 0
+        self.events = 0
+
+    # asyncio.BufferedProtocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self._request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+        if not self.connected.done():
+            self.connected.set_exception(ConnectionError(f"closed before connecting: {exc}"))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if len(self._buffer) - self._filled < _BUFFER_SIZE // 4:
+            # A new, larger buffer: the old one may still be exported, so never resize it.
+            larger = bytearray(2 * len(self._buffer))
+            larger[: self._filled] = self._buffer[: self._filled]
+            self._buffer = larger
+        return memoryview(self._buffer)[self._filled :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        now = time.time()
+        buffer, size = self._buffer, self._filled + nbytes
+        pos = 0 if self._upgraded else self._handshake(buffer, size)
+        if pos < 0:
+            self._filled = size
+            return
+        while size - pos >= 2:
+            first, length, head = buffer[pos], buffer[pos + 1], 2
+            if length & 0x80 or not first & 0x80:
+                self._fail("masked or fragmented frame from the server")
+                return
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length, head = int.from_bytes(buffer[pos + 2 : pos + 4], "big"), 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length, head = int.from_bytes(buffer[pos + 2 : pos + 10], "big"), 10
+            end = pos + head + length
+            if end > size:
+                break
+            payload = buffer[pos + head : end]
+            if first & 0x40 and self._inflate is not None:
+                payload = bytearray(self._inflate.decompress(payload + _DEFLATE_TAIL))
+            self._frame(first & 0x0F, payload, now)
+            pos = end
+        # Keep the start of an incomplete frame; same-length slice assignment, no resize.
+        self._filled = size - pos
+        if pos and self._filled:
+            buffer[: self._filled] = buffer[pos:size]
+
+    # WebSocket
+
+    def _handshake(self, buffer: bytearray, size: int) -> int:
+        """Where the frames start once the 101 response is complete; -1 until then."""
+        end = buffer.find(b"\r\n\r\n", 0, size)
+        if end < 0:
+            return -1
+        head = bytes(buffer[:end]).lower()
+        if not head.startswith(b"http/1.1 101") or self._accept.lower() not in head:
+            self._fail(f"handshake refused: {head.splitlines()[0]!r}")
+            return -1
+        if b"permessage-deflate" in head:
+            self.compressed = True
+            self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._upgraded = True
+        return end + 4
+
+    def _frame(self, opcode: int, payload: bytearray, now: float) -> None:
+        if opcode == Opcode.TEXT:
+            self.frames += 1
+            self._packet(payload, now)
+        elif opcode == Opcode.PING:
+            self._send(Frame(Opcode.PONG, bytes(payload)))
+        elif opcode == Opcode.CLOSE:
+            if not self.closing:
+                self.closing = True
+                self._send(Frame(Opcode.CLOSE, bytes(payload[:2])))
+            if self.transport is not None:
+                self.transport.close()
+
+    # Engine.IO and socket.io
+
+    def _packet(self, packet: bytearray, now: float) -> None:
+        kind = packet[0] if packet else -1
+        if kind == _EIO_MESSAGE:
+            self._message(packet, now)
+        elif kind == _EIO_PING:
+            self._send(Frame(Opcode.TEXT, b"3" + bytes(packet[1:])))
+        elif kind == _EIO_OPEN:
+            self._send(Frame(Opcode.TEXT, b"40"))
+        elif kind == _EIO_CLOSE:
+            self._fail("the server closed the Engine.IO session")
+
+    def _message(self, packet: bytearray, now: float) -> None:
+        kind = packet[1] if len(packet) > 1 else -1
+        if kind == _SIO_EVENT:
+            if packet.startswith(self._event_prefix, 1):
+                self.events += 1
+                self._on_event(packet[1 + len(self._event_prefix) : -1], now)
+        elif kind == _SIO_CONNECT:
+            if not self.connected.done():
+                self.connected.set_result(None)
+        elif kind in (_SIO_DISCONNECT, _SIO_CONNECT_ERROR):
+            self._fail(f"namespace refused: {bytes(packet[:200])!r}")
+
+    def _send(self, frame: Frame) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame.serialize(mask=True))
+
+    def _fail(self, reason: str) -> None:
+        if not self.connected.done():
+            self.connected.set_exception(ConnectionError(reason))
+        self.abort()
+
+    # Closing
+
+    @property
+    def is_open(self) -> bool:
+        return not self.lost.done() and not self.closing
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def close(self) -> None:
+        """Leave as a browser tab does (``41``, then close 1000), or cut it after a while."""
+        if self.is_open:
+            self.closing = True
+            self._send(Frame(Opcode.TEXT, b"41"))
+            self._send(Frame(Opcode.CLOSE, (1000).to_bytes(2, "big")))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.lost), CLOSE_TIMEOUT)
+        self.abort()
+
+
+async def connect(
+    port: int,
+    on_event: OnEvent,
+    *,
+    host: str = HOST,
+    deflate: bool = False,
+    connect_timeout: float = CONNECT_TIMEOUT,
+) -> SioClient:
+    """Connect one client and return it once the server accepted the default namespace.
+
+    Raises ``OSError`` or ``TimeoutError`` if it could not; the connection is cut then.
+    """
+    client = SioClient(port, on_event, host=host, deflate=deflate)
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(connect_timeout):
+            await loop.create_connection(lambda: client, host, port)
+            await client.connected
+    except BaseException:
+        client.abort()
+        raise
+    return client
