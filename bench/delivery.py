@@ -1,15 +1,19 @@
-"""Delivery benchmark: the bridge against a bare ``websockets`` broadcast server.
+"""Delivery benchmark: the bridge against a bare ``websockets`` broadcast server and
+the three systems users would pick instead (python-socketio, Django Channels, the
+seed's NestJS socket.io gateway).
 
 One command, on a machine with RabbitMQ on 127.0.0.1:5672 (guest/guest)::
 
-    uv run --frozen python bench/delivery.py            # 1,000 clients, 10/40/80 events/s
-    uv run --frozen python bench/delivery.py --clients 100 --duration 2
+    uv run --frozen --group bench python bench/delivery.py   # 1,000 clients, 10/40/80 events/s
+    uv run --frozen --group bench python bench/delivery.py --clients 100 --duration 2
 
 It makes a RabbitMQ vhost of its own, starts each server under test pinned to
 core 0, and runs the load generator (the clients and the publisher) here,
-pinned to core 1. For every scenario (server x batch mode x rate) a publisher
-with confirms sends dashboard events at a fixed rate; every client records
-each event's ``seq`` and its latency (receive time - ``sentAt``). The server's
+pinned to core 1, with the baselines' feeders (an emitter process, a
+``group_send`` process, HTTP POSTs) on core 1 as well. For every scenario
+(server x batch mode x rate) a feeder sends dashboard events at a fixed rate;
+every client records each event's ``seq`` and its latency (receive time -
+``sentAt``). The server's
 CPU time comes from ``/proc/PID/stat``, the cores' load from ``/proc/stat``.
 Everything it started, and the vhost, is removed at the end, on Ctrl-C too.
 """
@@ -50,6 +54,11 @@ from schemas.catalog import DashboardUpdate
 from schemas.topology import EVENTS, instance_queue
 
 HERE = Path(__file__).resolve().parent
+BASELINES = HERE / "baselines"
+sys.path.insert(0, str(BASELINES))
+from sio_client import SioClient  # noqa: E402 - beside this file, not a package
+from sio_client import connect as sio_connect  # noqa: E402
+
 HOST = "127.0.0.1"
 SERVER_CORE = 0
 GENERATOR_CORE = 1
@@ -69,6 +78,13 @@ CONFIRM_TIMEOUT = 10
 BUSY = 20.0
 #: A scenario's delivery is over once nothing arrived for this long.
 QUIET_PERIOD = 2.0
+#: Every server, in the order they run; the last four are the baselines of the ratio columns.
+SERVERS = ("baseline", "bridge", "socketio", "channels", "nestjs")
+BASELINE_SERVERS = ("baseline", "socketio", "channels", "nestjs")
+#: Longest wait for ``build.sh`` of the NestJS baseline (``npm ci`` on a fresh clone).
+BUILD_TIMEOUT = 600
+#: Keep-alive HTTP connections the NestJS feeder POSTs on.
+HTTP_CONNECTIONS = 4
 
 
 # Command line
@@ -77,7 +93,7 @@ QUIET_PERIOD = 2.0
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Measure event delivery of the bridge against a bare websockets "
-        "broadcast server, both fed by RabbitMQ.",
+        "broadcast server, python-socketio, Django Channels and a NestJS socket.io gateway.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--clients", type=int, default=1000, help="WebSocket clients")
@@ -88,9 +104,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--servers",
         nargs="+",
-        choices=["baseline", "bridge"],
-        default=["baseline", "bridge"],
-        help="servers to measure, in this order",
+        choices=SERVERS,
+        default=list(SERVERS),
+        help="servers to measure, in this order; one whose prerequisite is missing is skipped",
+    )
+    parser.add_argument(
+        "--channels-rates",
+        type=float,
+        nargs="+",
+        default=[10.0],
+        help="events/s for Django Channels, which cannot keep up with more at 1,000 clients",
+    )
+    parser.add_argument(
+        "--channels-drain-timeout",
+        type=float,
+        default=8.0,
+        help="longest wait for Channels' deliveries after publishing",
+    )
+    parser.add_argument(
+        "--redis", default="redis://127.0.0.1:6379/0", help="Redis of the Channels layer"
     )
     parser.add_argument("--no-batch", action="store_true", help="skip the bridge's ?batch=1 mode")
     parser.add_argument("--pad", type=int, default=120, help="characters of padding per event")
@@ -229,6 +261,17 @@ class ServerSpec:
     batch_modes: tuple[bool, ...] = (False,)
     #: A durable queue it leaves behind when it stops, still bound to the exchange.
     queue: str | None = None
+    #: Its clients: plain WebSocket (``Client``) or socket.io (``SioRecorder``).
+    socketio: bool = False
+    namespace: str = "/"
+    event: str = "event"
+    #: How events reach it: ``amqp`` (``Publisher``), ``lines`` (``LineFeeder`` running
+    #: ``feeder``) or ``http`` (``HttpFeeder``).
+    feed: str = "amqp"
+    feeder: tuple[str, ...] = ()
+    #: Rates and drain timeout of its own, instead of ``--rates`` and ``--drain-timeout``.
+    rates: tuple[float, ...] | None = None
+    drain_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -236,9 +279,13 @@ class Running:
     name: str
     pid: int
     port: int
+    #: The first line it printed: what it is, and its versions.
+    announce: str = ""
 
 
-def server_specs(broker_url: str, state_dir: Path, batch: bool) -> dict[str, ServerSpec]:
+def server_specs(
+    broker_url: str, state_dir: Path, args: Namespace, redis_prefix: str
+) -> dict[str, ServerSpec]:
     bin_dir = Path(sys.executable).parent
     bridge = (
         str(bin_dir / "event-bridge"),
@@ -247,6 +294,9 @@ def server_specs(broker_url: str, state_dir: Path, batch: bool) -> dict[str, Ser
         *("--jwt-secret", JWT_SECRET, "--allow-anonymous", "--state-dir", str(state_dir)),
     )
     baseline = (sys.executable, str(HERE / "baseline_broadcast.py"), "--port", "0")
+    batch = not args.no_batch
+    layer = ("--redis", args.redis, "--prefix", redis_prefix)
+    broker = ("--broker", broker_url)
     return {
         "baseline": ServerSpec("baseline", (*baseline, "--broker", broker_url)),
         "bridge": ServerSpec(
@@ -256,7 +306,87 @@ def server_specs(broker_url: str, state_dir: Path, batch: bool) -> dict[str, Ser
             batch_modes=(False, True) if batch else (False,),
             queue=instance_queue(BRIDGE_INSTANCE).name,
         ),
+        "socketio": ServerSpec(
+            "socketio",
+            (sys.executable, str(BASELINES / "socketio_server.py"), "--port", "0", *broker),
+            socketio=True,
+            feed="lines",
+            feeder=(sys.executable, str(BASELINES / "socketio_emitter.py"), *broker),
+        ),
+        "channels": ServerSpec(
+            "channels",
+            (
+                sys.executable,
+                str(BASELINES / "channels_server" / "serve.py"),
+                "--port",
+                "0",
+                *layer,
+            ),
+            feed="lines",
+            feeder=(sys.executable, str(BASELINES / "channels_publisher.py"), *layer),
+            rates=tuple(args.channels_rates),
+            drain_timeout=args.channels_drain_timeout,
+        ),
+        "nestjs": ServerSpec(
+            "nestjs",
+            ("node", str(BASELINES / "nestjs" / "dist" / "main.js"), "--port", "0"),
+            health="/api/health",
+            socketio=True,
+            namespace="/ws",
+            event="business:event",
+            feed="http",
+        ),
     }
+
+
+def missing_prerequisite(name: str, args: Namespace) -> str | None:
+    """Why ``name`` cannot run here, or None if it can."""
+    if name in ("socketio", "channels"):
+        modules = ("socketio", "aiohttp") if name == "socketio" else ("channels", "daphne", "redis")
+        for module in modules:
+            try:
+                __import__(module)
+            except ImportError:
+                return f"python package {module} is missing (uv run --group bench)"
+    if name == "channels":
+        try:
+            asyncio.run(_redis_ping(args.redis))
+        except Exception as exc:  # any failure means no usable Redis
+            return f"no Redis at {args.redis}: {exc}"
+    if name == "nestjs":
+        if shutil.which("node") is None or shutil.which("npm") is None:
+            return "node and npm are not on the PATH (Node >= 20 needed)"
+        build = BASELINES / "nestjs" / "build.sh"
+        progress(f"nestjs: {build}")
+        try:
+            subprocess.run([str(build)], check=True, timeout=BUILD_TIMEOUT, capture_output=True)  # noqa: S603 - fixed arguments
+        except subprocess.CalledProcessError as exc:
+            return f"build.sh failed: {exc.stderr.decode(errors='replace')[-500:]}"
+        except (subprocess.SubprocessError, OSError) as exc:
+            return f"build.sh failed: {exc}"
+    return None
+
+
+async def _redis_ping(url: str) -> None:
+    import redis.asyncio as aioredis  # noqa: PLC0415 - only with the bench group
+
+    client = aioredis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+async def forget_redis_keys(url: str, prefix: str) -> None:
+    """Delete the Channels layer's keys of this run (its group would last a day otherwise)."""
+    import redis.asyncio as aioredis  # noqa: PLC0415 - only with the bench group
+
+    client = aioredis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        async for key in client.scan_iter(match=f"{prefix}*"):
+            await client.delete(key)
+    finally:
+        await client.aclose()
 
 
 @contextlib.asynccontextmanager
@@ -269,13 +399,13 @@ async def served(spec: ServerSpec, log_path: Path) -> AsyncIterator[Running]:
         )  # fmt: skip
         discard: asyncio.Task[None] | None = None
         try:
-            port = await _read_port(proc, log_path)
+            port, announce = await _read_port(proc, log_path)
             # Read whatever else it prints, so its stdout never blocks it.
             discard = asyncio.create_task(_discard(proc))
             if spec.health is not None:
                 await _wait_healthy(port, spec.health)
             try:
-                yield Running(spec.name, proc.pid, port)
+                yield Running(spec.name, proc.pid, port, announce)
             except ServerGone as exc:
                 raise ServerGone(f"{spec.name} exited: {exc}\n{_tail(log_path)}") from None
         finally:
@@ -284,7 +414,7 @@ async def served(spec: ServerSpec, log_path: Path) -> AsyncIterator[Running]:
             await _stop(proc)
 
 
-async def _read_port(proc: asyncio.subprocess.Process, log_path: Path) -> int:
+async def _read_port(proc: asyncio.subprocess.Process, log_path: Path) -> tuple[int, str]:
     assert proc.stdout is not None
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), SERVER_START_TIMEOUT)
@@ -294,7 +424,7 @@ async def _read_port(proc: asyncio.subprocess.Process, log_path: Path) -> int:
     if found is None:
         await _stop(proc)
         raise RuntimeError(f"server did not start: {line!r}\n{_tail(log_path)}")
-    return int(found[1])
+    return int(found[1]), line.decode(errors="replace").strip()
 
 
 def _tail(path: Path) -> str:
@@ -542,7 +672,83 @@ async def connect_clients(port: int, count: int, path: str, concurrency: int) ->
     return clients
 
 
-async def close_clients(clients: list[Client]) -> None:
+#: The same fields as ``_EVENT``, in what python-socketio and NestJS re-encode.
+_SIO_EVENT = re.compile(rb'"run":\s*"([^"]*)",\s*"seq":\s*(\d+),\s*"sentAt":\s*([0-9.eE+-]+)')
+
+
+class SioRecorder:
+    """What ``Client`` records, for a socket.io client (``bench/baselines/sio_client.py``).
+
+    socket.io sends one event per frame, so ``frames`` counts the events of any run.
+    """
+
+    def __init__(self) -> None:
+        self.sio: SioClient | None = None
+        self.close_code: int | None = None
+        self.begin(b"")
+
+    def begin(self, run: bytes) -> None:
+        self.run = run
+        self.records: list[tuple[int, float]] = []
+        self.frames = 0
+        self.last_receive = 0.0
+
+    def on_event(self, data: bytearray, now: float) -> None:
+        self.frames += 1
+        self.last_receive = now
+        event = _SIO_EVENT.search(data)
+        if event is not None and event[1] == self.run:
+            self.records.append((int(event[2]), now - float(event[3])))
+
+    @property
+    def lost(self) -> asyncio.Future[None]:
+        assert self.sio is not None
+        return self.sio.lost
+
+    @property
+    def is_open(self) -> bool:
+        return self.sio is not None and self.sio.is_open
+
+    async def close(self) -> None:
+        if self.sio is not None:
+            await self.sio.close()
+
+
+AnyClient = Client | SioRecorder
+
+
+async def connect_sio_clients(
+    port: int, count: int, namespace: str, event: str, concurrency: int
+) -> list[SioRecorder]:
+    """Connect ``count`` socket.io clients to ``namespace``; drop those that fail."""
+    gate = asyncio.Semaphore(concurrency)
+    failures: Counter[str] = Counter()
+
+    async def one() -> SioRecorder | None:
+        async with gate:
+            recorder = SioRecorder()
+            try:
+                recorder.sio = await sio_connect(
+                    port,
+                    recorder.on_event,
+                    namespace=namespace,
+                    event=event,
+                    connect_timeout=CONNECT_TIMEOUT,
+                )
+            except (OSError, TimeoutError) as exc:
+                failures[str(exc) or type(exc).__name__] += 1
+                return None
+            return recorder
+
+    clients = [c for c in await asyncio.gather(*(one() for _ in range(count))) if c is not None]
+    if failures:
+        progress(f"  {count - len(clients)} of {count} clients could not connect: {dict(failures)}")
+    if not clients:
+        raise RuntimeError("no client could connect")
+    return clients
+
+
+async def close_clients(clients: Sequence[AnyClient]) -> None:
     await asyncio.gather(*(c.close() for c in clients))
 
 
@@ -565,6 +771,9 @@ def event_body(run: str, seq: int, pad: int) -> bytes:
 
 class Publisher:
     """Publishes bare dashboard events to ``bridge.events`` with publisher confirms."""
+
+    #: Processes whose CPU counts as the load generator's: none, it runs here.
+    pids: tuple[int, ...] = ()
 
     def __init__(self, channel: AbstractChannel, exchange: AbstractExchange, pad: int) -> None:
         self._channel = channel
@@ -601,6 +810,143 @@ class Publisher:
         return Published(count, failed, (count - failed) / took)
 
 
+def _schedule(rate: float, duration: float) -> tuple[int, float]:
+    return max(1, round(rate * duration)), asyncio.get_running_loop().time()
+
+
+async def _on_schedule(start: float, seq: int, rate: float) -> None:
+    delay = start + seq / rate - asyncio.get_running_loop().time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+class LineFeeder:
+    """A baseline's producer process fed with one event per line on its standard input.
+
+    ``socketio_emitter.py`` (a write-only ``AsyncAioPikaManager``) or
+    ``channels_publisher.py`` (``group_send``): each sends an event the moment its
+    line arrives, so the schedule and ``sentAt`` are this process's. It inherits
+    this process's core; its CPU counts as the load generator's.
+    """
+
+    def __init__(self, proc: asyncio.subprocess.Process, pad: int) -> None:
+        self._proc = proc
+        self._pad = pad
+        self.pids = (proc.pid,)
+
+    async def run(self, run: str, rate: float, duration: float) -> Published:
+        assert self._proc.stdin is not None
+        count, start = _schedule(rate, duration)
+        failed = 0
+        for seq in range(count):
+            await _on_schedule(start, seq, rate)
+            if self._proc.returncode is not None:
+                failed += 1
+                continue
+            self._proc.stdin.write(event_body(run, seq, self._pad) + b"\n")
+            await self._proc.stdin.drain()
+        took = asyncio.get_running_loop().time() - start + 1 / rate
+        return Published(count, failed, (count - failed) / took)
+
+
+@contextlib.asynccontextmanager
+async def line_feeder(
+    command: Sequence[str], pad: int, log_path: Path
+) -> AsyncIterator[LineFeeder]:
+    with log_path.open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
+        )
+        try:
+            assert proc.stdout is not None
+            try:
+                ready = await asyncio.wait_for(proc.stdout.readline(), SERVER_START_TIMEOUT)
+            except TimeoutError:
+                ready = b""
+            if ready.strip() != b"ready":
+                raise RuntimeError(f"feeder did not start: {ready!r}\n{_tail(log_path)}")
+            yield LineFeeder(proc, pad)
+            assert proc.stdin is not None
+            proc.stdin.close()
+            with contextlib.suppress(TimeoutError):
+                done = await asyncio.wait_for(proc.stdout.readline(), SERVER_STOP_TIMEOUT)
+                progress(f"  feeder: {done.decode(errors='replace').strip()}")
+        finally:
+            await _stop(proc)
+
+
+class HttpFeeder:
+    """POSTs each event to the NestJS gateway's ``/api/dashboard/emit-event``, as the seed does.
+
+    The body is the seed's ``{"type", "data", "timestamp"}`` with the benchmark's fields
+    in ``data``, stamped at its scheduled time. POSTs are fired on schedule without waiting
+    for the previous answer, over a few keep-alive connections (one request in flight
+    on each); a POST waits for a free connection only when all are busy.
+    """
+
+    pids: tuple[int, ...] = ()
+
+    def __init__(self, port: int, pad: int) -> None:
+        self._port = port
+        self._pad = pad
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.wait_for(asyncio.open_connection(HOST, self._port), CONNECT_TIMEOUT)
+
+    def _request(self, run: str, seq: int) -> bytes:
+        fields = {"run": run, "seq": seq, "sentAt": time.time(), "pad": "x" * self._pad}
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        body = json.dumps({"type": "dashboard", "data": fields, "timestamp": stamp}).encode()
+        return (
+            f"POST /api/dashboard/emit-event HTTP/1.1\r\nHost: {HOST}:{self._port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+
+    async def _post(self, pool: asyncio.Queue, request: bytes) -> None:
+        reader, writer = await pool.get()
+        try:
+            writer.write(request)
+            status = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            if status.split()[1:2] != [b"202"]:
+                raise RuntimeError(f"POST answered {status!r}")
+        except BaseException:
+            writer.close()
+            reader, writer = await self._connection()
+            raise
+        finally:
+            pool.put_nowait((reader, writer))
+
+    async def run(self, run: str, rate: float, duration: float) -> Published:
+        pool: asyncio.Queue = asyncio.Queue()
+        for _ in range(HTTP_CONNECTIONS):
+            pool.put_nowait(await self._connection())
+        try:
+            count, start = _schedule(rate, duration)
+            posts = []
+            for seq in range(count):
+                await _on_schedule(start, seq, rate)
+                request = self._request(run, seq)
+                posts.append(asyncio.create_task(self._post(pool, request)))
+            took = asyncio.get_running_loop().time() - start + 1 / rate
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(*posts, return_exceptions=True), CONFIRM_TIMEOUT + 5
+            )
+        finally:
+            while not pool.empty():
+                pool.get_nowait()[1].close()
+        failed = sum(isinstance(o, BaseException) for o in outcomes)
+        return Published(count, failed, (count - failed) / took)
+
+
+Feeder = Publisher | LineFeeder | HttpFeeder
+
+
 @contextlib.asynccontextmanager
 async def publisher(url: str, pad: int) -> AsyncIterator[Publisher]:
     connection = await aio_pika.connect(url, timeout=10)
@@ -634,8 +980,12 @@ class Reading:
     wall: float
 
     @classmethod
-    def take(cls, pid: int) -> Reading:
+    def take(cls, pid: int, feeders: Sequence[int] = ()) -> Reading:
+        """``feeders``: processes on the generator's core whose CPU counts as the generator's."""
         here = process_cpu_seconds(os.getpid())
+        for feeder in feeders:
+            with contextlib.suppress(ServerGone):
+                here += process_cpu_seconds(feeder)
         return cls(process_cpu_seconds(pid), here, core_times(), time.time())
 
 
@@ -683,7 +1033,7 @@ class Result:
         return 1e6 * self.usage.server / self.delivered if self.delivered else float("nan")
 
 
-async def drain(clients: list[Client], expected: int, longest: float) -> None:
+async def drain(clients: Sequence[AnyClient], expected: int, longest: float) -> None:
     """Wait until every open client has every event, nothing arrives any more, or ``longest``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + longest
@@ -700,21 +1050,25 @@ async def drain(clients: list[Client], expected: int, longest: float) -> None:
 
 
 async def run_scenario(
-    server: Running, clients: list[Client], pub: Publisher, scenario: Scenario, args: Namespace
+    server: Running, clients: Sequence[AnyClient], pub: Feeder, scenario: Scenario, args: Namespace
 ) -> Result:
     run = uuid.uuid4().hex[:12]
     live = [c for c in clients if c.is_open]
     for client in live:
         client.begin(run.encode())
-    before = Reading.take(server.pid)
+    before = Reading.take(server.pid, pub.pids)
     published = await pub.run(run, scenario.rate, args.duration)
     await drain(live, published.attempted, args.drain_timeout)
-    usage = Usage.between(before, Reading.take(server.pid))
+    usage = Usage.between(before, Reading.take(server.pid, pub.pids))
     return summarize(scenario, live, published, before.wall, usage)
 
 
 def summarize(
-    scenario: Scenario, clients: list[Client], published: Published, started: float, usage: Usage
+    scenario: Scenario,
+    clients: Sequence[AnyClient],
+    published: Published,
+    started: float,
+    usage: Usage,
 ) -> Result:
     delivered = frames = loss = duplicates = 0
     latencies: list[float] = []
@@ -746,17 +1100,30 @@ def summarize(
     )
 
 
-async def run_group(server: Running, pub: Publisher, batch: bool, args: Namespace) -> list[Result]:
+async def run_group(
+    server: Running, spec: ServerSpec, pub: Feeder, batch: bool, args: Namespace
+) -> list[Result]:
     """Connect the clients once, warm up, then one scenario per rate."""
     path = "/ws?batch=1" if batch else "/ws"
     label = f"{server.name}{' batch=1' if batch else ''}"
     progress(f"{label}: connecting {args.clients} clients")
-    clients = await connect_clients(server.port, args.clients, path, args.connect_concurrency)
+    clients: Sequence[AnyClient]
+    if spec.socketio:
+        clients = await connect_sio_clients(
+            server.port, args.clients, spec.namespace, spec.event, args.connect_concurrency
+        )
+    else:
+        clients = await connect_clients(server.port, args.clients, path, args.connect_concurrency)
+    rates = spec.rates or args.rates
+    if spec.drain_timeout is not None:
+        args = Namespace(**{**vars(args), "drain_timeout": spec.drain_timeout})
     results = []
     try:
-        await asyncio.sleep(0.5)  # the pongs to the clients' pings
-        await run_scenario(server, clients, pub, Scenario(server.name, batch, 20), _warmup(args))
-        for rate in args.rates:
+        # The pongs to the clients' pings; python-socketio binds its queue on the first connection.
+        await asyncio.sleep(1.0)
+        warmup = Scenario(server.name, batch, min(20.0, *rates))
+        await run_scenario(server, clients, pub, warmup, _warmup(args))
+        for rate in rates:
             await asyncio.sleep(1)
             result = await run_scenario(
                 server, clients, pub, Scenario(server.name, batch, rate), args
@@ -770,29 +1137,66 @@ async def run_group(server: Running, pub: Publisher, batch: bool, args: Namespac
 
 
 def _warmup(args: Namespace) -> Namespace:
-    return Namespace(**{**vars(args), "duration": 0.5, "drain_timeout": 5.0})
+    return Namespace(
+        **{**vars(args), "duration": 0.5, "drain_timeout": min(5.0, args.drain_timeout)}
+    )
 
 
-async def bench(args: Namespace, broker_url: str, workdir: Path) -> list[Result]:
+@dataclass
+class Outcome:
+    results: list[Result] = field(default_factory=list)
+    #: The first line each server printed.
+    announces: dict[str, str] = field(default_factory=dict)
+    #: Servers not measured (or not to the end), and why.
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+@contextlib.asynccontextmanager
+async def feeder_for(
+    spec: ServerSpec, server: Running, amqp: Publisher, args: Namespace, workdir: Path
+) -> AsyncIterator[Feeder]:
+    if spec.feed == "lines":
+        async with line_feeder(
+            spec.feeder, args.pad, workdir / f"{spec.name}-feeder.log"
+        ) as feeder:
+            cores = sorted(os.sched_getaffinity(feeder.pids[0]))
+            progress(f"  feeder pid {feeder.pids[0]}, cores {cores}")
+            yield feeder
+    elif spec.feed == "http":
+        yield HttpFeeder(server.port, args.pad)
+    else:
+        yield amqp
+
+
+async def bench(args: Namespace, broker_url: str, workdir: Path, outcome: Outcome) -> None:
     task = asyncio.current_task()
     assert task is not None
     # Our own handlers: SIGINT may arrive ignored (a background job), and SIGTERM must clean up.
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, task.cancel)
-    specs = server_specs(broker_url, workdir / "state", batch=not args.no_batch)
-    results: list[Result] = []
+    redis_prefix = VHOST_PREFIX + uuid.uuid4().hex[:8]
+    specs = server_specs(broker_url, workdir / "state", args, redis_prefix)
     async with publisher(broker_url, args.pad) as pub:
         for name in args.servers:
             spec = specs[name]
-            async with served(spec, workdir / f"{name}.log") as server:
-                affinity = sorted(os.sched_getaffinity(server.pid))
-                progress(f"{name}: pid {server.pid} on port {server.port}, cores {affinity}")
-                for batch in spec.batch_modes:
-                    results += await run_group(server, pub, batch, args)
-            if spec.queue is not None:
-                # Otherwise it would keep storing every event of the servers measured next.
-                await pub.delete_queue(spec.queue)
-    return results
+            try:
+                async with served(spec, workdir / f"{name}.log") as server:
+                    outcome.announces[name] = server.announce
+                    affinity = sorted(os.sched_getaffinity(server.pid))
+                    progress(f"{name}: pid {server.pid} on port {server.port}, cores {affinity}")
+                    async with feeder_for(spec, server, pub, args, workdir) as feeder:
+                        for batch in spec.batch_modes:
+                            outcome.results += await run_group(server, spec, feeder, batch, args)
+            except (RuntimeError, OSError, TimeoutError) as exc:
+                # One failing server should not cost the others' numbers.
+                outcome.skipped[name] = f"failed: {exc}"
+                progress(f"{name}: FAILED: {exc}")
+            finally:
+                if spec.queue is not None:
+                    # Otherwise it would keep storing every event of the servers measured next.
+                    await pub.delete_queue(spec.queue)
+                if name == "channels":
+                    await forget_redis_keys(args.redis, redis_prefix)
 
 
 # Output
@@ -832,9 +1236,30 @@ def summary_line(result: Result) -> str:
     return "  ".join(f"{h}={c}" for h, c in zip(HEADERS, row(result), strict=True))
 
 
+def ratio_columns(results: list[Result]) -> tuple[list[str], list[list[str]]]:
+    """Per baseline that ran: each row's µs/event / that baseline's at the same rate."""
+    names = [n for n in BASELINE_SERVERS if any(r.scenario.server == n for r in results)]
+    bases = {
+        (r.scenario.server, r.scenario.rate): r.cpu_us_per_event
+        for r in results
+        if r.scenario.server in names and not r.scenario.batch
+    }
+    cells = []
+    for result in results:
+        line = []
+        for name in names:
+            base = bases.get((name, result.scenario.rate))
+            ok = base is not None and base > 0 and result.delivered
+            line.append(f"{result.cpu_us_per_event / base:.2f}" if ok else "-")  # type: ignore[operator]
+        cells.append(line)
+    return [f"/{name}" for name in names], cells
+
+
 def table(results: list[Result]) -> str:
-    rows = [list(HEADERS), *(row(r) for r in results)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS))]
+    extra, cells = ratio_columns(results)
+    headers = [*HEADERS, *extra]
+    rows = [headers, *(row(r) + c for r, c in zip(results, cells, strict=True))]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
     lines = [_line(r, widths) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -847,22 +1272,6 @@ def _line(cells: list[str], widths: list[int]) -> str:
         for i, (c, w) in enumerate(zip(cells, widths, strict=True))
     )
     return "  ".join(aligned).rstrip()
-
-
-def ratios(results: list[Result]) -> list[str]:
-    baseline = {r.scenario.rate: r for r in results if r.scenario.server == "baseline"}
-    lines = []
-    for result in results:
-        base = baseline.get(result.scenario.rate)
-        if result.scenario.server == "baseline" or base is None:
-            continue
-        batch = " batch=1" if result.scenario.batch else ""
-        lines.append(
-            f"  {result.scenario.rate:g} events/s: bridge{batch} {result.cpu_us_per_event:.2f} µs"
-            f" / baseline {base.cpu_us_per_event:.2f} µs = "
-            f"{result.cpu_us_per_event / base.cpu_us_per_event:.2f}x"
-        )
-    return lines
 
 
 def notes(results: list[Result]) -> list[str]:
@@ -884,23 +1293,31 @@ loss, dup: events x clients missing or received twice; dropped: clients the serv
 p50/p99/max: receive time - sentAt, over every event at every client; the publisher and the
   clients share core 1, so a busy generator (gen % near 100) adds to them.
 µs/event: server CPU time (utime + stime, /proc/PID/stat, 10 ms ticks) per event delivered.
-server %, gen %: CPU of the server and of this load generator, in % of one core.
+  RabbitMQ's and Redis's CPU is not in it: they are not pinned and serve every system.
+/NAME: µs/event of the row divided by NAME's (one frame per event) at the same rate; below 1
+  is less server CPU per delivered event than NAME. "-": NAME did not run at that rate.
+server %, gen %: CPU of the server and of the load generator, in % of one core; the generator
+  is this process plus the socketio emitter or Channels group_send process (NestJS's POSTs
+  are sent from this process).
 core0 %, core1 %: load of each core from /proc/stat, whoever used it: core0 % - server % and
   core1 % - gen % is RabbitMQ (not pinned) plus anything else running on the machine."""
 
 
-def report(args: Namespace, results: list[Result], header: str, payload: int) -> None:
+def report(args: Namespace, outcome: Outcome, header: str, payload: int) -> None:
+    results = outcome.results
     print()
     print(header)
+    for name, line in outcome.announces.items():
+        print(f"  {name}: {line}")
     print(
         f"{args.clients} clients, {args.duration:g} s per rate, events of {payload} bytes, "
         f"server on core {SERVER_CORE}, load generator and publisher on core {GENERATOR_CORE}"
     )
     print()
     print(table(results))
-    if lines := ratios(results):
-        print("\nServer CPU per delivered event, bridge / bare websockets baseline:")
-        print("\n".join(lines))
+    if outcome.skipped:
+        print("\nNot measured:")
+        print("\n".join(f"  {name}: {why}" for name, why in outcome.skipped.items()))
     if lines := notes(results):
         print("\nNotes:")
         print("\n".join(lines))
@@ -918,14 +1335,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = versions() + "\n" + background_load()
     payload = len(event_body("0" * 12, 0, args.pad))
     progress(header)
+    outcome = Outcome()
+    for server in list(args.servers):
+        if (why := missing_prerequisite(server, args)) is not None:
+            progress(f"{server}: skipped: {why}")
+            outcome.skipped[server] = f"skipped: {why}"
+            args.servers.remove(server)
     with vhost() as name, tempfile.TemporaryDirectory(prefix=VHOST_PREFIX) as tmp:
         progress(f"vhost {name}")
         try:
-            results = asyncio.run(bench(args, f"{args.amqp}/{name}", Path(tmp)))
+            asyncio.run(bench(args, f"{args.amqp}/{name}", Path(tmp), outcome))
         except (KeyboardInterrupt, asyncio.CancelledError):
             progress("delivery: interrupted; cleaning up")
             return 130
-    report(args, results, header, payload)
+    report(args, outcome, header, payload)
     return 0
 
 

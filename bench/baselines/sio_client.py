@@ -3,8 +3,10 @@
 It speaks only what the benchmark needs, on ``asyncio.BufferedProtocol``
 like the client in ``bench/delivery.py``: it opens
 ``ws://HOST:PORT/socket.io/?EIO=4&transport=websocket``, answers the open
-packet (``0{...}``) with ``40`` to join the default namespace, answers the
-server's pings (``2``) with ``3``, and for every ``42["event",DATA]`` calls
+packet (``0{...}``) with ``40`` to join the default namespace (or
+``40/ws,`` to join ``namespace="/ws"``), answers the
+server's pings (``2``) with ``3``, and for every ``42["event",DATA]`` (or
+``42/ws,["business:event",DATA]`` with ``event="business:event"``) calls
 ``on_event(DATA, received_at)`` with the bytes of DATA, the event's JSON, as
 the server encoded it, and ``time.time()`` of the read it arrived in.
 
@@ -64,7 +66,14 @@ class SioClient(asyncio.BufferedProtocol):
     """
 
     def __init__(
-        self, port: int, on_event: OnEvent, *, host: str = HOST, deflate: bool = False
+        self,
+        port: int,
+        on_event: OnEvent,
+        *,
+        host: str = HOST,
+        deflate: bool = False,
+        namespace: str = "/",
+        event: str = EVENT,
     ) -> None:
         key = base64.b64encode(os.urandom(16))
         self._accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())  # noqa: S324 - RFC 6455
@@ -74,7 +83,9 @@ class SioClient(asyncio.BufferedProtocol):
             f"Sec-WebSocket-Version: 13\r\n{_DEFLATE_OFFER if deflate else ''}\r\n"
         ).encode()
         self._on_event = on_event
-        self._event_prefix = f'2["{EVENT}",'.encode()
+        # A namespace other than "/" is named in every packet: 40/ws, and 42/ws,[...].
+        self._namespace = b"" if namespace == "/" else f"{namespace},".encode()
+        self._event_prefix = b"2" + self._namespace + f'["{event}",'.encode()
         loop = asyncio.get_running_loop()
         self.connected: asyncio.Future[None] = loop.create_future()
         self.lost: asyncio.Future[None] = loop.create_future()
@@ -181,7 +192,7 @@ class SioClient(asyncio.BufferedProtocol):
         elif kind == _EIO_PING:
             self._send(Frame(Opcode.TEXT, b"3" + bytes(packet[1:])))
         elif kind == _EIO_OPEN:
-            self._send(Frame(Opcode.TEXT, b"40"))
+            self._send(Frame(Opcode.TEXT, b"40" + self._namespace))
         elif kind == _EIO_CLOSE:
             self._fail("the server closed the Engine.IO session")
 
@@ -220,7 +231,7 @@ class SioClient(asyncio.BufferedProtocol):
         """Leave as a browser tab does (``41``, then close 1000), or cut it after a while."""
         if self.is_open:
             self.closing = True
-            self._send(Frame(Opcode.TEXT, b"41"))
+            self._send(Frame(Opcode.TEXT, b"41" + self._namespace))
             self._send(Frame(Opcode.CLOSE, (1000).to_bytes(2, "big")))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.lost), CLOSE_TIMEOUT)
@@ -233,13 +244,15 @@ async def connect(
     *,
     host: str = HOST,
     deflate: bool = False,
+    namespace: str = "/",
+    event: str = EVENT,
     connect_timeout: float = CONNECT_TIMEOUT,
 ) -> SioClient:
     """Connect one client and return it once the server accepted the default namespace.
 
     Raises ``OSError`` or ``TimeoutError`` if it could not; the connection is cut then.
     """
-    client = SioClient(port, on_event, host=host, deflate=deflate)
+    client = SioClient(port, on_event, host=host, deflate=deflate, namespace=namespace, event=event)
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(connect_timeout):
