@@ -1,0 +1,581 @@
+"""Producer benchmark: how long a Django save spends sending one event.
+
+One command, on a machine with RabbitMQ on 127.0.0.1:5672 (guest/guest), a
+working ``rabbitmqctl`` and, for the seed's row, Node >= 20 and npm::
+
+    uv run --frozen --group bench python bench/producer.py
+    uv run --frozen --group bench python bench/producer.py --saves 200 --clients 100
+
+In one run, each row timed call by call (p50, p99, max over ``--saves`` calls):
+
+- ``save alone``: ``Categoria.objects.create()`` in ``transaction.atomic()``, a
+  model without ``model_events``: what the save costs without any event.
+- ``ours``: ``Reserva.objects.create()`` in ``transaction.atomic()`` in the
+  example project; ``model_events`` publishes ``reserva:creada`` on commit,
+  with publisher confirms, into the run's vhost, where the bridge's quorum
+  queue (``bridge.instance.bench``) takes it. The whole block is timed.
+- ``seed``: ``requests.post(".../api/dashboard/emit-event", json=..., timeout=5)``
+  to the NestJS gateway (``bench/baselines/nestjs``, pinned to core 0) with
+  ``--clients`` socket.io clients connected (a child process on core 1); it
+  answers 202 after writing the event to every client.
+- ``kombu confirms``: a bare kombu ``Producer.publish`` of the same event with
+  ``confirm_publish``; ``celery send_task``: Celery's default, no confirms.
+- When the other side is down: ``ours`` with BROKER_URL at a closed port,
+  and ``seed`` with the gateway stopped. Both lose the event.
+
+Django runs in this process with ``example/mi_proyecto/settings.py``, SQLite in
+a temporary directory (migrated first). The vhost is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+EXAMPLE = ROOT / "example"
+BASELINES = HERE / "baselines"
+NESTJS = BASELINES / "nestjs"
+HOST = "127.0.0.1"
+SERVER_CORE = 0
+CLIENT_CORE = 1
+VHOST_PREFIX = "event-bridge-bench-"
+RABBITMQCTL_TIMEOUT = 60
+START_TIMEOUT = 30
+STOP_TIMEOUT = 10
+BUILD_TIMEOUT = 600
+POST_TIMEOUT = 5
+WARMUP = 20
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Time a Django save's event send: ours against the seed's HTTP POST "
+        "to its NestJS gateway, a bare kombu publish with confirms and Celery's send_task.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--saves", type=int, default=500, help="timed calls per row")
+    parser.add_argument("--down-saves", type=int, default=100, help="timed calls per 'down' row")
+    parser.add_argument("--clients", type=int, default=1000, help="socket.io clients of NestJS")
+    parser.add_argument(
+        "--amqp", default="amqp://guest:guest@127.0.0.1:5672", help="broker, without vhost"
+    )
+    # Internal: the socket.io clients' child process.
+    parser.add_argument("--sio-clients", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.saves < 1 or args.down_saves < 1 or args.clients < 1:
+        parser.error("--saves, --down-saves and --clients must be positive")
+    return args
+
+
+# Timing
+
+
+@dataclass
+class Row:
+    path: str
+    times: list[float]  # seconds
+    note: str = ""
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.times)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.times) * 1000
+
+
+def timed(call: Callable[[], object], count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+# The machine
+
+
+def rabbitmqctl(*args: str) -> str:
+    path = shutil.which("rabbitmqctl")
+    if path is None:
+        sys.exit("producer: rabbitmqctl is not on the PATH; it makes the benchmark's vhost")
+    done = subprocess.run(  # noqa: S603 - fixed arguments
+        [path, *args], capture_output=True, text=True, timeout=RABBITMQCTL_TIMEOUT, check=True
+    )
+    return done.stdout.strip()
+
+
+@contextlib.contextmanager
+def vhost() -> Iterator[str]:
+    name = VHOST_PREFIX + uuid.uuid4().hex[:12]
+    rabbitmqctl("add_vhost", name)
+    try:
+        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield name
+    finally:
+        try:
+            rabbitmqctl("delete_vhost", name)
+        except (subprocess.SubprocessError, OSError) as exc:
+            progress(f"producer: could not delete vhost {name}: {exc}")
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def raise_open_files(wanted: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# Django
+
+
+DB_DIR = ["?"]
+
+
+def setup_django(broker_url: str, tmp: Path) -> None:
+    DB_DIR[0] = str(tmp)
+    sys.path.insert(0, str(EXAMPLE))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "mi_proyecto.settings"
+    os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'db.sqlite3'}"
+    os.environ["BRIDGE_BROKER_URL"] = broker_url
+    os.environ["DJANGO_DEBUG"] = "0"  # DEBUG keeps every query in memory
+    import django  # noqa: PLC0415 - configured just above
+    from django.core.management import call_command  # noqa: PLC0415
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+class Failures(logging.Handler):
+    """Counts the producer's warnings (one per event not sent), and keeps the last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self.last = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        self.last = record.getMessage()
+
+
+def queue_depth(broker_url: str, name: str) -> int:
+    from kombu import Connection  # noqa: PLC0415
+
+    with Connection(broker_url) as conn:
+        return int(conn.default_channel.queue_declare(name, passive=True).message_count)
+
+
+def django_rows(args: argparse.Namespace, broker_url: str, down_url: str) -> list[Row]:
+    from api_rest import signals  # noqa: PLC0415 - after django.setup()
+    from api_rest.models import Categoria, Cliente, Reserva  # noqa: PLC0415
+    from django.conf import settings  # noqa: PLC0415
+    from django.contrib.auth.models import User  # noqa: PLC0415
+    from django.db import transaction  # noqa: PLC0415
+
+    from producer.entities import declare  # noqa: PLC0415
+    from producer.notifier import publisher  # noqa: PLC0415
+    from schemas.topology import instance_queue  # noqa: PLC0415
+
+    failures = Failures()
+    producer_log = logging.getLogger("producer")
+    producer_log.addHandler(failures)
+    producer_log.propagate = False
+
+    from kombu import Connection  # noqa: PLC0415
+
+    queue = instance_queue("bench")
+    with Connection(broker_url) as conn:
+        declare(conn, queue)
+
+    cliente = Cliente.objects.create(user=User.objects.create(username="bench"))
+    counter = iter(range(10**9))
+
+    def save_alone() -> None:
+        with transaction.atomic():
+            Categoria.objects.create(nombre=f"c{next(counter)}")
+
+    def save_reserva() -> None:
+        with transaction.atomic():
+            Reserva.objects.create(
+                cliente=cliente, fecha="2025-01-01", hora="10:00", total_estimado="25.50"
+            )
+
+    rows = []
+    progress(f"save alone: {args.saves} Categoria saves")
+    timed(save_alone, WARMUP)
+    rows.append(Row("save alone (Categoria, no events)", timed(save_alone, args.saves)))
+
+    progress(f"ours: {args.saves} Reserva saves")
+    timed(save_reserva, WARMUP)
+    before = queue_depth(broker_url, queue.name)
+    lost_before = failures.count
+    times = timed(save_reserva, args.saves)
+    arrived = queue_depth(broker_url, queue.name) - before
+    lost = failures.count - lost_before
+    rows.append(
+        Row(
+            "ours: Reserva save + model_events (confirmed)",
+            times,
+            f"{arrived}/{args.saves} in the bridge's queue, {lost} not sent",
+        )
+    )
+    publisher().close()
+
+    progress(f"ours, RabbitMQ down: {args.down_saves} Reserva saves")
+    settings.EVENT_BRIDGE = {**settings.EVENT_BRIDGE, "BROKER_URL": down_url}
+    lost_before = failures.count
+    times = timed(save_reserva, args.down_saves)
+    lost = failures.count - lost_before
+    reserva = Reserva.objects.first()
+    assert reserva is not None
+    rows.append(
+        Row(
+            "ours, RabbitMQ down (closed port)",
+            times,
+            f"first save {times[0] * 1000:.0f} ms; {lost}/{args.down_saves} events LOST "
+            f"(logged, not raised; the save commits); after a failure the publisher "
+            f"fails at once for 5 s (cooldown), so only the first save waits",
+        )
+    )
+    progress(f"  last warning: {failures.last}")
+    rows.append(bare_kombu(args, broker_url, signals.reserva(reserva)))
+    rows.append(celery_send_task(args, broker_url, signals.reserva(reserva)))
+    with Connection(broker_url) as conn:
+        conn.default_channel.queue_purge(queue.name)
+    return rows
+
+
+def reserva_event(data: dict[str, object]) -> tuple[dict[str, object], str]:
+    from schemas.requests import ENDPOINTS  # noqa: PLC0415
+    from schemas.topology import routing_key  # noqa: PLC0415
+
+    event = ENDPOINTS["emit-event"].read(json.dumps({"type": "reserva:creada", "data": data}))
+    return event.model_dump(mode="json"), routing_key(event)
+
+
+def bare_kombu(args: argparse.Namespace, broker_url: str, data: dict[str, object]) -> Row:
+    from kombu import Connection  # noqa: PLC0415
+
+    from producer.entities import exchange  # noqa: PLC0415
+    from schemas.topology import EVENTS  # noqa: PLC0415
+
+    body, key = reserva_event(data)
+    progress(f"kombu: {args.saves} publishes with confirms")
+    with Connection(broker_url, transport_options={"confirm_publish": True}) as conn:
+        producer = conn.Producer()
+        ex = exchange(EVENTS)
+
+        def publish() -> None:
+            producer.publish(body, exchange=ex, routing_key=key, serializer="json")
+
+        producer.publish(body, exchange=ex, routing_key=key, serializer="json", declare=[ex])
+        timed(publish, WARMUP)
+        return Row("kombu Producer.publish, confirms", timed(publish, args.saves))
+
+
+def celery_send_task(args: argparse.Namespace, broker_url: str, data: dict[str, object]) -> Row:
+    from celery import Celery  # noqa: PLC0415
+
+    from schemas.topology import EVENTS  # noqa: PLC0415
+
+    body, key = reserva_event(data)
+    progress(f"celery: {args.saves} send_task, no confirms")
+    app = Celery("bench", broker=broker_url, set_as_current=False)
+
+    def send() -> None:
+        app.send_task("bridge.publish", args=(body,), exchange=EVENTS.name, routing_key=key)
+
+    try:
+        timed(send, WARMUP)
+        return Row("celery send_task, no confirms", timed(send, args.saves))
+    finally:
+        app.close()
+
+
+# The seed: NestJS gateway and socket.io clients
+
+
+def sio_clients_main(port: int, count: int) -> int:
+    """Child process: connect ``count`` clients, say ``ready N``, count events till stdin closes."""
+    sys.path.insert(0, str(BASELINES))
+    from sio_client import connect  # noqa: PLC0415 - beside this file, not a package
+
+    raise_open_files(count + 256)
+    received = [0]
+
+    def on_event(_data: bytearray, _now: float) -> None:
+        received[0] += 1
+
+    async def run() -> None:
+        gate = asyncio.Semaphore(50)
+
+        async def one() -> object:
+            async with gate:
+                return await connect(
+                    port, on_event, namespace="/ws", event="business:event", connect_timeout=15
+                )
+
+        clients = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+        ok = [c for c in clients if not isinstance(c, BaseException)]
+        print(f"ready {len(ok)}", flush=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.read)
+        print(f"events {received[0]}", flush=True)
+        await asyncio.gather(*(c.close() for c in ok), return_exceptions=True)  # type: ignore[attr-defined]
+
+    asyncio.run(run())
+    return 0
+
+
+def seed_rows(  # noqa: PLR0915 - one sequence: start, measure, stop, measure again
+    args: argparse.Namespace, data: dict[str, object], tmp: Path
+) -> list[Row]:
+    import requests  # noqa: PLC0415
+
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        progress("seed: skipped, node and npm are not on the PATH")
+        return []
+    progress("seed: build.sh")
+    subprocess.run([str(NESTJS / "build.sh")], check=True, timeout=BUILD_TIMEOUT)  # noqa: S603
+    log = (tmp / "nestjs.log").open("wb")
+    gateway = ["taskset", "-c", str(SERVER_CORE), "node", str(NESTJS / "dist" / "main.js")]
+    server = subprocess.Popen(  # noqa: S603 - fixed arguments, from the PATH
+        [*gateway, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=log,
+    )
+    clients: subprocess.Popen[str] | None = None
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        found = re.search(rb":(\d+)/ws", line)
+        if found is None:
+            raise RuntimeError(f"nestjs did not start: {line!r}")
+        port = int(found[1])
+        base = f"http://{HOST}:{port}"
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{base}/api/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("nestjs: /api/health did not answer")
+            time.sleep(0.2)
+        progress(f"seed: {args.clients} socket.io clients on core {CLIENT_CORE}")
+        child = ["taskset", "-c", str(CLIENT_CORE), sys.executable, __file__]
+        clients = subprocess.Popen(  # noqa: S603 - fixed arguments, from the PATH
+            [*child, "--sio-clients", str(port), "--clients", str(args.clients)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert clients.stdout is not None
+        assert clients.stdin is not None
+        ready = int(clients.stdout.readline().split()[1])
+        connections = requests.get(f"{base}/api/health", timeout=2).json()["connections"]
+        progress(f"seed: {ready} clients ready, gateway counts {connections}")
+        url = f"{base}/api/dashboard/emit-event"
+        statuses: list[int] = []
+
+        def post() -> None:
+            body = {"type": "reserva:creada", "data": data, "timestamp": "2025-01-01T00:00:00Z"}
+            statuses.append(requests.post(url, json=body, timeout=POST_TIMEOUT).status_code)
+
+        progress(f"seed: {args.saves} POSTs")
+        timed(post, WARMUP)
+        times = timed(post, args.saves)
+        time.sleep(1)
+        clients.stdin.close()
+        delivered = int(clients.stdout.readline().split()[1])
+        expected = (WARMUP + args.saves) * ready
+        accepted = sum(s == 202 for s in statuses)
+        rows = [
+            Row(
+                f"seed: requests.post to NestJS, {connections} clients",
+                times,
+                f"{accepted}/{len(statuses)} answered 202; {delivered}/{expected} deliveries",
+            )
+        ]
+        clients.wait(STOP_TIMEOUT)
+        stop(server)
+        progress(f"seed, gateway stopped: {args.down_saves} POSTs")
+        lost = 0
+
+        def post_down() -> None:
+            nonlocal lost
+            try:
+                post()
+            except requests.ConnectionError:
+                lost += 1
+
+        times = timed(post_down, args.down_saves)
+        rows.append(
+            Row(
+                "seed, gateway stopped",
+                times,
+                f"ConnectionError, {lost}/{args.down_saves} events LOST",
+            )
+        )
+        return rows
+    finally:
+        if clients is not None:
+            with contextlib.suppress(OSError):
+                clients.stdin.close()  # type: ignore[union-attr]
+            stop(clients)  # type: ignore[arg-type]
+        stop(server)
+        log.close()
+
+
+# Report
+
+
+def versions() -> str:
+    import celery  # noqa: PLC0415
+    import django  # noqa: PLC0415
+    import kombu  # noqa: PLC0415
+    import requests  # noqa: PLC0415
+
+    try:
+        rabbit = rabbitmqctl("version")
+    except (subprocess.SubprocessError, OSError) as exc:
+        rabbit = f"unknown ({exc})"
+    node = "none"
+    if shutil.which("node"):
+        node = subprocess.run(
+            ["node", "--version"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    return (
+        f"Python {platform.python_version()}, Django {django.__version__}, "
+        f"kombu {kombu.__version__}, Celery {celery.__version__}, "
+        f"requests {requests.__version__}, RabbitMQ {rabbit}, Node {node}, "
+        f"{os.cpu_count()} cores, Linux {platform.release()}"
+    )
+
+
+def report(rows: list[Row], header: str, args: argparse.Namespace) -> None:
+    print()
+    print(header)
+    print(
+        f"{args.saves} timed calls per row ({args.down_saves} when down), after {WARMUP} "
+        f"untimed; SQLite in {DB_DIR[0]}; this process on core {CLIENT_CORE}"
+    )
+    print()
+    width = max(len(r.path) for r in rows)
+    print(f"{'path':<{width}}  {'p50 ms':>8}  {'p99 ms':>8}  {'max ms':>8}  note")
+    print(f"{'-' * width}  {'-' * 8}  {'-' * 8}  {'-' * 8}  ----")
+    for r in rows:
+        print(
+            f"{r.path:<{width}}  {r.p50:8.3f}  {r.pct(0.99):8.3f}  "
+            f"{max(r.times) * 1000:8.3f}  {r.note}"
+        )
+    by = {r.path.split(":")[0].split(",")[0]: r for r in rows}
+    ours = next((r for r in rows if r.path.startswith("ours:")), None)
+    print()
+    if ours is not None:
+        for name, other in (
+            ("seed", next((r for r in rows if r.path.startswith("seed:")), None)),
+            ("bare kombu with confirms", by.get("kombu Producer.publish")),
+            ("celery send_task", by.get("celery send_task")),
+        ):
+            if other is not None:
+                print(
+                    f"ours / {name}: p50 {ours.p50 / other.p50:.3f}, "
+                    f"p99 {ours.pct(0.99) / other.pct(0.99):.3f}"
+                )
+    print(
+        "\nours and save alone time the whole transaction.atomic() block (the save, its commit"
+        " and, for ours, the confirmed publish on commit); nothing is subtracted."
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.sio_clients is not None:
+        return sio_clients_main(args.sio_clients, args.clients)
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("producer: needs 2 cores")
+    os.sched_setaffinity(0, {CLIENT_CORE})
+    raise_open_files(args.clients + 256)
+    sys.path.insert(0, str(ROOT))
+    started = time.monotonic()
+    rows: list[Row] = []
+    # SQLite on tmpfs when there is one: a disk's fsync per commit is noise next to the event.
+    shm = "/dev/shm" if Path("/dev/shm").is_dir() else None  # noqa: S108 - a fresh subdirectory
+    with (
+        vhost() as name,
+        tempfile.TemporaryDirectory(prefix=VHOST_PREFIX, dir=shm) as tmp_name,
+    ):
+        tmp = Path(tmp_name)
+        broker_url = f"{args.amqp}/{name}"
+        down_url = f"amqp://guest:guest@{HOST}:{closed_port()}/{name}"
+        progress(f"vhost {name}")
+        setup_django(broker_url, tmp)
+        header = versions()
+        rows += django_rows(args, broker_url, down_url)
+        from api_rest import signals  # noqa: PLC0415
+        from api_rest.models import Reserva  # noqa: PLC0415
+
+        reserva = Reserva.objects.first()
+        assert reserva is not None
+        try:
+            rows += seed_rows(args, signals.reserva(reserva), tmp)
+        except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
+            progress(f"seed: not measured: {exc}")
+    order = ["save alone", "ours:", "seed:", "kombu", "celery", "ours,", "seed,"]
+    rows.sort(key=lambda r: next(i for i, p in enumerate(order) if r.path.startswith(p)))
+    report(rows, header, args)
+    print(f"\ntook {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
