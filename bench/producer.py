@@ -46,10 +46,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from delivery import VHOST_PREFIX, rabbitmqctl, vhost
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -59,8 +60,6 @@ NESTJS = BASELINES / "nestjs"
 HOST = "127.0.0.1"
 SERVER_CORE = 0
 CLIENT_CORE = 1
-VHOST_PREFIX = "event-bridge-bench-"
-RABBITMQCTL_TIMEOUT = 60
 START_TIMEOUT = 30
 STOP_TIMEOUT = 10
 BUILD_TIMEOUT = 600
@@ -120,30 +119,6 @@ def timed(call: Callable[[], object], count: int) -> list[float]:
 
 
 # The machine
-
-
-def rabbitmqctl(*args: str) -> str:
-    path = shutil.which("rabbitmqctl")
-    if path is None:
-        sys.exit("producer: rabbitmqctl is not on the PATH; it makes the benchmark's vhost")
-    done = subprocess.run(  # noqa: S603 - fixed arguments
-        [path, *args], capture_output=True, text=True, timeout=RABBITMQCTL_TIMEOUT, check=True
-    )
-    return done.stdout.strip()
-
-
-@contextlib.contextmanager
-def vhost() -> Iterator[str]:
-    name = VHOST_PREFIX + uuid.uuid4().hex[:12]
-    rabbitmqctl("add_vhost", name)
-    try:
-        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-        yield name
-    finally:
-        try:
-            rabbitmqctl("delete_vhost", name)
-        except (subprocess.SubprocessError, OSError) as exc:
-            progress(f"producer: could not delete vhost {name}: {exc}")
 
 
 def closed_port() -> int:
