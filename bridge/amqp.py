@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aio_pika
 from aio_pika.abc import (
@@ -38,6 +38,7 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError, PublishErr
 from pamqp.common import FieldTable
 
 from bridge.broker import OnEvent, tell_state
+from bridge.config import display_url
 from bridge.decode import decode
 from bridge.exceptions import BrokerUnavailable, ConfigError, Undecodable
 from schemas import Event
@@ -103,7 +104,7 @@ class RabbitBroker:
         max_backoff: float = 30.0,
         on_state: Callable[[bool], None] | None = None,
     ) -> None:
-        self.display_url = _without_password(url)
+        self.display_url = display_url(url)
         self._url = url
         self._instance = instance
         self._queue_spec = _checked_queue(self.display_url, instance, prefetch)
@@ -434,12 +435,3 @@ def _checked_queue(url: str, instance: str, prefetch: int) -> Queue:
         return instance_queue(instance)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))

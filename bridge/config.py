@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from bridge.exceptions import ConfigError
+from schemas.topology import instance_queue
 
 __all__ = ["MIN_SECRET_LENGTH", "Limits", "Settings", "display_url"]
 
@@ -66,10 +66,12 @@ class Settings:
                 "--broker must be memory:// or amqp://user:password@host:5672/vhost, "
                 f"not {display_url(self.broker_url)!r}"
             )
-        if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,200}", self.instance):
+        try:
+            instance_queue(self.instance)  # the instance names its queue: same rules
+        except ValueError as exc:
             raise ConfigError(
                 f"--instance {self.instance!r}: use 1 to 200 letters, digits, '_', '.' or '-'"
-            )
+            ) from exc
         if len(self.jwt_secret) < MIN_SECRET_LENGTH:
             raise ConfigError(
                 f"--jwt-secret must be at least {MIN_SECRET_LENGTH} characters; "
@@ -89,5 +91,6 @@ def display_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
