@@ -27,11 +27,11 @@ from channels.layers import get_channel_layer
 # The Channels project beside this file, as ``serve.py`` runs it.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "channels_server"))
 from bench_channels.consumers import GROUP
+from feed import feed
 
 __all__ = ["main", "run"]
 
 #: Longest JSON line accepted on standard input.
-MAX_LINE = 1 << 20
 
 
 async def run() -> int:
@@ -39,23 +39,11 @@ async def run() -> int:
     assert layer is not None, "CHANNEL_LAYERS is not configured"
     # The layer connects on first use: a send to an empty group connects it first.
     await layer.group_send("nobody", {"type": "event.message", "text": "{}"})
-    print("ready", flush=True)
-    reader = await _stdin_reader()
-    sent = 0
-    while line := await reader.readline():
-        text = line.decode().strip()
-        if text:
-            await layer.group_send(GROUP, {"type": "event.message", "text": text})
-            sent += 1
-    print(f"done {sent}", flush=True)
-    return sent
 
+    async def send(line: bytes) -> None:
+        await layer.group_send(GROUP, {"type": "event.message", "text": line.decode()})
 
-async def _stdin_reader() -> asyncio.StreamReader:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=MAX_LINE)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    return reader
+    return await feed(send)
 
 
 def main() -> None:

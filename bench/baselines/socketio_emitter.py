@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 
 import socketio
+from feed import feed
 
 __all__ = ["EVENT", "main", "run"]
 
@@ -30,7 +30,6 @@ EVENT = "event"
 #: The server's manager exchange (``socketio_server.CHANNEL``).
 CHANNEL = "socketio"
 #: Longest JSON line accepted on standard input.
-MAX_LINE = 1 << 20
 
 
 async def run(broker: str, channel: str) -> int:
@@ -38,24 +37,14 @@ async def run(broker: str, channel: str) -> int:
     # The manager connects on its first publish: an emit to an empty room connects it
     # before the first real event, so that connecting is not counted as that event's latency.
     await manager.emit("warm-up", {}, room="nobody")
-    print("ready", flush=True)
-    reader = await _stdin_reader()
-    emitted = 0
-    while line := await reader.readline():
-        if line.strip():
-            await manager.emit(EVENT, json.loads(line))
-            emitted += 1
-    print(f"done {emitted}", flush=True)
+
+    async def emit(line: bytes) -> None:
+        await manager.emit(EVENT, json.loads(line))
+
+    emitted = await feed(emit)
     if manager.publisher_connection is not None:
         await manager.publisher_connection.close()
     return emitted
-
-
-async def _stdin_reader() -> asyncio.StreamReader:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=MAX_LINE)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    return reader
 
 
 def main() -> None:
