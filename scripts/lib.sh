@@ -20,5 +20,7 @@ ensure_uv() {
 
 ensure_environment() {
     ensure_uv
-    uv sync --frozen --quiet
+    # --inexact: keep the bench group if it is installed, so a test run never
+    # pulls packages from under a benchmark running beside it.
+    uv sync --frozen --inexact --quiet
 }
