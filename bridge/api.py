@@ -3,6 +3,8 @@
 The POST endpoints publish to RabbitMQ and answer 202 only once the broker
 confirmed the event; they never deliver locally, so every instance gets
 every event. Bad input gets 400, 401, 413 or 422 with the reason, never a 5xx.
+A caller over its rate limit gets 429 with ``Retry-After``; health, metrics
+and the static files are never limited.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -20,6 +24,7 @@ from bridge.exceptions import BrokerUnavailable
 from bridge.http import Handler, Request, Response
 from bridge.hub import Hub
 from bridge.metrics import Metrics
+from bridge.ratelimit import RateLimiter
 from bridge.router import ANONYMOUS, Principal
 from schemas import InvalidEvent, NotJSON
 from schemas.requests import ENDPOINTS
@@ -61,6 +66,10 @@ class Api:
         }
         for name in ENDPOINTS:
             routes["POST", _API_PREFIX + name] = partial(self.publish, name)
+        limited = self._rate_limited()
+        for key, handler in routes.items():
+            if key[1].startswith(_API_PREFIX):
+                routes[key] = limited(handler)
         for path, document in self.documents.items():
             routes["GET", path] = partial(_serve, document)
         for _, path in list(routes):
@@ -96,6 +105,45 @@ class Api:
             return True
         given = request.headers.get("x-api-key") or _bearer(request) or ""
         return hmac.compare_digest(given.encode(), expected.encode())
+
+    # Rate limits
+
+    def _rate_limited(self) -> Callable[[Handler], Handler]:
+        """A wrapper that answers 429 to a caller over its limit: the API key's holder
+        has one budget, every other address its own."""
+        limits = self.settings.limits
+        per_ip = RateLimiter(limits.api_rate_per_ip, limits.api_burst_per_ip)
+        per_key = RateLimiter(limits.api_rate_per_key, limits.api_burst_per_key)
+
+        def wrap(handler: Handler) -> Handler:
+            async def handle(request: Request) -> Response:
+                keyed = self.settings.api_key is not None and self._has_key(request)
+                limiter = per_key if keyed else per_ip
+                refusal = limiter.check("api-key" if keyed else request.address, time.monotonic())
+                if refusal is None:
+                    return await handler(request)
+                scope = "for the API key" if keyed else "per address"
+                if refusal.first:  # one line per spell of refusals, not one per request
+                    log.warning(
+                        "rate limited",
+                        extra={
+                            "remote": request.remote,
+                            "limit": "per-key" if keyed else "per-ip",
+                            "rate": limiter.rate,
+                            "burst": limiter.burst,
+                        },
+                    )
+                message = (
+                    f"too many requests: at most {limiter.rate:g} per second "
+                    f"({limiter.burst} at once) {scope}; retry after {refusal.retry_after} s"
+                )
+                return Response.error(429, message).with_headers(
+                    ("retry-after", str(refusal.retry_after))
+                )
+
+            return handle
+
+        return wrap
 
     # Reading
 
@@ -174,12 +222,7 @@ class Api:
                 ("access-control-max-age", "600"),
                 ("vary", "Origin"),
             )
-            return Response(
-                response.status,
-                response.body,
-                response.content_type,
-                (*response.headers, *cors),
-            )
+            return response.with_headers(*cors)
 
         return handle
 

@@ -51,13 +51,10 @@ def open_broker(settings: Settings) -> Broker:
 _TYPES = {".ts": "application/typescript", ".js": "text/javascript"}
 
 
-def documents() -> dict[str, StaticFile]:
+def documents(*, api_key: bool = False) -> dict[str, StaticFile]:
     """The files served as they are: the OpenAPI document and everything in ``bridge/static``."""
-    served = {
-        "/openapi.json": StaticFile(
-            json.dumps(openapi(version("event-bridge"))).encode(), "application/json"
-        )
-    }
+    document = openapi(version("event-bridge"), api_key=api_key)
+    served = {"/openapi.json": StaticFile(json.dumps(document).encode(), "application/json")}
     for item in resources.files("bridge").joinpath("static").iterdir():
         # Python takes .ts for a Qt translation file; here it is TypeScript.
         kind = _TYPES.get(Path(item.name).suffix) or mimetypes.guess_type(item.name)[0]
@@ -93,7 +90,8 @@ class Bridge:
             record=self.history.append,
             metrics=self.metrics,
         )
-        self.api = Api(settings, broker, self.hub, self.authenticator, self.metrics, documents())
+        served = documents(api_key=settings.api_key is not None)
+        self.api = Api(settings, broker, self.hub, self.authenticator, self.metrics, served)
         self._server: asyncio.Server | None = None
         self._connections: set[HttpProtocol] = set()
         self._keepalive: asyncio.Task[None] | None = None

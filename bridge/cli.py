@@ -23,7 +23,7 @@ from bridge import rabbitadmin
 from bridge import tail as tail_module
 from bridge.app import Bridge, run
 from bridge.auth import Authenticator
-from bridge.config import Settings, display_url
+from bridge.config import Limits, Settings, display_url
 from bridge.exceptions import ConfigError
 from bridge.logs import configure
 from schemas import event_schema
@@ -145,6 +145,44 @@ def _default_state_dir() -> Path:
     show_default="~/.local/state/event-bridge",
     help="Where the history is kept across restarts.",
 )
+@click.option(
+    "--api-rate-per-ip",
+    envvar="BRIDGE_API_RATE_PER_IP",
+    show_envvar=True,
+    type=click.FloatRange(min=0),
+    default=Limits.api_rate_per_ip,
+    show_default=True,
+    help="Requests per second one address may make to /api/dashboard/* before it gets "
+    "429 (callers with the API key have their own limit); 0: no limit. Behind a "
+    "reverse proxy every caller shares the proxy's address.",
+)
+@click.option(
+    "--api-burst-per-ip",
+    envvar="BRIDGE_API_BURST_PER_IP",
+    show_envvar=True,
+    type=click.IntRange(min=1),
+    default=Limits.api_burst_per_ip,
+    show_default=True,
+    help="Requests one address may make at once before --api-rate-per-ip applies.",
+)
+@click.option(
+    "--api-rate-per-key",
+    envvar="BRIDGE_API_RATE_PER_KEY",
+    show_envvar=True,
+    type=click.FloatRange(min=0),
+    default=Limits.api_rate_per_key,
+    show_default=True,
+    help="Requests per second made with the API key, from all addresses together; 0: no limit.",
+)
+@click.option(
+    "--api-burst-per-key",
+    envvar="BRIDGE_API_BURST_PER_KEY",
+    show_envvar=True,
+    type=click.IntRange(min=1),
+    default=Limits.api_burst_per_key,
+    show_default=True,
+    help="Requests made with the API key at once before --api-rate-per-key applies.",
+)
 def serve(
     host: str,
     port: int,
@@ -157,6 +195,10 @@ def serve(
     instance: str | None,
     compression: bool,
     state_dir: Path,
+    api_rate_per_ip: float,
+    api_burst_per_ip: int,
+    api_rate_per_key: float,
+    api_burst_per_key: int,
 ) -> None:
     """Run one bridge instance until SIGTERM or Ctrl-C.
 
@@ -181,6 +223,12 @@ def serve(
             instance=instance or f"{socket.gethostname()}-{port}",
             compression=compression,
             state_dir=state_dir,
+            limits=Limits(
+                api_rate_per_ip=api_rate_per_ip,
+                api_burst_per_ip=api_burst_per_ip,
+                api_rate_per_key=api_rate_per_key,
+                api_burst_per_key=api_burst_per_key,
+            ),
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -40,6 +40,12 @@ class Request:
     body: bytes = b""
     remote: str = ""
 
+    @property
+    def address(self) -> str:
+        """The caller's IP address: :attr:`remote` without its port."""
+        host, _, port = self.remote.rpartition(":")
+        return host if host and port.isdigit() else self.remote
+
 
 @dataclass(frozen=True)
 class Response:
@@ -57,6 +63,10 @@ class Response:
     @classmethod
     def error(cls, status: int, message: str) -> Response:
         return cls.json(status, {"error": message})
+
+    def with_headers(self, *headers: tuple[str, str]) -> Response:
+        """This response with ``headers`` added."""
+        return replace(self, headers=(*self.headers, *headers))
 
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -182,14 +192,20 @@ class HttpProtocol(asyncio.Protocol):
         self._raw = None  # only a connection's first request may become a WebSocket
         handler = self._routes.get((request.method, request.path))
         if handler is None:
-            known = any(path == request.path for _, path in self._routes)
-            status = 405 if known else 404
-            self._send(Response.error(status, f"no {request.method} {request.path} here"))
+            self._send(self._not_here(request))
             return
         self._busy = True
         # Held here: the loop keeps only a weak reference to a running task.
         self._task = asyncio.get_running_loop().create_task(handler(request))
         self._task.add_done_callback(self._respond)
+
+    def _not_here(self, request: Request) -> Response:
+        """404 for an unknown path; 405 with ``Allow`` for a known path and another method."""
+        methods = sorted({method for method, path in self._routes if path == request.path})
+        refusal = f"no {request.method} {request.path} here"
+        if not methods:
+            return Response.error(404, refusal)
+        return Response.error(405, refusal).with_headers(("allow", ", ".join(methods)))
 
     def _respond(self, task: asyncio.Task[Response]) -> None:
         self._busy = False

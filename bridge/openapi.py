@@ -21,6 +21,19 @@ _ERROR = {
 
 _ERROR_REF = {"$ref": _REF.format(model="Error")}
 
+#: Every ``/api/dashboard/*`` operation may answer this (health and metrics never do).
+_TOO_MANY = {
+    "description": "Over the caller's rate limit (per address, or for the API key).",
+    "headers": {
+        "Retry-After": {
+            "description": "Seconds to wait before the next request.",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+    "content": {"application/json": {"schema": _ERROR_REF}},
+}
+
 _SUMMARIES = {
     "emit-event": "Send a business event to every connection.",
     "update-dashboard": "Replace the live dashboard; new connections get the latest.",
@@ -29,12 +42,19 @@ _SUMMARIES = {
 }
 
 
-def openapi(version: str) -> dict[str, Any]:
-    """OpenAPI 3.1 for ``/api/*``: every request body and event is the schemas' own."""
+def openapi(version: str, *, api_key: bool = False) -> dict[str, Any]:
+    """OpenAPI 3.1 for ``/api/*``: every request body and event is the schemas' own.
+
+    With ``api_key`` the POST endpoints require the key; without, it is optional.
+    """
     components: dict[str, Any] = {"Error": _ERROR}
     paths: dict[str, Any] = {}
+    security: list[dict[str, list[str]]] = [{"apiKey": []}, {"bearer": []}]
+    if not api_key:
+        security.insert(0, {})
     for name, endpoint in ENDPOINTS.items():
-        paths[f"/api/dashboard/{name}"] = {"post": _post(name, _schema(endpoint.body, components))}
+        post = _post(name, _schema(endpoint.body, components))
+        paths[f"/api/dashboard/{name}"] = {"post": {**post, "security": security}}
     events = _schema(TypeAdapter(list[AnyEvent]), components)
     paths["/api/dashboard/history"] = {"get": _get("The recent events, oldest first.", events)}
     paths["/api/dashboard/stats"] = {"get": _get("Connections by role, events by type, dashboard.")}
@@ -67,7 +87,6 @@ def _schema(adapter: TypeAdapter[Any], components: dict[str, Any]) -> dict[str, 
 def _post(name: str, body: dict[str, Any]) -> dict[str, Any]:
     return {
         "summary": _SUMMARIES[name],
-        "security": [{}, {"apiKey": []}, {"bearer": []}],
         "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
         "responses": {
             "202": _json(
@@ -81,13 +100,14 @@ def _post(name: str, body: dict[str, Any]) -> dict[str, Any]:
                 "The body does not fit; detail lists each field.",
                 _ERROR_REF,
             ),
+            "429": _TOO_MANY,
             "503": _json("The event was not taken.", _ERROR_REF),
         },
     }
 
 
 def _get(summary: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"summary": summary, "responses": {"200": _json("OK.", schema)}}
+    return {"summary": summary, "responses": {"200": _json("OK.", schema), "429": _TOO_MANY}}
 
 
 def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:

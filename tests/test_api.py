@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.auth import Authenticator
+from bridge.config import Limits
 from tests.bridges import SECRET, client, recv_json, running, settings, token
 from tests.http import request
 from tests.seed import SEED, curls
@@ -116,6 +118,39 @@ async def test_an_api_key_is_required_when_set(tmp_path: Path) -> None:
         assert (await post(bridge, "update-dashboard", body, **bearer))[0] == 202
 
 
+async def test_a_flood_from_one_caller_gets_429_and_health_is_never_limited(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = "k" * 20
+    limits = Limits(
+        api_rate_per_ip=0.1, api_burst_per_ip=5, api_rate_per_key=0.1, api_burst_per_key=8
+    )
+    caplog.set_level(logging.INFO, logger="bridge.api")
+    async with running(settings(tmp_path, api_key=key, limits=limits)) as bridge:
+        flood = [await request(bridge.port, "GET", "/api/dashboard/stats") for _ in range(20)]
+        assert [r.status for r in flood] == [200] * 5 + [429] * 15
+        refused = flood[-1]
+        retry_after = int(refused.headers["retry-after"])
+        assert 1 <= retry_after <= 10
+        assert refused.json() == {
+            "error": "too many requests: at most 0.1 per second (5 at once) per address; "
+            f"retry after {retry_after} s"
+        }
+        # The key's holder has a budget of its own, not the flooded address's.
+        body, with_key = b'{"services": {"total": 1}}', {"X-API-Key": key}
+        statuses = [(await post(bridge, "update-dashboard", body, **with_key))[0] for _ in range(9)]
+        assert statuses == [202] * 8 + [429]
+        for path in ("/api/health", "/metrics") * 10:
+            assert (await request(bridge.port, "GET", path)).status == 200
+    # One line per spell of refusals, naming the limit and the address, never the key.
+    spells = [r for r in caplog.records if r.getMessage() == "rate limited"]
+    assert [(r.limit, r.remote.rpartition(":")[0]) for r in spells] == [  # type: ignore[attr-defined]
+        ("per-ip", "127.0.0.1"),
+        ("per-key", "127.0.0.1"),
+    ]
+    assert not any(key in str(vars(r)) for r in caplog.records)
+
+
 async def test_a_broker_that_cannot_confirm_gets_503(bridge: Bridge) -> None:
     await bridge.broker.close()
     status, answer = await post(bridge, "update-dashboard", b"{}")
@@ -206,17 +241,18 @@ async def test_cors_answers_allowed_origins_only(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "status"),
+    ("method", "path", "status", "allow"),
     [
-        ("GET", "/nope", 404),
-        ("GET", "/api/dashboard/emit-event", 405),
-        ("DELETE", "/api/health", 405),
+        ("GET", "/nope", 404, None),
+        ("GET", "/api/dashboard/emit-event", 405, "OPTIONS, POST"),
+        ("DELETE", "/api/health", 405, "GET, OPTIONS"),
     ],
 )
 async def test_unknown_paths_and_methods(
-    bridge: Bridge, method: str, path: str, status: int
+    bridge: Bridge, method: str, path: str, status: int, allow: str | None
 ) -> None:
-    assert (await request(bridge.port, method, path)).status == status
+    reply = await request(bridge.port, method, path)
+    assert (reply.status, reply.headers.get("allow")) == (status, allow)
 
 
 async def test_openapi_describes_the_endpoints(bridge: Bridge) -> None:
