@@ -35,6 +35,9 @@ class Limits:
     #: Bytes waiting to be written to one client before it counts as too slow
     #: and is closed with 1013.
     max_send_buffer: int = 1024 * 1024
+    #: Seconds a ``?batch=1`` connection's events may wait to share a frame;
+    #: an event after a quiet spell of this long leaves at once.
+    batch_window: float = 0.1
     #: Seconds between keepalive pings; a client that has not answered by the
     #: next one is dropped.
     ping_interval: float = 20.0

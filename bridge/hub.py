@@ -3,8 +3,12 @@
 The hub owns the open connections. It asks the :class:`~bridge.router.Router`
 who may see each event, queues the event on those connections only, and
 flushes every queue once per turn of the event loop, so a burst costs one
-write per client rather than one per event. Writes never wait: a client that
-stops reading fills its own buffer until it is dropped, and nobody else waits.
+write per client rather than one per event. Connections that asked for
+batches (``?batch=1``) are flushed at most once per ``batch_window``, like
+Nagle's algorithm: an event after a quiet spell leaves at once, later ones
+wait for the window to close and share one frame. Writes never wait: a
+client that stops reading fills its own buffer until it is dropped, and
+nobody else waits.
 """
 
 from __future__ import annotations
@@ -63,6 +67,10 @@ class Hub:
         self.clients: set[Client] = set()
         self._dirty: set[Client] = set()
         self._flush_pending = False
+        # Batch connections with queued events, flushed when the window closes.
+        self._batched: set[Client] = set()
+        self._batch_timer: asyncio.TimerHandle | None = None
+        self._batch_flushed = -float("inf")
         #: Events accepted since start, by type.
         self.counts_by_type: collections.Counter[str] = collections.Counter()
         # When each event not yet written was received, for the latency histogram.
@@ -81,10 +89,10 @@ class Hub:
             return
         self._record(entry.json)
         recipients = self.router.recipients(entry)
-        dirty = self._dirty
+        dirty, batched = self._dirty, self._batched
         for client in recipients:
             if client.outbox is not None and client.outbox.push(entry):
-                dirty.add(client)
+                (batched if client.batch else dirty).add(client)
         self.counts_by_type[event.type] += 1
         self.metrics.events_in.labels(event.type).inc()
         self.metrics.events_out.labels(event.type).inc(len(recipients))
@@ -92,20 +100,37 @@ class Hub:
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
+        loop = asyncio.get_running_loop()
         if not self._flush_pending and (self._dirty or self._received):
             self._flush_pending = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop.call_soon(self.flush)
+        if self._batched and self._batch_timer is None:
+            delay = self._batch_flushed + self.limits.batch_window - loop.time()
+            self._batch_timer = loop.call_later(max(delay, 0.0), self._flush_batched)
 
     def flush(self) -> None:
         """Write what each connection has queued, one write per connection."""
         self._flush_pending = False
         dirty, self._dirty = self._dirty, set()
-        batch_frames: dict[tuple[int, ...], bytes] = {}
-        for client in dirty:
-            client.flush(batch_frames)
+        self._write(dirty)
         written, received, self._received = time.perf_counter(), self._received, []
         for moment in received:
             self.metrics.latency.observe(written - moment)
+
+    def _flush_batched(self) -> None:
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()  # when called before the window closes
+            self._batch_timer = None
+        self._batch_flushed = asyncio.get_running_loop().time()
+        batched, self._batched = self._batched, set()
+        self._write(batched)
+
+    @staticmethod
+    def _write(clients: set[Client]) -> None:
+        # Clients with the same queued events share one batch frame, built once.
+        batch_frames: dict[tuple[int, ...], bytes] = {}
+        for client in clients:
+            client.flush(batch_frames)
 
     # Connections
 
@@ -144,6 +169,7 @@ class Hub:
         """Stop delivering to ``client``."""
         self.router.leave(client)
         self._dirty.discard(client)
+        self._batched.discard(client)
 
     def closed(self, client: Client) -> None:
         """The socket is gone."""
@@ -236,5 +262,6 @@ class Hub:
     def close_all(self, code: int, reason: str) -> None:
         """Send every client a close frame (the caller waits for the sockets to go)."""
         self.flush()
+        self._flush_batched()
         for client in list(self.clients):
             client.close(code, reason)

@@ -178,6 +178,28 @@ async def test_a_batch_client_gets_a_burst_in_one_frame(bridge: Bridge) -> None:
         assert len(frames) == 1
 
 
+async def test_a_batch_client_gets_a_lone_event_at_once_and_later_ones_together(
+    tmp_path: Path,
+) -> None:
+    async with (
+        running(settings(tmp_path, limits=Limits(batch_window=2.0))) as bridge,
+        client(bridge, token=token(bridge), batch="1") as ws,
+    ):
+        await ws.send('{"op": "ping"}')
+        await recv(ws)
+        await bridge.broker.publish(reserva(1))
+        # After a quiet spell the event does not wait for the window.
+        first = await asyncio.wait_for(ws.recv(), 1.0)
+        assert json.loads(first)["id"] == "e1"
+        await bridge.broker.publish(reserva(2))
+        await ws.send('{"op": "ping"}')
+        # The pong overtakes e2: inside the window, events wait for it to close.
+        assert (await recv_json(ws))["type"] == "bridge:pong"
+        await bridge.broker.publish(reserva(3))
+        frame = await recv(ws)
+        assert [json.loads(line)["id"] for line in frame.split("\n")] == ["e2", "e3"]
+
+
 async def test_a_new_connection_gets_the_latest_dashboard(bridge: Bridge) -> None:
     for total in (1, 2):
         await bridge.broker.publish(
