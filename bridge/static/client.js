@@ -74,8 +74,8 @@ const DEFAULTS = Object.freeze({
  *   token can be fetched afresh. Leave it out for an anonymous connection.
  * @param {"query" | "message"} [options.tokenIn="query"] Send the token as
  *   `?token=` or as the first message `{"op": "auth", "token"}`.
- * @param {boolean} [options.batch=true] Let the bridge put a burst of events in
- *   one frame (`?batch=1`).
+ * @param {boolean} [options.batch=true] Let the bridge put events that follow
+ *   each other within 100 ms in one frame (`?batch=1`).
  * @param {number} [options.heartbeat=15000] Milliseconds between pings; a socket
  *   silent for two intervals is replaced.
  * @param {number} [options.minDelay=500] First reconnect delay cap, in ms.
