@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import connections
 from django.utils.module_loading import import_string
 
-from producer.conf import producer_settings
+from producer.conf import DELIVERIES, OUTBOX, producer_settings
+from producer.models import OUTBOX_TABLE
 
-__all__ = ["check_settings"]
+__all__ = ["check_outbox_table", "check_settings"]
 
 #: HS256 needs a key of at least 256 bits, as the bridge insists.
 MIN_SECRET_LENGTH = 32
@@ -17,7 +20,7 @@ MIN_SECRET_LENGTH = 32
 
 @register()
 def check_settings(**_: Any) -> list[CheckMessage]:
-    """event_bridge.E001 to E003 and W001."""
+    """event_bridge.E001 to E005 and W001."""
     config = producer_settings()
     found: list[CheckMessage] = []
     if not config.broker_url:
@@ -52,4 +55,27 @@ def check_settings(**_: Any) -> list[CheckMessage]:
             f"EVENT_BRIDGE['JWT_SECRET'] must be at least {MIN_SECRET_LENGTH} characters.",
             id="event_bridge.E004",
         ))  # fmt: skip
+    if config.delivery not in DELIVERIES:
+        found.append(Error(
+            f"EVENT_BRIDGE['DELIVERY'] is {config.delivery!r}.",
+            hint='Use "outbox" (the default: run manage.py event_bridge_relay) or "direct".',
+            id="event_bridge.E005",
+        ))  # fmt: skip
     return found
+
+
+@register(Tags.database)
+def check_outbox_table(databases: Iterable[str] | None = None, **_: Any) -> list[CheckMessage]:
+    """event_bridge.W002: outbox delivery without an outbox table (``check --database``)."""
+    if producer_settings().delivery != OUTBOX:
+        return []
+    return [
+        Warning(
+            f"EVENT_BRIDGE['DELIVERY'] is 'outbox' but database {alias!r} has no {OUTBOX_TABLE}"
+            " table: saves that send events will fail.",
+            hint="Run manage.py migrate producer, then keep manage.py event_bridge_relay running.",
+            id="event_bridge.W002",
+        )
+        for alias in databases or ()
+        if OUTBOX_TABLE not in connections[alias].introspection.table_names()
+    ]

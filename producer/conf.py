@@ -4,12 +4,15 @@
 
     EVENT_BRIDGE = {
         "BROKER_URL": "amqp://guest:guest@localhost:5672//",  # default: CELERY_BROKER_URL
+        "DELIVERY": "outbox",     # or "direct": publish on commit, lost if RabbitMQ is down
         "STRICT": False,          # True: a failed send raises instead of returning False
         "PUBLISH_TIMEOUT": 2.0,   # seconds one send may take, retries included
         "JWT_SECRET": "…",        # the bridge's --jwt-secret, for the token view
         "TOKEN_TTL": 300,         # seconds a browser token lives
         "BRIDGE_URL": "ws://localhost:4000/ws",
         "ROLES": "myapp.auth.roles_for",  # user -> list of roles; default: group names
+        "RELAY_POLL_INTERVAL": 0.2,  # seconds the relay waits between looks (not PostgreSQL)
+        "RELAY_BATCH_SIZE": 100,  # rows the relay claims, publishes and deletes at a time
     }
 """
 
@@ -20,7 +23,13 @@ from typing import Any
 
 from django.conf import settings
 
-__all__ = ["ProducerSettings", "producer_settings"]
+__all__ = ["DELIVERIES", "DIRECT", "OUTBOX", "ProducerSettings", "producer_settings"]
+
+#: Events are written to the outbox table in the caller's transaction; the relay sends them.
+OUTBOX = "outbox"
+#: Events are published on commit by the process that saved them (lost if RabbitMQ is down).
+DIRECT = "direct"
+DELIVERIES = (OUTBOX, DIRECT)
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,9 @@ class ProducerSettings:
     token_ttl: int
     bridge_url: str
     roles: str | None
+    delivery: str
+    relay_poll_interval: float
+    relay_batch_size: int
 
 
 def producer_settings() -> ProducerSettings:
@@ -45,4 +57,7 @@ def producer_settings() -> ProducerSettings:
         token_ttl=int(given.get("TOKEN_TTL", 300)),
         bridge_url=given.get("BRIDGE_URL", "ws://localhost:4000/ws"),
         roles=given.get("ROLES"),
+        delivery=str(given.get("DELIVERY", OUTBOX)),
+        relay_poll_interval=float(given.get("RELAY_POLL_INTERVAL", 0.2)),
+        relay_batch_size=int(given.get("RELAY_BATCH_SIZE", 100)),
     )

@@ -15,8 +15,9 @@
     )
 
 Call it from your ``AppConfig.ready()``. On each save the payload is built,
-validated against the event type's schema, and sent after the transaction
-commits, exactly as :class:`~producer.notifier.WebSocketNotifier` sends it.
+validated against the event type's schema, and enqueued with the save's
+transaction (by default written to the outbox in it), exactly as
+:class:`~producer.notifier.WebSocketNotifier` sends it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,15 @@
-"""``WebSocketNotifier``: the seed's API, now enqueuing typed events after each commit."""
+"""``WebSocketNotifier``: the seed's API, now enqueuing typed events with their transaction.
+
+Two ways to deliver, chosen by ``EVENT_BRIDGE["DELIVERY"]``:
+
+- ``"outbox"`` (the default): the event is written to the outbox table in the
+  caller's transaction, one INSERT; ``manage.py event_bridge_relay`` publishes it
+  once that commits. RabbitMQ being down costs the request nothing, and a
+  process killed after the commit loses nothing.
+- ``"direct"``: the event is published on commit by this process, with confirms,
+  within ``PUBLISH_TIMEOUT``; no relay to run, but an event that RabbitMQ does
+  not take then is lost (logged).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +20,9 @@ from functools import cache
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
-from producer.conf import producer_settings
+from producer.conf import OUTBOX, producer_settings
 from producer.publisher import Publisher, PublishError
 from schemas import Event, SchemaError
 from schemas.requests import ENDPOINTS
@@ -37,11 +48,13 @@ def publisher() -> Publisher:
 class WebSocketNotifier:
     """Sends events to browsers through RabbitMQ, as the seed's class did over HTTP.
 
-    Each method validates the event, then publishes it once the current
-    transaction commits (at once outside a transaction; nothing if it rolls
-    back). It returns ``True`` once the event is enqueued, or ``False`` with
-    the reason logged; with ``strict=True`` (or ``EVENT_BRIDGE["STRICT"]``) it
-    raises instead.
+    Each method validates the event, then enqueues it with the current
+    transaction: nothing leaves if it rolls back. In ``"outbox"`` delivery (the
+    default) ``True`` means the event is stored in the outbox (in the caller's
+    transaction, or committed at once outside one); in ``"direct"`` delivery
+    it means RabbitMQ confirmed it (outside a transaction) or that it will be
+    published on commit. ``False`` comes with the reason logged; with
+    ``strict=True`` (or ``EVENT_BRIDGE["STRICT"]``) it raises instead.
     """
 
     def __init__(self, *, strict: bool | None = None, using: str = DEFAULT_DB_ALIAS) -> None:
@@ -69,10 +82,14 @@ class WebSocketNotifier:
     def send(self, event: Event) -> bool:
         """A typed event, e.g. ``Event.of(ReservaCreada(reserva=Reserva(id=1)))``.
 
-        Inside a transaction it returns ``True`` at once and sends on commit;
-        a failure then is logged, never raised, since the data is committed
-        and no caller is left to handle it.
+        In ``"outbox"`` delivery it writes one row in the current transaction;
+        a database error there is raised, since that transaction cannot go on.
+        In ``"direct"`` delivery, inside a transaction it returns ``True`` at once
+        and sends on commit; a failure then is logged, never raised, since the
+        data is committed and no caller is left to handle it.
         """
+        if producer_settings().delivery == OUTBOX:
+            return self._store(event)
         connection = connections[self._using]
         if connection.in_atomic_block:
             # Leaves only if the transaction commits; a rollback sends nothing.
@@ -101,6 +118,20 @@ class WebSocketNotifier:
         except (SchemaError, TypeError) as exc:
             return self.failed(f"event not valid, not sent: {exc}", exc)
         return self.send(event)
+
+    def _store(self, event: Event) -> bool:
+        # Not at the top: apps.py files import this module before models may load.
+        from producer.models import OutboxEvent  # noqa: PLC0415
+
+        try:
+            OutboxEvent.objects.using(self._using).create(
+                event_id=event.id, body=event.to_json().decode()
+            )
+        except DatabaseError as exc:
+            if connections[self._using].in_atomic_block:
+                raise  # the caller's transaction is broken: its caller must know
+            return self.failed(f"event {event.id} not stored in the outbox: {exc}", exc)
+        return True
 
     def _publish(self, event: Event, *, after_commit: bool = False) -> bool:
         try:
