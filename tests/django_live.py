@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -104,10 +104,18 @@ def is_marker(message: dict[str, Any]) -> bool:
 class LiveBridge:
     """A bridge consuming from RabbitMQ, and the clients tests open on it."""
 
-    def __init__(self, loop: LoopThread, bridge: Bridge, amqp_url: str) -> None:
+    def __init__(
+        self,
+        loop: LoopThread,
+        bridge: Bridge,
+        amqp_url: str,
+        before_settle: Callable[[], None] | None = None,
+    ) -> None:
         self.loop = loop
         self.bridge = bridge
         self.amqp_url = amqp_url
+        #: Called before the marker leaves, e.g. to wait until an outbox relay sent all.
+        self.before_settle = before_settle
 
     @property
     def port(self) -> int:
@@ -141,8 +149,11 @@ class LiveBridge:
         Publishes a marker event to RabbitMQ and reads each browser up to it.
         RabbitMQ keeps the order of one queue, so every event published (and
         confirmed) before this call is among what is returned: an empty list
-        proves that nothing was sent to that browser.
+        proves that nothing was sent to that browser. Events still in an outbox
+        are published first, if ``before_settle`` waits for them.
         """
+        if self.before_settle is not None:
+            self.before_settle()
         marker = Event.of(
             ReservaCancelada(reserva=Reserva(id=0), motivo="marker"), id=f"{MARKER}{uuid.uuid4()}"
         )
@@ -151,7 +162,9 @@ class LiveBridge:
 
 
 @contextmanager
-def live_bridge(amqp_url: str, state_dir: Path) -> Iterator[LiveBridge]:
+def live_bridge(
+    amqp_url: str, state_dir: Path, before_settle: Callable[[], None] | None = None
+) -> Iterator[LiveBridge]:
     """A bridge on ``amqp_url``, consuming from a queue of its own, on a loop thread.
 
     Any browser origin may connect, so that pages from a test server can.
@@ -173,6 +186,6 @@ def live_bridge(amqp_url: str, state_dir: Path) -> Iterator[LiveBridge]:
         stack = AsyncExitStack()
         bridge = loop.call(start(stack))
         try:
-            yield LiveBridge(loop, bridge, amqp_url)
+            yield LiveBridge(loop, bridge, amqp_url, before_settle)
         finally:
             loop.call(stack.aclose())

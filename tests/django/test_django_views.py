@@ -152,7 +152,7 @@ def test_the_token_view_answers_503_without_a_secret(
     assert "JWT_SECRET" in reply.json()["error"]
 
 
-# RabbitMQ unreachable
+# RabbitMQ unreachable, in direct delivery (the outbox's are in test_django_outbox.py)
 
 
 @pytest.fixture(params=["refused", "silent"])
@@ -182,7 +182,8 @@ CALLS: dict[str, Callable[[WebSocketNotifier], bool]] = {
 def test_with_rabbitmq_unreachable_the_notifier_returns_false_within_the_bound(
     unreachable: str, event_bridge: dict[str, Any], call: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with override_settings(EVENT_BRIDGE={**event_bridge, "BROKER_URL": unreachable}):
+    direct = {**event_bridge, "DELIVERY": "direct"}
+    with override_settings(EVENT_BRIDGE={**direct, "BROKER_URL": unreachable}):
         started = time.monotonic()
         sent = CALLS[call](WebSocketNotifier())
         elapsed = time.monotonic() - started
@@ -197,7 +198,8 @@ def test_with_rabbitmq_unreachable_crear_reserva_still_books(
     unreachable: str, event_bridge: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     api = logged_in(factories.cliente("ana").user)
-    with override_settings(EVENT_BRIDGE={**event_bridge, "BROKER_URL": unreachable}):
+    direct = {**event_bridge, "DELIVERY": "direct"}
+    with override_settings(EVENT_BRIDGE={**direct, "BROKER_URL": unreachable}):
         started = time.monotonic()
         reply = api.post(reverse("crear_reserva"), RESERVA, format="json")
         elapsed = time.monotonic() - started
@@ -212,7 +214,7 @@ def test_with_rabbitmq_unreachable_crear_reserva_still_books(
 def test_in_strict_mode_an_unreachable_rabbitmq_raises(
     unreachable: str, event_bridge: dict[str, Any]
 ) -> None:
-    broken = {**event_bridge, "BROKER_URL": unreachable}
+    broken = {**event_bridge, "DELIVERY": "direct", "BROKER_URL": unreachable}
     with override_settings(EVENT_BRIDGE={**broken, "STRICT": True}):
         started = time.monotonic()
         with pytest.raises(PublishError, match="RabbitMQ did not take event"):

@@ -1,0 +1,198 @@
+"""The outbox relay as a real process, and a TCP proxy that plays RabbitMQ going away.
+
+The relay runs as ``python example/manage.py event_bridge_relay``, as deployed, on
+the test database: SQLite in a file (conftest.py makes the test database a file
+for this) or PostgreSQL's ``test_<name>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from django.db import connection
+
+__all__ = ["Proxy", "RelayProcess", "database_url", "running_relay"]
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Seconds a test waits for a relay to say something.
+WAIT = 20.0
+#: How often a test's relay looks at the outbox (SQLite: no NOTIFY), in seconds.
+POLL = 0.05
+
+
+def database_url() -> str:
+    """The URL of the database this test process uses now (the test database)."""
+    given = connection.settings_dict
+    if connection.vendor == "sqlite":
+        name = str(given["NAME"])
+        assert Path(name).is_absolute(), f"the relay needs a file, not {name!r}"
+        return f"sqlite:///{name}"
+    assert connection.vendor == "postgresql", connection.vendor
+    user = quote(given.get("USER") or "", safe="")
+    password = given.get("PASSWORD") or ""
+    userinfo = f"{user}:{quote(password, safe='')}" if password else user
+    host = given.get("HOST") or "127.0.0.1"
+    port = given.get("PORT") or 5432
+    return f"postgresql://{userinfo}@{host}:{port}/{given['NAME']}"
+
+
+class RelayProcess:
+    """``manage.py event_bridge_relay`` in a process of its own, its output read line by line."""
+
+    def __init__(self, broker_url: str, *args: str) -> None:
+        env = {
+            **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+            "DATABASE_URL": database_url(),
+            "BRIDGE_BROKER_URL": broker_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+        command = [sys.executable, str(ROOT / "example" / "manage.py"), "event_bridge_relay"]
+        self.proc = subprocess.Popen(  # noqa: S603 - our own command
+            [*command, "--poll-interval", str(POLL), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line)
+
+    def wait_for(self, text: str, timeout: float = WAIT) -> str:
+        """The first line from now on that holds ``text``; fails after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"the relay never said {text!r}:\n{self.output}") from None
+            self.lines.append(line)
+            if text in line:
+                return line
+
+    @property
+    def output(self) -> str:
+        while not self._queue.empty():
+            self.lines.append(self._queue.get_nowait())
+        return "".join(self.lines)
+
+    def stop(self, signum: signal.Signals = signal.SIGTERM, timeout: float = WAIT) -> int:
+        """Send ``signum`` and wait for the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return code
+
+
+@contextlib.contextmanager
+def running_relay(broker_url: str, *args: str) -> Iterator[RelayProcess]:
+    """A relay that has started, stopped with SIGTERM (or killed) at the end."""
+    relay = RelayProcess(broker_url, *args)
+    try:
+        relay.wait_for("relay: outbox of database")
+        yield relay
+    finally:
+        try:
+            relay.stop()
+        except subprocess.TimeoutExpired:
+            relay.stop(signal.SIGKILL)
+
+
+class Proxy:
+    """A TCP proxy on a port of its own to ``target`` (``amqp://…`` URL's host and port).
+
+    While :meth:`down`, it accepts connections and closes them at once, and has
+    cut those it was forwarding: to a client, RabbitMQ is unreachable. :meth:`up`
+    forwards again.
+    """
+
+    def __init__(self, target_url: str) -> None:
+        parts = urlsplit(target_url)
+        self._target = (parts.hostname or "127.0.0.1", parts.port or 5672)
+        self._path = parts.path
+        self._userinfo = parts.netloc.rpartition("@")[0]
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._forwarding = threading.Event()
+        self._forwarding.set()
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        """The target URL with the proxy's address instead of RabbitMQ's."""
+        return f"amqp://{self._userinfo}@127.0.0.1:{self.port}{self._path}"
+
+    def down(self) -> None:
+        self._forwarding.clear()
+        with self._lock:
+            cut, self._open = self._open, set()
+        for sock in cut:
+            _shut(sock)
+
+    def up(self) -> None:
+        self._forwarding.set()
+
+    def close(self) -> None:
+        self.down()
+        _shut(self._listener)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if not self._forwarding.is_set():
+                _shut(client)
+                continue
+            try:
+                upstream = socket.create_connection(self._target, timeout=5)
+            except OSError:
+                _shut(client)
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        _shut(source)
+        _shut(sink)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()
