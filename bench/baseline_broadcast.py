@@ -7,9 +7,11 @@ every connection. No authentication, no routing, no history, no validation.
 
 Each connection gets ``{"type": "bridge:welcome"}`` first and
 ``{"type": "bridge:pong"}`` for every message it sends, so the benchmark's
-clients treat both servers alike. Like ``event-bridge serve``, it prints one
-line naming ``ws://HOST:PORT/ws`` once it is ready, and stops on SIGTERM or
-SIGINT.
+clients treat both servers alike. It declines permessage-deflate, unless started
+with ``--compression deflate`` (``websockets``' own default), which
+``bench/delivery.py`` uses to show what accepting it costs. Like
+``event-bridge serve``, it prints one line naming ``ws://HOST:PORT/ws`` once it
+is ready, and stops on SIGTERM or SIGINT.
 
     python bench/baseline_broadcast.py --port 0 --broker amqp://guest:guest@127.0.0.1:5672/
 """
@@ -70,7 +72,7 @@ def without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-async def run(host: str, port: int, broker: str) -> None:
+async def run(host: str, port: int, broker: str, compression: str | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -80,12 +82,13 @@ async def run(host: str, port: int, broker: str) -> None:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=256)
         queue = await open_queue(channel)
-        async with serve(handler, host, port, compression=None) as server:
+        async with serve(handler, host, port, compression=compression) as server:
             await queue.consume(on_message)
             bound = server.sockets[0].getsockname()[1]
             print(
                 f"baseline: websockets {websockets.__version__} broadcast() on "
-                f"ws://{host}:{bound}/ws, broker {without_password(broker)}",
+                f"ws://{host}:{bound}/ws, compression={compression}, "
+                f"broker {without_password(broker)}",
                 flush=True,
             )
             await stop.wait()
@@ -98,8 +101,15 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4000, help="0: any free port")
     parser.add_argument("--broker", default="amqp://guest:guest@127.0.0.1:5672/")
+    parser.add_argument(
+        "--compression",
+        choices=("none", "deflate"),
+        default="none",
+        help="accept permessage-deflate ('deflate' is websockets' default)",
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.host, args.port, args.broker))
+    compression = None if args.compression == "none" else args.compression
+    asyncio.run(run(args.host, args.port, args.broker, compression))
 
 
 if __name__ == "__main__":

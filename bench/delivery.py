@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
-import hashlib
+import importlib.metadata
 import json
+import math
 import os
 import platform
 import re
@@ -56,7 +56,7 @@ from schemas.topology import EVENTS, instance_queue
 HERE = Path(__file__).resolve().parent
 BASELINES = HERE / "baselines"
 sys.path.insert(0, str(BASELINES))
-from sio_client import SioClient  # noqa: E402 - beside this file, not a package
+from sio_client import FrameReader, SioClient  # noqa: E402 - beside this file, not a package
 from sio_client import connect as sio_connect  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -78,11 +78,35 @@ CONFIRM_TIMEOUT = 10
 BUSY = 20.0
 #: A scenario's delivery is over once nothing arrived for this long.
 QUIET_PERIOD = 2.0
-#: Every server, in the order they run; the last four are the baselines of the ratio columns.
-SERVERS = ("baseline", "bridge", "socketio", "channels", "nestjs")
+#: The next scenario starts once no frame arrived for this long (see ``settle``).
+SETTLE_QUIET = 0.5
+#: Every server, in the order they run. The ``+deflate`` ones accept compression and
+#: run only with browser-like clients.
+SERVERS = (
+    "baseline", "baseline+deflate", "bridge", "bridge+deflate", "socketio", "channels", "nestjs",
+)  # fmt: skip
+#: The baselines of the ratio columns.
 BASELINE_SERVERS = ("baseline", "socketio", "channels", "nestjs")
+
+# The highest sustained rate.
+#: A step is sustained if its publisher kept at least this share of the rate asked for.
+RATE_KEPT = 0.95
+#: Percent of a core from which a process or a core counts as saturated.
+SATURATED = 90.0
+#: Bisect between the highest passing and the lowest failing step while they are
+#: further apart than this factor, at most MAX_BISECTIONS times.
+BISECT_ABOVE = 1.5
+MAX_BISECTIONS = 2
+#: A ladder step publishes at least this many events, however low its rate.
+MIN_STEP_EVENTS = 5
 #: Longest wait for ``build.sh`` of the NestJS baseline (``npm ci`` on a fresh clone).
 BUILD_TIMEOUT = 600
+#: What ``versions()`` names beside websockets and aio-pika.
+BENCH_PACKAGES = (
+    "python-socketio", "python-engineio", "aiohttp", "channels", "daphne", "channels-redis",
+    "redis",
+)  # fmt: skip
+REDIS_URL = "redis://127.0.0.1:6379/0"
 #: Keep-alive HTTP connections the NestJS feeder POSTs on.
 HTTP_CONNECTIONS = 4
 
@@ -121,9 +145,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=8.0,
         help="longest wait for Channels' deliveries after publishing",
     )
-    parser.add_argument(
-        "--redis", default="redis://127.0.0.1:6379/0", help="Redis of the Channels layer"
-    )
+    parser.add_argument("--redis", default=REDIS_URL, help="Redis of the Channels layer")
     parser.add_argument("--no-batch", action="store_true", help="skip the bridge's ?batch=1 mode")
     parser.add_argument("--pad", type=int, default=120, help="characters of padding per event")
     parser.add_argument(
@@ -138,9 +160,49 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--connect-concurrency", type=int, default=50, help="handshakes in flight at once"
     )
+    parser.add_argument(
+        "--settle-timeout",
+        type=float,
+        default=15.0,
+        help="longest wait, before a scenario, for the last one's late frames to stop",
+    )
+    browser = parser.add_argument_group("browser-like clients (offering permessage-deflate)")
+    browser.add_argument(
+        "--browser-rate",
+        type=float,
+        default=40.0,
+        help="events/s (a server's own highest rate if lower, as for Channels)",
+    )
+    browser.add_argument("--no-browser", dest="browser", action="store_false", help="skip them")
+    ladder = parser.add_argument_group(
+        "highest sustained rate: no loss, no duplicates, no client dropped, p99 under the limit"
+    )
+    ladder.add_argument(
+        "--ladder-clients",
+        type=int,
+        nargs="*",
+        default=[1000, 5000],
+        help="client counts to find it for; at --clients it goes on from the --rates steps "
+        "(nothing: skip the ladders)",
+    )
+    ladder.add_argument("--p99-limit", type=float, default=100.0, help="ms")
+    ladder.add_argument("--step-duration", type=float, default=3.0, help="seconds per step")
+    ladder.add_argument(
+        "--step-drain",
+        type=float,
+        default=2.0,
+        help="longest wait after a step's last publish; what is later counts as lost",
+    )
+    ladder.add_argument(
+        "--ladder-min", type=float, default=0.625, help="lowest rate; steps are it x 2^k"
+    )
+    ladder.add_argument("--ladder-max", type=float, default=640.0, help="highest rate tried")
     args = parser.parse_args(argv)
     if args.clients < 1 or args.duration <= 0 or min(args.rates) <= 0:
         parser.error("--clients, --duration and --rates must be positive")
+    if any(n < 1 for n in args.ladder_clients) or args.ladder_min <= 0:
+        parser.error("--ladder-clients and --ladder-min must be positive")
+    args.ladder_clients = sorted(set(args.ladder_clients))
     return args
 
 
@@ -217,8 +279,29 @@ def versions() -> str:
     return (
         f"Python {platform.python_version()}, websockets {websockets.__version__}, "
         f"aio-pika {aio_pika.__version__}, RabbitMQ {rabbit}, "
-        f"{os.cpu_count()} cores, Linux {platform.release()}"
+        f"{os.cpu_count()} cores, Linux {platform.release()}\n"
+        f"baselines: {', '.join(_package_versions())}"
     )
+
+
+def _package_versions() -> list[str]:
+    """The baselines' packages (the bench group) and runtimes, where installed."""
+    found = []
+    for name in BENCH_PACKAGES:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{name} not installed")
+    node = shutil.which("node")
+    if node is not None:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            done = subprocess.run(  # noqa: S603 - fixed arguments
+                [node, "--version"], capture_output=True, text=True, timeout=10, check=True
+            )
+            found.append(f"node {done.stdout.strip()}")
+    with contextlib.suppress(Exception):  # no Redis, or no redis package: not measured either
+        found.append(f"Redis server {asyncio.run(_redis_version(REDIS_URL))}")
+    return found
 
 
 def background_load(seconds: float = 1.0) -> str:
@@ -272,6 +355,10 @@ class ServerSpec:
     #: Rates and drain timeout of its own, instead of ``--rates`` and ``--drain-timeout``.
     rates: tuple[float, ...] | None = None
     drain_timeout: float | None = None
+    #: Runs only with browser-like clients: a variant that accepts compression.
+    browser_only: bool = False
+    #: Its Channels layer keeps keys in Redis, to delete afterwards.
+    redis: bool = False
 
 
 @dataclass(frozen=True)
@@ -298,13 +385,25 @@ def server_specs(
     layer = ("--redis", args.redis, "--prefix", redis_prefix)
     broker = ("--broker", broker_url)
     return {
-        "baseline": ServerSpec("baseline", (*baseline, "--broker", broker_url)),
+        "baseline": ServerSpec("baseline", (*baseline, *broker)),
+        "baseline+deflate": ServerSpec(
+            "baseline+deflate",
+            (*baseline, *broker, "--compression", "deflate"),
+            browser_only=True,
+        ),
         "bridge": ServerSpec(
             "bridge",
             bridge,
             health="/api/health",
             batch_modes=(False, True) if batch else (False,),
             queue=instance_queue(BRIDGE_INSTANCE).name,
+        ),
+        "bridge+deflate": ServerSpec(
+            "bridge+deflate",
+            (*bridge, "--compression"),
+            health="/api/health",
+            queue=instance_queue(BRIDGE_INSTANCE).name,
+            browser_only=True,
         ),
         "socketio": ServerSpec(
             "socketio",
@@ -326,6 +425,7 @@ def server_specs(
             feeder=(sys.executable, str(BASELINES / "channels_publisher.py"), *layer),
             rates=tuple(args.channels_rates),
             drain_timeout=args.channels_drain_timeout,
+            redis=True,
         ),
         "nestjs": ServerSpec(
             "nestjs",
@@ -365,6 +465,16 @@ def missing_prerequisite(name: str, args: Namespace) -> str | None:
         except (subprocess.SubprocessError, OSError) as exc:
             return f"build.sh failed: {exc}"
     return None
+
+
+async def _redis_version(url: str) -> str:
+    import redis.asyncio as aioredis  # noqa: PLC0415 - only with the bench group
+
+    client = aioredis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        return str((await client.info("server"))["redis_version"])
+    finally:
+        await client.aclose()
 
 
 async def _redis_ping(url: str) -> None:
@@ -476,42 +586,28 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 # The clients
 
 
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: The benchmark's fields, in the order the publisher writes them.
 _EVENT = re.compile(rb'"run":"([^"]*)","seq":(\d+),"sentAt":([0-9.eE+-]+)')
 _PING_OP = Frame(Opcode.TEXT, b'{"op": "ping"}')
-#: Initial read buffer per client; it doubles when a read could not fit.
-_BUFFER_SIZE = 16 * 1024
 
 
-class Client(asyncio.BufferedProtocol):
-    """A WebSocket client that does only what the benchmark needs, cheaply.
+class Client(FrameReader):
+    """A plain WebSocket client that does only what the benchmark needs, cheaply.
 
-    It reads into a buffer of its own (no allocation per read), parses server
-    frames itself (unmasked, unfragmented, as both servers send them), answers
-    pings and close frames, and for each event of the current run records
-    ``(seq, latency)``. A batched frame holds several events separated by
-    ``\\n``; one receive time applies to every event that arrived in the same read.
+    :class:`FrameReader` (``bench/baselines/sio_client.py``) parses the frames and,
+    with ``deflate=True``, offers permessage-deflate as browsers do and inflates.
+    For each event of the current run it records ``(seq, latency)``. A batched
+    frame holds several events separated by ``\\n``; one receive time applies to
+    every event that arrived in the same read.
     """
 
-    def __init__(self, port: int, path: str) -> None:
-        key = base64.b64encode(os.urandom(16))
-        self._accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())  # noqa: S324 - RFC 6455
-        self._request = (
-            f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-        loop = asyncio.get_running_loop()
-        self.welcomed: asyncio.Future[None] = loop.create_future()
-        self.lost: asyncio.Future[None] = loop.create_future()
-        self.transport: asyncio.Transport | None = None
-        self._buffer = bytearray(_BUFFER_SIZE)
-        self._filled = 0
-        self._upgraded = False
-        self.closing = False
-        self.close_code: int | None = None
+    def __init__(self, port: int, path: str, *, deflate: bool = False) -> None:
+        super().__init__(port, path, deflate=deflate)
         self.begin(b"")
+
+    @property
+    def welcomed(self) -> asyncio.Future[None]:
+        return self.ready
 
     def begin(self, run: bytes) -> None:
         """Start recording the events of ``run``; forget anything recorded before."""
@@ -520,140 +616,41 @@ class Client(asyncio.BufferedProtocol):
         self.frames = 0
         self.last_receive = 0.0
 
-    @property
-    def is_open(self) -> bool:
-        return not self.lost.done() and not self.closing
+    def _text(self, payload: bytes | bytearray, now: float) -> None:
+        self.frames += 1
+        self.last_receive = now
+        for message in payload.split(b"\n"):
+            self._message(message, now)
 
-    # asyncio.BufferedProtocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self._request)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.lost.done():
-            self.lost.set_result(None)
-        if not self.welcomed.done():
-            self.welcomed.set_exception(ConnectionError(f"closed before the welcome: {exc}"))
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        if len(self._buffer) - self._filled < _BUFFER_SIZE // 4:
-            # A new, larger buffer: the old one may still be exported, so never resize it.
-            larger = bytearray(2 * len(self._buffer))
-            larger[: self._filled] = self._buffer[: self._filled]
-            self._buffer = larger
-        return memoryview(self._buffer)[self._filled :]
-
-    def buffer_updated(self, nbytes: int) -> None:
-        now = time.time()
-        buffer, size = self._buffer, self._filled + nbytes
-        pos = 0 if self._upgraded else self._handshake(buffer, size)
-        if pos < 0:
-            self._filled = size
-            return
-        while size - pos >= 2:
-            length, head = buffer[pos + 1], 2
-            if length & 0x80 or not buffer[pos] & 0x80:
-                self._fail("masked or fragmented frame from the server")
-                return
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length, head = int.from_bytes(buffer[pos + 2 : pos + 4], "big"), 4
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length, head = int.from_bytes(buffer[pos + 2 : pos + 10], "big"), 10
-            end = pos + head + length
-            if end > size:
-                break
-            self._frame(buffer[pos] & 0x0F, buffer[pos + head : end], now)
-            pos = end
-        # Keep the start of an incomplete frame; same-length slice assignment, no resize.
-        self._filled = size - pos
-        if pos and self._filled:
-            buffer[: self._filled] = buffer[pos:size]
-
-    # Frames and messages
-
-    def _handshake(self, buffer: bytearray, size: int) -> int:
-        """Where the frames start once the 101 response is complete; -1 until then."""
-        end = buffer.find(b"\r\n\r\n", 0, size)
-        if end < 0:
-            return -1
-        head = bytes(buffer[:end]).lower()
-        if not head.startswith(b"http/1.1 101") or self._accept.lower() not in head:
-            self._fail(f"handshake refused: {head.splitlines()[0]!r}")
-            return -1
-        self._upgraded = True
-        return end + 4
-
-    def _frame(self, opcode: int, payload: bytearray, now: float) -> None:
-        if opcode == Opcode.TEXT:
-            self.frames += 1
-            self.last_receive = now
-            for message in payload.split(b"\n"):
-                self._message(message, now)
-        elif opcode == Opcode.PING:
-            self._send(Frame(Opcode.PONG, bytes(payload)))
-        elif opcode == Opcode.CLOSE:
-            if self.close_code is None:
-                self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-            if not self.closing:
-                self.closing = True
-                self._send(Frame(Opcode.CLOSE, bytes(payload[:2])))
-            if self.transport is not None:
-                self.transport.close()
-
-    def _message(self, message: bytearray, now: float) -> None:
+    def _message(self, message: bytes | bytearray, now: float) -> None:
         event = _EVENT.search(message)
         if event is None:
             self._control(message)
         elif event[1] == self.run:
             self.records.append((int(event[2]), now - float(event[3])))
 
-    def _control(self, message: bytearray) -> None:
+    def _control(self, message: bytes | bytearray) -> None:
         kind = str(json.loads(message).get("type", ""))
-        if kind == "bridge:welcome" and not self.welcomed.done():
+        if kind == "bridge:welcome" and not self.ready.done():
             # The bridge holds live events until a client's first message.
             self._send(_PING_OP)
-            self.welcomed.set_result(None)
-
-    def _send(self, frame: Frame) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(frame.serialize(mask=True))
-
-    def _fail(self, reason: str) -> None:
-        if not self.welcomed.done():
-            self.welcomed.set_exception(ConnectionError(reason))
-        self.abort()
-
-    # Closing
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
-
-    async def close(self) -> None:
-        """Close cleanly (code 1000), or cut the connection after a few seconds."""
-        if not self.lost.done() and not self.closing:
-            self.closing = True
-            self._send(Frame(Opcode.CLOSE, (1000).to_bytes(2, "big")))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.lost), CLOSE_TIMEOUT)
-        self.abort()
+            self.ready.set_result(None)
 
 
-async def connect_clients(port: int, count: int, path: str, concurrency: int) -> list[Client]:
-    """Connect ``count`` clients, ``concurrency`` handshakes at a time; drop those that fail."""
+async def connect_clients(
+    port: int, count: int, path: str, concurrency: int, *, deflate: bool = False
+) -> list[Client]:
+    """Connect ``count`` clients, ``concurrency`` handshakes at a time; drop those that fail.
+
+    ``deflate``: they offer permessage-deflate, as browsers do.
+    """
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(concurrency)
     failures: Counter[str] = Counter()
 
     async def one() -> Client | None:
         async with gate:
-            client = Client(port, path)
+            client = Client(port, path, deflate=deflate)
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
                     await loop.create_connection(lambda: client, HOST, port)
@@ -684,7 +681,6 @@ class SioRecorder:
 
     def __init__(self) -> None:
         self.sio: SioClient | None = None
-        self.close_code: int | None = None
         self.begin(b"")
 
     def begin(self, run: bytes) -> None:
@@ -693,7 +689,7 @@ class SioRecorder:
         self.frames = 0
         self.last_receive = 0.0
 
-    def on_event(self, data: bytearray, now: float) -> None:
+    def on_event(self, data: bytes | bytearray, now: float) -> None:
         self.frames += 1
         self.last_receive = now
         event = _SIO_EVENT.search(data)
@@ -709,6 +705,14 @@ class SioRecorder:
     def is_open(self) -> bool:
         return self.sio is not None and self.sio.is_open
 
+    @property
+    def compressed(self) -> bool:
+        return self.sio is not None and self.sio.compressed
+
+    @property
+    def close_code(self) -> int | None:
+        return None if self.sio is None else self.sio.close_code
+
     async def close(self) -> None:
         if self.sio is not None:
             await self.sio.close()
@@ -718,7 +722,7 @@ AnyClient = Client | SioRecorder
 
 
 async def connect_sio_clients(
-    port: int, count: int, namespace: str, event: str, concurrency: int
+    port: int, count: int, namespace: str, event: str, concurrency: int, *, deflate: bool = False
 ) -> list[SioRecorder]:
     """Connect ``count`` socket.io clients to ``namespace``; drop those that fail."""
     gate = asyncio.Semaphore(concurrency)
@@ -733,6 +737,7 @@ async def connect_sio_clients(
                     recorder.on_event,
                     namespace=namespace,
                     event=event,
+                    deflate=deflate,
                     connect_timeout=CONNECT_TIMEOUT,
                 )
             except (OSError, TimeoutError) as exc:
@@ -963,11 +968,29 @@ async def publisher(url: str, pad: int) -> AsyncIterator[Publisher]:
 # Scenarios
 
 
+class Offer:
+    """What the clients of a scenario offer in their handshake."""
+
+    PLAIN = "plain"
+    #: ``permessage-deflate; client_max_window_bits``, as every browser does.
+    DEFLATE = "deflate"
+
+
+class Kind:
+    """Why a scenario ran: which table its row goes to."""
+
+    FIXED = "fixed"  # one of --rates, plain clients
+    BROWSER = "browser"  # --browser-rate, browser-like clients
+    STEP = "step"  # a step of the highest-sustained-rate ladder
+
+
 @dataclass(frozen=True)
 class Scenario:
     server: str
     batch: bool
     rate: float
+    offer: str = Offer.PLAIN
+    kind: str = Kind.FIXED
 
 
 @dataclass(frozen=True)
@@ -1007,11 +1030,21 @@ class Usage:
             loads=core_load(before.cores, after.cores),
         )
 
+    @property
+    def server_percent(self) -> float:
+        return 100 * self.server / self.seconds if self.seconds else 0.0
+
+    @property
+    def generator_percent(self) -> float:
+        return 100 * self.generator / self.seconds if self.seconds else 0.0
+
 
 @dataclass
 class Result:
     scenario: Scenario
     clients: int
+    #: Clients that negotiated permessage-deflate.
+    accepted: int
     published: Published
     delivered: int
     frames: int
@@ -1049,18 +1082,42 @@ async def drain(clients: Sequence[AnyClient], expected: int, longest: float) -> 
         await asyncio.sleep(0.02)
 
 
+async def settle(clients: Sequence[AnyClient], longest: float) -> None:
+    """Wait until no frame has arrived for ``SETTLE_QUIET``, or ``longest``.
+
+    A server that fell behind is still sending the last scenario's events (ignored:
+    another run); the next scenario starts once it is done, or it would pay for them.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + longest
+    total, changed = -1, loop.time()
+    while loop.time() < deadline:
+        now_total = sum(c.frames for c in clients)
+        if now_total != total:
+            total, changed = now_total, loop.time()
+        elif loop.time() - changed >= SETTLE_QUIET:
+            return
+        await asyncio.sleep(0.05)
+    progress(f"  still receiving after {longest:g} s; going on")
+
+
 async def run_scenario(
-    server: Running, clients: Sequence[AnyClient], pub: Feeder, scenario: Scenario, args: Namespace
+    server: Running,
+    clients: Sequence[AnyClient],
+    pub: Feeder,
+    scenario: Scenario,
+    duration: float,
+    drain_timeout: float,
 ) -> Result:
     run = uuid.uuid4().hex[:12]
     live = [c for c in clients if c.is_open]
     for client in live:
         client.begin(run.encode())
     before = Reading.take(server.pid, pub.pids)
-    published = await pub.run(run, scenario.rate, args.duration)
-    await drain(live, published.attempted, args.drain_timeout)
+    published = await pub.run(run, scenario.rate, duration)
+    await drain(live, published.attempted, drain_timeout)
     usage = Usage.between(before, Reading.take(server.pid, pub.pids))
-    return summarize(scenario, live, published, before.wall, usage)
+    return summarize(scenario, clients, published, before.wall, usage)
 
 
 def summarize(
@@ -1070,6 +1127,7 @@ def summarize(
     started: float,
     usage: Usage,
 ) -> Result:
+    """Every client connected counts: one the server dropped has lost the events it missed."""
     delivered = frames = loss = duplicates = 0
     latencies: list[float] = []
     last = started
@@ -1082,11 +1140,12 @@ def summarize(
         last = max(last, client.last_receive)
         latencies.extend(1000 * latency for _, latency in client.records)
     latencies.sort()
-    # The benchmark closes its clients only after the last scenario: these the server closed.
+    # The benchmark closes its clients only after the group: these the server closed.
     gone = [c for c in clients if c.lost.done() or c.close_code is not None]
     return Result(
         scenario=scenario,
         clients=len(clients),
+        accepted=sum(c.compressed for c in clients),
         published=published,
         delivered=delivered,
         frames=frames,
@@ -1100,55 +1159,264 @@ def summarize(
     )
 
 
-async def run_group(
-    server: Running, spec: ServerSpec, pub: Feeder, batch: bool, args: Namespace
-) -> list[Result]:
-    """Connect the clients once, warm up, then one scenario per rate."""
-    path = "/ws?batch=1" if batch else "/ws"
-    label = f"{server.name}{' batch=1' if batch else ''}"
-    progress(f"{label}: connecting {args.clients} clients")
+@dataclass
+class Group:
+    """Clients connected to one server, and how to run scenarios on them."""
+
+    server: Running
+    spec: ServerSpec
+    feeder: Feeder
+    clients: Sequence[AnyClient]
+    batch: bool
+    offer: str
+    args: Namespace
+
+    async def run(
+        self, rate: float, kind: str, duration: float | None = None, drain: float | None = None
+    ) -> Result:
+        args = self.args
+        await settle(self.clients, args.settle_timeout)
+        scenario = Scenario(self.server.name, self.batch, rate, self.offer, kind)
+        result = await run_scenario(
+            self.server,
+            self.clients,
+            self.feeder,
+            scenario,
+            duration or args.duration,
+            drain or self.spec.drain_timeout or args.drain_timeout,
+        )
+        progress(f"  {len(self.clients)} clients {kind}: " + summary_line(result))
+        return result
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    server: Running,
+    spec: ServerSpec,
+    feeder: Feeder,
+    args: Namespace,
+    *,
+    count: int,
+    batch: bool = False,
+    offer: str = Offer.PLAIN,
+) -> AsyncIterator[Group]:
+    """Connect ``count`` clients, warm up (at most 20 events/s), close them afterwards."""
+    deflate = offer == Offer.DEFLATE
+    label = f"{server.name}{' batch=1' if batch else ''} {offer}"
+    progress(f"{label}: connecting {count} clients")
+    started = time.monotonic()
     clients: Sequence[AnyClient]
     if spec.socketio:
         clients = await connect_sio_clients(
-            server.port, args.clients, spec.namespace, spec.event, args.connect_concurrency
-        )
+            server.port, count, spec.namespace, spec.event, args.connect_concurrency,
+            deflate=deflate,
+        )  # fmt: skip
     else:
-        clients = await connect_clients(server.port, args.clients, path, args.connect_concurrency)
-    rates = spec.rates or args.rates
-    if spec.drain_timeout is not None:
-        args = Namespace(**{**vars(args), "drain_timeout": spec.drain_timeout})
-    results = []
+        path = "/ws?batch=1" if batch else "/ws"
+        clients = await connect_clients(
+            server.port, count, path, args.connect_concurrency, deflate=deflate
+        )
+    progress(f"  connected in {time.monotonic() - started:.1f} s")
+    group = Group(server, spec, feeder, clients, batch, offer, args)
     try:
         # The pongs to the clients' pings; python-socketio binds its queue on the first connection.
         await asyncio.sleep(1.0)
-        warmup = Scenario(server.name, batch, min(20.0, *rates))
-        await run_scenario(server, clients, pub, warmup, _warmup(args))
-        for rate in rates:
-            await asyncio.sleep(1)
-            result = await run_scenario(
-                server, clients, pub, Scenario(server.name, batch, rate), args
-            )
-            progress("  " + summary_line(result))
-            results.append(result)
+        warmup = Scenario(server.name, batch, min(20.0, *(spec.rates or args.rates)), offer)
+        await run_scenario(
+            server, clients, feeder, warmup, 0.5, min(5.0, spec.drain_timeout or args.drain_timeout)
+        )
+        yield group
     finally:
         progress(f"{label}: closing clients")
         await close_clients(clients)
-    return results
 
 
-def _warmup(args: Namespace) -> Namespace:
-    return Namespace(
-        **{**vars(args), "duration": 0.5, "drain_timeout": min(5.0, args.drain_timeout)}
-    )
+# The highest sustained rate
+
+
+def sustained(result: Result, p99_limit: float) -> list[str]:
+    """Why ``result`` is not a sustained rate; empty if it is."""
+    why = []
+    if result.published.failed:
+        why.append(f"{result.published.failed} not sent")
+    elif result.published.rate < RATE_KEPT * result.scenario.rate:
+        why.append(f"sent {result.published.rate:.1f}/s")
+    if result.loss:
+        why.append(f"loss {result.loss}")
+    if result.duplicates:
+        why.append(f"dup {result.duplicates}")
+    if result.dropped:
+        why.append(f"dropped {result.dropped}")
+    if not result.percentile(0.99) < p99_limit:
+        why.append(f"p99 {result.percentile(0.99):.0f} ms")
+    return why
+
+
+def stopped_by(result: Result) -> str:
+    """Which side held back the first step that was not sustained, from both cores' load."""
+    usage = result.usage
+    core0, core1 = usage.loads[:2]
+    server, generator = usage.server_percent, usage.generator_percent
+    if server >= SATURATED:
+        return f"server: its process {server:.0f} % of a core"
+    if core0 >= SATURATED:
+        return f"server's core: core0 {core0:.0f} % (server {server:.0f} %, the rest others)"
+    if core1 >= SATURATED or generator >= SATURATED:
+        return f"load generator: core1 {core1:.0f} %, gen {generator:.0f} % (server {server:.0f} %)"
+    if result.published.failed or result.published.rate < RATE_KEPT * result.scenario.rate:
+        return f"the feeder: {', '.join(sustained(result, float('inf')))} (no core saturated)"
+    return f"neither core saturated (core0 {core0:.0f} %, core1 {core1:.0f} %): something else"
+
+
+@dataclass
+class Ladder:
+    """The highest-sustained-rate steps of one server at one number of clients."""
+
+    server: str
+    clients: int
+    steps: list[Result] = field(default_factory=list)
+    #: Why the ladder did not run, or did not finish.
+    note: str = ""
+
+    def verdicts(self, p99_limit: float) -> list[tuple[Result, list[str]]]:
+        return [(r, sustained(r, p99_limit)) for r in self.steps]
+
+    def best(self, p99_limit: float) -> Result | None:
+        """The highest passing step below the lowest failing one."""
+        failing = self.first_failure(p99_limit)
+        ceiling = failing.scenario.rate if failing is not None else float("inf")
+        passing = [r for r, why in self.verdicts(p99_limit) if not why]
+        below = [r for r in passing if r.scenario.rate < ceiling]
+        return max(below, key=lambda r: r.scenario.rate, default=None)
+
+    def first_failure(self, p99_limit: float) -> Result | None:
+        failing = [r for r, why in self.verdicts(p99_limit) if why]
+        return min(failing, key=lambda r: r.scenario.rate, default=None)
+
+
+def next_rate(ladder: Ladder, args: Namespace) -> float | None:
+    """The next step: double until a step fails, then bisect below it (at most twice).
+
+    If the first step fails, halve down to ``--ladder-min``. None when done.
+    """
+    rates = {r.scenario.rate for r in ladder.steps}
+    failing = ladder.first_failure(args.p99_limit)
+    best = ladder.best(args.p99_limit)
+    if failing is None:
+        up = 2 * max(rates)
+        return up if up <= args.ladder_max else None
+    low = failing.scenario.rate
+    if best is None:
+        down = min(rates) / 2
+        return down if down >= args.ladder_min else None
+    high = best.scenario.rate
+    bisections = len(rates - _grid(args))
+    middle = round((high + low) / 2, 3)
+    if low / high > BISECT_ABOVE and bisections < MAX_BISECTIONS and middle not in rates:
+        return middle
+    return None
+
+
+def _grid(args: Namespace) -> set[float]:
+    """The doubling rates: --ladder-min x 2^k, and --rates."""
+    rates = {args.ladder_min * 2**k for k in range(16)}
+    return rates | set(args.rates)
+
+
+def start_rate(best: float | None, measured_at: int, clients: int, args: Namespace) -> float:
+    """A first step for ``clients``: the doubling rate at or below what the same
+    deliveries per second as ``best`` at ``measured_at`` clients would be."""
+    if best is None:
+        return args.ladder_min
+    target = best * measured_at / clients
+    rate = args.ladder_min
+    while rate * 2 <= target:
+        rate *= 2
+    return rate
+
+
+async def climb(group: Group, ladder: Ladder) -> None:
+    """Run ladder steps on ``group``'s clients after those already in ``ladder``."""
+    args = group.args
+    while (rate := next_rate(ladder, args)) is not None:
+        duration = max(args.step_duration, MIN_STEP_EVENTS / rate)
+        ladder.steps.append(await group.run(rate, Kind.STEP, duration, args.step_drain))
+
+
+# One server
 
 
 @dataclass
 class Outcome:
     results: list[Result] = field(default_factory=list)
+    ladders: list[Ladder] = field(default_factory=list)
     #: The first line each server printed.
     announces: dict[str, str] = field(default_factory=dict)
     #: Servers not measured (or not to the end), and why.
     skipped: dict[str, str] = field(default_factory=dict)
+
+
+async def measure(
+    server: Running, spec: ServerSpec, feeder: Feeder, args: Namespace, outcome: Outcome
+) -> None:
+    """Every scenario of one server: fixed rates, browser-like clients, the ladders.
+
+    The ladder at ``--clients`` goes on from the fixed rates, on the same clients.
+    """
+    rates = spec.rates or args.rates
+    ladders = [] if spec.browser_only else list(dict.fromkeys(args.ladder_clients))
+    for batch in () if spec.browser_only else spec.batch_modes:
+        async with connected(server, spec, feeder, args, count=args.clients, batch=batch) as group:
+            fixed = [await group.run(rate, Kind.FIXED) for rate in rates]
+            outcome.results += fixed
+            if not batch and args.clients in ladders:
+                ladder = Ladder(server.name, len(group.clients), list(fixed))
+                await climb(group, ladder)
+                outcome.ladders.append(ladder)
+    if args.browser:
+        # The rate the plain clients had, to compare with: --browser-rate, or the
+        # highest of a server's own rates (Channels) if that is lower.
+        rate = min(args.browser_rate, max(rates))
+        async with connected(
+            server, spec, feeder, args, count=args.clients, offer=Offer.DEFLATE
+        ) as group:
+            outcome.results.append(await group.run(rate, Kind.BROWSER))
+    for count in ladders:
+        if count == args.clients:
+            continue
+        await climb_at(server, spec, feeder, args, outcome, count)
+
+
+async def climb_at(
+    server: Running,
+    spec: ServerSpec,
+    feeder: Feeder,
+    args: Namespace,
+    outcome: Outcome,
+    count: int,
+) -> None:
+    """The ladder at ``count`` clients, from what the ladder at ``--clients`` found."""
+    before = max(
+        (x for x in outcome.ladders if x.server == server.name and x.clients < count and x.steps),
+        key=lambda x: x.clients,
+        default=None,
+    )
+    best = before.best(args.p99_limit) if before is not None else None
+    ladder = Ladder(server.name, count)
+    outcome.ladders.append(ladder)
+    if before is not None and best is None:
+        ladder.note = f"not run: no rate sustained at {before.clients} clients, so none at {count}"
+        progress(f"{server.name}: {count} clients {ladder.note}")
+        return
+    rate = start_rate(best.scenario.rate if best else None, before.clients if before else count,
+                      count, args)  # fmt: skip
+    async with connected(server, spec, feeder, args, count=count) as group:
+        if len(group.clients) < count:
+            ladder.note = f"only {len(group.clients)} of {count} clients connected"
+        ladder.clients = len(group.clients)
+        duration = max(args.step_duration, MIN_STEP_EVENTS / rate)
+        ladder.steps.append(await group.run(rate, Kind.STEP, duration, args.step_drain))
+        await climb(group, ladder)
 
 
 @contextlib.asynccontextmanager
@@ -1179,14 +1447,15 @@ async def bench(args: Namespace, broker_url: str, workdir: Path, outcome: Outcom
     async with publisher(broker_url, args.pad) as pub:
         for name in args.servers:
             spec = specs[name]
+            if spec.browser_only and not args.browser:
+                continue
             try:
                 async with served(spec, workdir / f"{name}.log") as server:
                     outcome.announces[name] = server.announce
                     affinity = sorted(os.sched_getaffinity(server.pid))
                     progress(f"{name}: pid {server.pid} on port {server.port}, cores {affinity}")
                     async with feeder_for(spec, server, pub, args, workdir) as feeder:
-                        for batch in spec.batch_modes:
-                            outcome.results += await run_group(server, spec, feeder, batch, args)
+                        await measure(server, spec, feeder, args, outcome)
             except (RuntimeError, OSError, TimeoutError) as exc:
                 # One failing server should not cost the others' numbers.
                 outcome.skipped[name] = f"failed: {exc}"
@@ -1195,7 +1464,7 @@ async def bench(args: Namespace, broker_url: str, workdir: Path, outcome: Outcom
                 if spec.queue is not None:
                     # Otherwise it would keep storing every event of the servers measured next.
                     await pub.delete_queue(spec.queue)
-                if name == "channels":
+                if spec.redis:
                     await forget_redis_keys(args.redis, redis_prefix)
 
 
@@ -1203,10 +1472,18 @@ async def bench(args: Namespace, broker_url: str, workdir: Path, outcome: Outcom
 
 
 HEADERS = (
-    "server", "batch", "rate", "pub/s", "clients", "frames/s", "events/s", "loss", "dup",
-    "dropped", "p50 ms", "p99 ms", "max ms", "µs/event", "server %", "gen %", "core0 %",
-    "core1 %",
+    "server", "batch", "offer", "accepted", "rate", "pub/s", "clients", "frames/s", "events/s",
+    "loss", "dup", "dropped", "p50 ms", "p99 ms", "max ms", "µs/event", "server %", "gen %",
+    "core0 %", "core1 %",
 )  # fmt: skip
+#: Left-aligned columns of every table: the names.
+TEXT_COLUMNS = {"server", "batch", "offer", "from", "sustained", "stopped by", "first failure"}
+TITLES = {
+    Kind.FIXED: "Plain clients at fixed rates",
+    Kind.BROWSER: "Browser-like clients, offering permessage-deflate",
+    "steps": "Highest sustained rate: every step",
+    "ladders": "Highest sustained rate",
+}
 
 
 def row(result: Result) -> list[str]:
@@ -1214,6 +1491,8 @@ def row(result: Result) -> list[str]:
     return [
         s.server,
         "on" if s.batch else "off",
+        s.offer,
+        "-" if s.offer == Offer.PLAIN else str(result.accepted),
         f"{s.rate:g}",
         f"{result.published.rate:.1f}",
         str(result.clients),
@@ -1226,8 +1505,8 @@ def row(result: Result) -> list[str]:
         f"{result.percentile(0.99):.1f}",
         f"{result.latencies_ms[-1] if result.latencies_ms else float('nan'):.1f}",
         f"{result.cpu_us_per_event:.2f}",
-        f"{100 * result.usage.server / result.usage.seconds:.0f}",
-        f"{100 * result.usage.generator / result.usage.seconds:.0f}",
+        f"{result.usage.server_percent:.0f}",
+        f"{result.usage.generator_percent:.0f}",
         *(f"{load:.0f}" for load in result.usage.loads[:2]),
     ]
 
@@ -1236,75 +1515,172 @@ def summary_line(result: Result) -> str:
     return "  ".join(f"{h}={c}" for h, c in zip(HEADERS, row(result), strict=True))
 
 
+def _ratio(value: float, base: float | None) -> str:
+    ok = base is not None and base > 0 and not math.isnan(value)
+    return f"{value / base:.2f}" if ok else "-"  # type: ignore[operator]
+
+
 def ratio_columns(results: list[Result]) -> tuple[list[str], list[list[str]]]:
-    """Per baseline that ran: each row's µs/event / that baseline's at the same rate."""
+    """``/plain``: each row's µs/event / the same server's with plain clients, one frame
+    per event, at the same rate (``bridge+deflate``: ``bridge``'s). ``/NAME``, per
+    baseline that ran: / NAME's with the same clients at the same rate."""
     names = [n for n in BASELINE_SERVERS if any(r.scenario.server == n for r in results)]
     bases = {
-        (r.scenario.server, r.scenario.rate): r.cpu_us_per_event
+        (r.scenario.server, r.scenario.offer, r.scenario.rate): r.cpu_us_per_event
         for r in results
-        if r.scenario.server in names and not r.scenario.batch
+        if not r.scenario.batch and r.delivered
     }
     cells = []
     for result in results:
-        line = []
-        for name in names:
-            base = bases.get((name, result.scenario.rate))
-            ok = base is not None and base > 0 and result.delivered
-            line.append(f"{result.cpu_us_per_event / base:.2f}" if ok else "-")  # type: ignore[operator]
+        s, value = result.scenario, result.cpu_us_per_event
+        line = [_ratio(value, bases.get((s.server.split("+")[0], Offer.PLAIN, s.rate)))]
+        line += [_ratio(value, bases.get((name, s.offer, s.rate))) for name in names]
         cells.append(line)
-    return [f"/{name}" for name in names], cells
+    return ["/plain", *(f"/{name}" for name in names)], cells
 
 
-def table(results: list[Result]) -> str:
-    extra, cells = ratio_columns(results)
-    headers = [*HEADERS, *extra]
-    rows = [headers, *(row(r) + c for r, c in zip(results, cells, strict=True))]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
-    lines = [_line(r, widths) for r in rows]
+def render(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """An aligned table: names to the left, numbers to the right, a rule of dashes."""
+    everything = [list(headers), *(list(r) for r in rows)]
+    widths = [max(len(r[i]) for r in everything) for i in range(len(headers))]
+    left = [h in TEXT_COLUMNS for h in headers]
+    lines = [
+        "  ".join(
+            c.ljust(w) if is_left else c.rjust(w)
+            for c, w, is_left in zip(cells, widths, left, strict=True)
+        ).rstrip()
+        for cells in everything
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def _line(cells: list[str], widths: list[int]) -> str:
-    # Names to the left, numbers to the right.
-    aligned = (
-        c.ljust(w) if i < 2 else c.rjust(w)
-        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+def results_table(results: list[Result], kind: str) -> str | None:
+    """The rows of ``kind``, with ratios taken among all fixed and browser-like rows."""
+    compared = [r for r in results if r.scenario.kind in (Kind.FIXED, Kind.BROWSER)]
+    extra, cells = ratio_columns(compared)
+    rows = [row(r) + c for r, c in zip(compared, cells, strict=True) if r.scenario.kind == kind]
+    return render([*HEADERS, *extra], rows) if rows else None
+
+
+STEP_HEADERS = (
+    "server", "clients", "rate", "from", "pub/s", "events/s", "loss", "dup", "dropped",
+    "p50 ms", "p99 ms", "µs/event", "server %", "gen %", "core0 %", "core1 %", "sustained",
+)  # fmt: skip
+
+
+def steps_table(ladders: list[Ladder], p99_limit: float) -> str | None:
+    rows = []
+    for ladder in ladders:
+        for r, why in sorted(ladder.verdicts(p99_limit), key=lambda rw: rw[0].scenario.rate):
+            cells = row(r)
+            rows.append([
+                r.scenario.server, str(r.clients), f"{r.scenario.rate:g}",
+                "fixed" if r.scenario.kind == Kind.FIXED else "step",
+                *cells[5:6], *cells[8:14], *cells[15:],
+                "yes" if not why else "no: " + ", ".join(why),
+            ])  # fmt: skip
+    return render(STEP_HEADERS, rows) if rows else None
+
+
+LADDER_HEADERS = (
+    "server", "clients", "max rate", "events/s", "p99 ms", "first failure", "stopped by",
+    "/baseline", "/nestjs",
+)  # fmt: skip
+
+
+def ladders_table(ladders: list[Ladder], p99_limit: float) -> str | None:
+    """Per server and client count: the highest sustained rate and what stopped it."""
+    best = {(x.server, x.clients): x.best(p99_limit) for x in ladders}
+    by_count = {(x.server, _nominal(x, ladders)): best[(x.server, x.clients)] for x in ladders}
+    rows = []
+    for ladder in ladders:
+        top = best[(ladder.server, ladder.clients)]
+        failing = ladder.first_failure(p99_limit)
+        if not ladder.steps:
+            rate = events = p99 = "-"
+            failure, stopped = ladder.note, "-"
+        else:
+            floor = ladder.steps and min(r.scenario.rate for r in ladder.steps)
+            rate = f"{top.scenario.rate:g}" if top else f"< {floor:g}"
+            events = f"{top.delivered / top.seconds:,.0f}" if top else "-"
+            p99 = f"{top.percentile(0.99):.1f}" if top else "-"
+            if failing is None:
+                failure, stopped = "none up to --ladder-max", "-"
+            else:
+                why = ", ".join(sustained(failing, p99_limit))
+                failure, stopped = f"{failing.scenario.rate:g}/s: {why}", stopped_by(failing)
+            if ladder.note:
+                failure = f"{failure} ({ladder.note})"
+        value = top.scenario.rate if top else 0.0
+        count = _nominal(ladder, ladders)
+        ratios = []
+        for name in ("baseline", "nestjs"):
+            base = by_count.get((name, count))
+            ratios.append(_ratio(value, base.scenario.rate) if base and ladder.steps else "-")
+        rows.append([ladder.server, str(ladder.clients), rate, events, p99, failure, stopped,
+                     *ratios])  # fmt: skip
+    return render(LADDER_HEADERS, rows) if rows else None
+
+
+def _nominal(ladder: Ladder, ladders: list[Ladder]) -> int:
+    """The client count asked for (a ladder may have connected a few fewer)."""
+    return (
+        ladder.clients
+        if not ladder.steps
+        else max(ladder.clients, min(r.clients for r in ladder.steps))
     )
-    return "  ".join(aligned).rstrip()
 
 
-def notes(results: list[Result]) -> list[str]:
+def notes(outcome: Outcome) -> list[str]:
     lines = []
-    for r in results:
+    for r in [*outcome.results, *(s for x in outcome.ladders for s in x.steps)]:
         s = r.scenario
-        where = f"  {s.server}{' batch=1' if s.batch else ''} at {s.rate:g}/s:"
+        batch = " batch=1" if s.batch else ""
+        where = f"  {s.server}{batch} {s.offer} {r.clients} clients at {s.rate:g}/s:"
         if r.published.failed:
             lines.append(f"{where} {r.published.failed} publishes were not confirmed")
         if r.close_codes:
             lines.append(f"{where} clients closed by the server, by code: {dict(r.close_codes)}")
-    return lines
+    return list(dict.fromkeys(lines))
 
 
 LEGEND = """
 rate: events/s asked for; pub/s: published and confirmed, per second of publishing.
+offer: plain clients, or browser-like ones offering "permessage-deflate;
+  client_max_window_bits" (they inflate what the server compresses); accepted: how many of
+  them the server accepted compression for. baseline+deflate is the baseline with websockets'
+  default compression="deflate", bridge+deflate the bridge with --compression: what asking
+  for compression costs. The others are as shipped (the bridge declines by default).
 frames/s, events/s: received by all clients together, from the first publish to the last receipt.
 loss, dup: events x clients missing or received twice; dropped: clients the server closed or lost.
 p50/p99/max: receive time - sentAt, over every event at every client; the publisher and the
-  clients share core 1, so a busy generator (gen % near 100) adds to them.
+  clients share core 1, so a busy generator (gen % near 100) adds to them. With ?batch=1
+  the bridge holds a batch client's frames for its batch window, which is in its latency.
 µs/event: server CPU time (utime + stime, /proc/PID/stat, 10 ms ticks) per event delivered.
   RabbitMQ's and Redis's CPU is not in it: they are not pinned and serve every system.
-/NAME: µs/event of the row divided by NAME's (one frame per event) at the same rate; below 1
-  is less server CPU per delivered event than NAME. "-": NAME did not run at that rate.
+/plain: µs/event of the row divided by the same server's with plain clients and one frame per
+  event at the same rate. /NAME: divided by NAME's (one frame per event, the same offer) at the
+  same rate; below 1 is less server CPU per delivered event than NAME. "-": none to divide by.
 server %, gen %: CPU of the server and of the load generator, in % of one core; the generator
   is this process plus the socketio emitter or Channels group_send process (NestJS's POSTs
   are sent from this process).
 core0 %, core1 %: load of each core from /proc/stat, whoever used it: core0 % - server % and
-  core1 % - gen % is RabbitMQ (not pinned) plus anything else running on the machine."""
+  core1 % - gen % is RabbitMQ (not pinned) plus anything else running on the machine.
+Highest sustained rate: a step is sustained with no loss, no duplicate, no client dropped,
+  p99 under {p99:g} ms and at least {kept:.0%} of the rate published. At {clients} clients the
+  steps go on from the fixed rates on the same clients; elsewhere they start at the doubling
+  rate ({lo:g} x 2^k) nearest below the same deliveries/s as the highest sustained rate at
+  fewer clients. Each step publishes for {step:g} s (at least {events} events) and waits at
+  most {drain:g} s after its last publish: later deliveries count as lost. Rates double until
+  a step fails, then the gap is bisected (at most {bisect} times); if the first step fails,
+  they halve down to {lo:g}. stopped by: at the lowest failing step, the server (its process
+  or its core >= {sat:.0f} % busy), the load generator (core 1 or gen >= {sat:.0f} %, the
+  server's core not), the feeder (events not sent or late), or neither core saturated.
+  /baseline, /nestjs: max rate divided by theirs at the same number of clients."""
 
 
 def report(args: Namespace, outcome: Outcome, header: str, payload: int) -> None:
-    results = outcome.results
     print()
     print(header)
     for name, line in outcome.announces.items():
@@ -1313,15 +1689,34 @@ def report(args: Namespace, outcome: Outcome, header: str, payload: int) -> None
         f"{args.clients} clients, {args.duration:g} s per rate, events of {payload} bytes, "
         f"server on core {SERVER_CORE}, load generator and publisher on core {GENERATOR_CORE}"
     )
-    print()
-    print(table(results))
+    tables = {
+        Kind.FIXED: results_table(outcome.results, Kind.FIXED),
+        Kind.BROWSER: results_table(outcome.results, Kind.BROWSER),
+        "steps": steps_table(outcome.ladders, args.p99_limit),
+        "ladders": ladders_table(outcome.ladders, args.p99_limit),
+    }
+    for key, text in tables.items():
+        if text is not None:
+            print(f"\n{TITLES[key]}:\n{text}")
     if outcome.skipped:
         print("\nNot measured:")
         print("\n".join(f"  {name}: {why}" for name, why in outcome.skipped.items()))
-    if lines := notes(results):
+    if lines := notes(outcome):
         print("\nNotes:")
         print("\n".join(lines))
-    print(LEGEND)
+    print(
+        LEGEND.format(
+            p99=args.p99_limit,
+            kept=RATE_KEPT,
+            clients=args.clients,
+            lo=args.ladder_min,
+            step=args.step_duration,
+            events=MIN_STEP_EVENTS,
+            drain=args.step_drain,
+            bisect=MAX_BISECTIONS,
+            sat=SATURATED,
+        )
+    )
 
 
 def progress(message: str) -> None:
@@ -1331,13 +1726,14 @@ def progress(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     pin_to_core(GENERATOR_CORE)
-    raise_open_files(args.clients)
+    raise_open_files(max([args.clients, *args.ladder_clients]))
     header = versions() + "\n" + background_load()
     payload = len(event_body("0" * 12, 0, args.pad))
     progress(header)
     outcome = Outcome()
     for server in list(args.servers):
-        if (why := missing_prerequisite(server, args)) is not None:
+        base = server.split("+")[0]
+        if (why := missing_prerequisite(base, args)) is not None:
             progress(f"{server}: skipped: {why}")
             outcome.skipped[server] = f"skipped: {why}"
             args.servers.remove(server)

@@ -55,8 +55,6 @@ from sio_client import SioClient
 from websockets.frames import Frame, Opcode
 
 SERVERS = ("bridge", "baseline", "socketio", "channels", "nestjs")
-#: What every browser offers.
-DEFLATE_OFFER = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
 #: VmRSS has settled once two readings this far apart differ by less than RSS_STABLE.
 RSS_INTERVAL = 1.0
 RSS_STABLE = 0.005
@@ -172,26 +170,14 @@ async def settled_rss(pid: int) -> int:
 
 
 class IdleClient(Client):
-    """``delivery.Client`` that may offer permessage-deflate and needs no JSON of the server.
+    """``delivery.Client`` that needs no JSON of the server.
 
     It counts as connected at the server's first text frame (the welcome, compressed
     or not), answers it with ``{"op": "ping"}`` as the delivery clients do (the
     bridge's subscriber is live from then on), and answers pings.
     """
 
-    def __init__(self, port: int, path: str, *, deflate: bool) -> None:
-        super().__init__(port, path)
-        if deflate:
-            self._request = self._request[:-2] + DEFLATE_OFFER + b"\r\n"
-        self.compressed = False
-
-    def _handshake(self, buffer: bytearray, size: int) -> int:
-        pos = super()._handshake(buffer, size)
-        if pos >= 0:
-            self.compressed = b"permessage-deflate" in bytes(buffer[:pos]).lower()
-        return pos
-
-    def _message(self, message: bytearray, now: float) -> None:
+    def _message(self, message: bytes | bytearray, now: float) -> None:
         if not self.welcomed.done():
             self._send(Frame(Opcode.TEXT, b'{"op": "ping"}'))
             self.welcomed.set_result(None)

@@ -1,7 +1,6 @@
 """A cheap socket.io load-generator client: Engine.IO v4 over a plain WebSocket.
 
-It speaks only what the benchmark needs, on ``asyncio.BufferedProtocol``
-like the client in ``bench/delivery.py``: it opens
+It speaks only what the benchmark needs, on ``asyncio.BufferedProtocol``: it opens
 ``ws://HOST:PORT/socket.io/?EIO=4&transport=websocket``, answers the open
 packet (``0{...}``) with ``40`` to join the default namespace (or
 ``40/ws,`` to join ``namespace="/ws"``), answers the
@@ -10,8 +9,9 @@ server's pings (``2``) with ``3``, and for every ``42["event",DATA]`` (or
 ``on_event(DATA, received_at)`` with the bytes of DATA, the event's JSON, as
 the server encoded it, and ``time.time()`` of the read it arrived in.
 
-With ``deflate=True`` it offers permessage-deflate as browsers do, and
-inflates what the server compressed.
+The WebSocket side is :class:`FrameReader`, which ``bench/delivery.py``'s plain
+client shares. With ``deflate=True`` it offers permessage-deflate as browsers do,
+and inflates what the server compressed.
 
     client = await connect(port, lambda data, now: print(bytes(data), now))
     ...
@@ -25,13 +25,14 @@ import base64
 import contextlib
 import hashlib
 import os
+import re
 import time
 import zlib
 from collections.abc import Callable
 
 from websockets.frames import Frame, Opcode
 
-__all__ = ["OnEvent", "SioClient", "connect"]
+__all__ = ["DEFLATE_OFFER", "FrameReader", "OnEvent", "SioClient", "connect"]
 
 HOST = "127.0.0.1"
 #: The socket.io event the baseline emits.
@@ -40,64 +41,60 @@ CONNECT_TIMEOUT = 15.0
 CLOSE_TIMEOUT = 3.0
 
 #: Called with the event's JSON data and the time it was read.
-OnEvent = Callable[[bytearray, float], None]
+OnEvent = Callable[[bytes | bytearray, float], None]
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _PATH = "/socket.io/?EIO=4&transport=websocket"
-#: What a browser offers.
-_DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+#: What every browser offers (RFC 7692).
+DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+#: The end of every compressed message, which the sender strips (RFC 7692, 7.2.1).
 _DEFLATE_TAIL = b"\x00\x00\xff\xff"
+_EXTENSIONS = re.compile(rb"^sec-websocket-extensions:(.*)$", re.MULTILINE)
 #: Initial read buffer per client; it doubles when a read could not fit.
 _BUFFER_SIZE = 16 * 1024
 
-# Engine.IO packet types (first byte), and socket.io packets inside "4" messages.
-_EIO_OPEN, _EIO_CLOSE, _EIO_PING, _EIO_MESSAGE = ord("0"), ord("1"), ord("2"), ord("4")
-_SIO_CONNECT, _SIO_DISCONNECT, _SIO_EVENT, _SIO_CONNECT_ERROR = (
-    ord("0"), ord("1"), ord("2"), ord("4"),
-)  # fmt: skip
 
+class FrameReader(asyncio.BufferedProtocol):
+    """The WebSocket client side of the benchmark's clients, cheap to run by the thousand.
 
-class SioClient(asyncio.BufferedProtocol):
-    """One socket.io client of the default namespace; see the module docstring.
-
-    ``connected`` resolves once the server accepted the namespace (``40{...}``),
-    ``lost`` once the connection is gone; ``frames`` and ``events`` count what
-    arrived.
+    It sends the upgrade request for ``path``, checks the 101 response, reads into
+    a buffer of its own (no allocation per read), parses server frames itself
+    (unmasked, unfragmented, as every server measured sends them), answers pings and
+    close frames, and hands each text message to :meth:`_text` with the time of the
+    read it arrived in. With ``deflate=True`` the request offers permessage-deflate
+    as browsers do; if the server accepts, compressed messages (RSV1) are inflated,
+    with a fresh context per message when the server said
+    ``server_no_context_takeover``. Subclasses resolve :attr:`ready` when the
+    server's greeting arrived.
     """
 
-    def __init__(
-        self,
-        port: int,
-        on_event: OnEvent,
-        *,
-        host: str = HOST,
-        deflate: bool = False,
-        namespace: str = "/",
-        event: str = EVENT,
-    ) -> None:
+    def __init__(self, port: int, path: str, *, host: str = HOST, deflate: bool = False) -> None:
         key = base64.b64encode(os.urandom(16))
         self._accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())  # noqa: S324 - RFC 6455
+        offer = f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n" if deflate else ""
         self._request = (
-            f"GET {_PATH} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
-            f"Sec-WebSocket-Version: 13\r\n{_DEFLATE_OFFER if deflate else ''}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{offer}\r\n"
         ).encode()
-        self._on_event = on_event
-        # A namespace other than "/" is named in every packet: 40/ws, and 42/ws,[...].
-        self._namespace = b"" if namespace == "/" else f"{namespace},".encode()
-        self._event_prefix = b"2" + self._namespace + f'["{event}",'.encode()
         loop = asyncio.get_running_loop()
-        self.connected: asyncio.Future[None] = loop.create_future()
+        self.ready: asyncio.Future[None] = loop.create_future()
         self.lost: asyncio.Future[None] = loop.create_future()
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray(_BUFFER_SIZE)
         self._filled = 0
         self._upgraded = False
-        self._inflate: zlib._Decompress | None = None
+        #: Whether the server accepted permessage-deflate.
         self.compressed = False
+        self._inflate: zlib._Decompress | None = None
+        self._window_bits = zlib.MAX_WBITS
+        self._reset_context = False
         self.closing = False
-        self.frames = 0
-        self.events = 0
+        self.close_code: int | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return not self.lost.done() and not self.closing
 
     # asyncio.BufferedProtocol
 
@@ -109,8 +106,8 @@ class SioClient(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.lost.done():
             self.lost.set_result(None)
-        if not self.connected.done():
-            self.connected.set_exception(ConnectionError(f"closed before connecting: {exc}"))
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"closed before the greeting: {exc}"))
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if len(self._buffer) - self._filled < _BUFFER_SIZE // 4:
@@ -143,9 +140,12 @@ class SioClient(asyncio.BufferedProtocol):
             end = pos + head + length
             if end > size:
                 break
-            payload = buffer[pos + head : end]
-            if first & 0x40 and self._inflate is not None:
-                payload = bytearray(self._inflate.decompress(payload + _DEFLATE_TAIL))
+            payload: bytes | bytearray = buffer[pos + head : end]
+            if first & 0x40:
+                if self._inflate is None:
+                    self._fail("compressed frame, but no compression was negotiated")
+                    return
+                payload = self._inflated(payload)
             self._frame(first & 0x0F, payload, now)
             pos = end
         # Keep the start of an incomplete frame; same-length slice assignment, no resize.
@@ -160,32 +160,122 @@ class SioClient(asyncio.BufferedProtocol):
         end = buffer.find(b"\r\n\r\n", 0, size)
         if end < 0:
             return -1
-        head = bytes(buffer[:end]).lower()
+        head = bytes(buffer[:end]).lower().replace(b"\r\n", b"\n")
         if not head.startswith(b"http/1.1 101") or self._accept.lower() not in head:
             self._fail(f"handshake refused: {head.splitlines()[0]!r}")
             return -1
-        if b"permessage-deflate" in head:
-            self.compressed = True
-            self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        extensions = b",".join(m[1] for m in _EXTENSIONS.finditer(head))
+        if b"permessage-deflate" in extensions:
+            self._negotiated(extensions)
         self._upgraded = True
         return end + 4
 
-    def _frame(self, opcode: int, payload: bytearray, now: float) -> None:
+    def _negotiated(self, extensions: bytes) -> None:
+        """The server's permessage-deflate parameters (RFC 7692, 7.1)."""
+        self.compressed = True
+        params = {
+            name.strip(): value.strip().strip(b'"')
+            for name, _, value in (p.partition(b"=") for p in extensions.split(b";"))
+        }
+        self._reset_context = b"server_no_context_takeover" in params
+        if bits := params.get(b"server_max_window_bits"):
+            self._window_bits = int(bits)
+        self._inflate = zlib.decompressobj(-self._window_bits)
+
+    def _inflated(self, payload: bytearray) -> bytes:
+        assert self._inflate is not None
+        data = self._inflate.decompress(payload + _DEFLATE_TAIL)
+        if self._reset_context:
+            self._inflate = zlib.decompressobj(-self._window_bits)
+        return data
+
+    def _frame(self, opcode: int, payload: bytes | bytearray, now: float) -> None:
         if opcode == Opcode.TEXT:
-            self.frames += 1
-            self._packet(payload, now)
+            self._text(payload, now)
         elif opcode == Opcode.PING:
             self._send(Frame(Opcode.PONG, bytes(payload)))
         elif opcode == Opcode.CLOSE:
+            if self.close_code is None:
+                self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
             if not self.closing:
                 self.closing = True
                 self._send(Frame(Opcode.CLOSE, bytes(payload[:2])))
             if self.transport is not None:
                 self.transport.close()
 
+    def _text(self, payload: bytes | bytearray, now: float) -> None:
+        raise NotImplementedError
+
+    def _send(self, frame: Frame) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame.serialize(mask=True))
+
+    def _fail(self, reason: str) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(reason))
+        self.abort()
+
+    # Closing
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _goodbye(self) -> None:
+        """What to send before the close frame."""
+
+    async def close(self) -> None:
+        """Close cleanly (code 1000), or cut the connection after a few seconds."""
+        if self.is_open:
+            self.closing = True
+            self._goodbye()
+            self._send(Frame(Opcode.CLOSE, (1000).to_bytes(2, "big")))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.lost), CLOSE_TIMEOUT)
+        self.abort()
+
+
+# Engine.IO packet types (first byte), and socket.io packets inside "4" messages.
+_EIO_OPEN, _EIO_CLOSE, _EIO_PING, _EIO_MESSAGE = ord("0"), ord("1"), ord("2"), ord("4")
+_SIO_CONNECT, _SIO_DISCONNECT, _SIO_EVENT, _SIO_CONNECT_ERROR = (
+    ord("0"), ord("1"), ord("2"), ord("4"),
+)  # fmt: skip
+
+
+class SioClient(FrameReader):
+    """One socket.io client of one namespace; see the module docstring.
+
+    ``connected`` resolves once the server accepted the namespace (``40{...}``),
+    ``lost`` once the connection is gone; ``frames`` and ``events`` count what
+    arrived.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        on_event: OnEvent,
+        *,
+        host: str = HOST,
+        deflate: bool = False,
+        namespace: str = "/",
+        event: str = EVENT,
+    ) -> None:
+        super().__init__(port, _PATH, host=host, deflate=deflate)
+        self._on_event = on_event
+        # A namespace other than "/" is named in every packet: 40/ws, and 42/ws,[...].
+        self._namespace = b"" if namespace == "/" else f"{namespace},".encode()
+        self._event_prefix = b"2" + self._namespace + f'["{event}",'.encode()
+        self.frames = 0
+        self.events = 0
+
+    @property
+    def connected(self) -> asyncio.Future[None]:
+        return self.ready
+
     # Engine.IO and socket.io
 
-    def _packet(self, packet: bytearray, now: float) -> None:
+    def _text(self, packet: bytes | bytearray, now: float) -> None:
+        self.frames += 1
         kind = packet[0] if packet else -1
         if kind == _EIO_MESSAGE:
             self._message(packet, now)
@@ -196,46 +286,21 @@ class SioClient(asyncio.BufferedProtocol):
         elif kind == _EIO_CLOSE:
             self._fail("the server closed the Engine.IO session")
 
-    def _message(self, packet: bytearray, now: float) -> None:
+    def _message(self, packet: bytes | bytearray, now: float) -> None:
         kind = packet[1] if len(packet) > 1 else -1
         if kind == _SIO_EVENT:
             if packet.startswith(self._event_prefix, 1):
                 self.events += 1
                 self._on_event(packet[1 + len(self._event_prefix) : -1], now)
         elif kind == _SIO_CONNECT:
-            if not self.connected.done():
-                self.connected.set_result(None)
+            if not self.ready.done():
+                self.ready.set_result(None)
         elif kind in (_SIO_DISCONNECT, _SIO_CONNECT_ERROR):
             self._fail(f"namespace refused: {bytes(packet[:200])!r}")
 
-    def _send(self, frame: Frame) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(frame.serialize(mask=True))
-
-    def _fail(self, reason: str) -> None:
-        if not self.connected.done():
-            self.connected.set_exception(ConnectionError(reason))
-        self.abort()
-
-    # Closing
-
-    @property
-    def is_open(self) -> bool:
-        return not self.lost.done() and not self.closing
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
-
-    async def close(self) -> None:
-        """Leave as a browser tab does (``41``, then close 1000), or cut it after a while."""
-        if self.is_open:
-            self.closing = True
-            self._send(Frame(Opcode.TEXT, b"41" + self._namespace))
-            self._send(Frame(Opcode.CLOSE, (1000).to_bytes(2, "big")))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.lost), CLOSE_TIMEOUT)
-        self.abort()
+    def _goodbye(self) -> None:
+        # As a browser tab does: leave the namespace, then close.
+        self._send(Frame(Opcode.TEXT, b"41" + self._namespace))
 
 
 async def connect(
@@ -248,7 +313,7 @@ async def connect(
     event: str = EVENT,
     connect_timeout: float = CONNECT_TIMEOUT,
 ) -> SioClient:
-    """Connect one client and return it once the server accepted the default namespace.
+    """Connect one client and return it once the server accepted its namespace.
 
     Raises ``OSError`` or ``TimeoutError`` if it could not; the connection is cut then.
     """
