@@ -1,0 +1,158 @@
+"""Faults under load (issue 8): a real bridge process, the real RabbitMQ, real clients.
+
+Each test prints its counts (sent, delivered, lost, duplicated) for
+docs/reliability.md; run them alone with ``./scripts/test tests/test_faults.py -s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import aio_pika
+from websockets.asyncio.client import connect
+
+from schemas.topology import DEAD_LETTER_QUEUE
+from tests.load import BridgeProcess, Publisher, Tally, counting, p99, summary
+
+POISON_KINDS = (
+    b"not json at all",
+    b'{"id": "x", "type": "no:such:type", "data": {}}',
+    b'{"id": "x", "type": "reserva:creada", "data": {"reserva": "not an object"}}',
+    b"[1, 2, 3]",
+)
+
+
+def vhost_of(amqp_url: str) -> str:
+    return unquote(urlsplit(amqp_url).path[1:])
+
+
+async def dead_letters(amqp_url: str, prefix: str) -> dict[str, str]:
+    """The reasons of the dead letters whose message id starts with ``prefix``.
+
+    Other tests of this run dead-letter too: their messages are left in place.
+    """
+    found: dict[str, str] = {}
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(DEAD_LETTER_QUEUE.name, ensure=True)
+        # Unacknowledged messages go back to the queue when the channel closes.
+        while (message := await queue.get(no_ack=False, fail=False)) is not None:
+            if (message.message_id or "").startswith(prefix):
+                found[message.message_id or ""] = str(message.headers.get("x-bridge-error"))
+    return found
+
+
+async def test_poison_messages_are_dead_lettered_and_the_good_ones_arrive_on_time(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    """Issue 8, scenario 5: 100 malformed messages mixed into 10,000 good ones."""
+    good, bad, rate = 10_000, 100, 1000.0
+    poison = {
+        seq: POISON_KINDS[n % len(POISON_KINDS)]
+        for n, seq in enumerate(range(0, good, good // bad))
+    }
+    baseline_run, run = uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]
+    publisher = Publisher(amqp_url)
+    async with BridgeProcess(amqp_url, "poison", tmp_path) as bridge:
+        await bridge.logged("connected to", 15)
+        calm = Tally(expected=2000)
+        async with counting(bridge.port, baseline_run, calm):
+            await publisher.steady(baseline_run, 2000, rate, {})
+            await calm.received()
+        mixed = Tally(expected=good)
+        async with counting(bridge.port, run, mixed):
+            await publisher.steady(run, good, rate, poison)
+            await mixed.received()
+    await publisher.close()
+    reasons = await dead_letters(amqp_url, f"poison-{run}-")
+    print(summary("poison", good, [mixed]), f"dead-lettered {len(reasons)} of {bad}")
+    print(f"p99 {1000 * p99(mixed.latencies):.1f} ms, baseline {1000 * p99(calm.latencies):.1f}")
+    assert (mixed.lost(good), mixed.duplicated(), mixed.in_order()) == (0, 0, True)
+    assert len(reasons) == bad
+    assert all(reason not in ("", "None") for reason in reasons.values())
+    assert p99(mixed.latencies) < 2 * p99(calm.latencies)
+
+
+async def test_a_dropped_rabbitmq_connection_is_back_within_10_s_and_nothing_is_lost(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    """Issue 8, scenario 4: ``rabbitmqctl close_all_connections`` under load."""
+    sent, rate = 3000, 300.0
+    run = uuid.uuid4().hex[:8]
+    publisher = Publisher(amqp_url)
+    async with BridgeProcess(amqp_url, "dropped", tmp_path) as bridge:
+        await bridge.logged("connected to", 15)
+        tallies = [Tally(expected=sent) for _ in range(10)]
+        async with contextlib.AsyncExitStack() as clients:
+            for tally in tallies:
+                await clients.enter_async_context(counting(bridge.port, run, tally))
+            publishing = asyncio.create_task(publisher.steady(run, sent, rate, {}))
+            await tallies[0].received(sent // 3)
+            back = asyncio.create_task(bridge.logged("connected to", 30))
+            dropped = time.monotonic()
+            await asyncio.to_thread(
+                subprocess.run,
+                ["rabbitmqctl", "close_all_connections", "-p", vhost_of(amqp_url), "fault test"],
+                check=True,
+                capture_output=True,
+            )
+            await back
+            recovered = time.monotonic() - dropped
+            await asyncio.wait_for(publishing, 60)
+            for tally in tallies:
+                await tally.received()
+    await publisher.close()
+    print(summary("connection drop", sent, tallies), f"back after {recovered:.1f} s")
+    assert recovered < 10
+    assert [(t.lost(sent), t.duplicated(), t.in_order()) for t in tallies] == [(0, 0, True)] * 10
+
+
+def open_files(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def resident_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+async def churn(bridge: BridgeProcess, count: int, concurrency: int = 20) -> None:
+    """Open ``count`` connections, each read its welcome and closed cleanly, then wait
+    until the bridge logged every one of them closed."""
+    closed = bridge.count("connection closed") + count
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with gate, connect(f"ws://127.0.0.1:{bridge.port}/ws") as ws:
+            await ws.recv()
+
+    await asyncio.gather(*(one() for _ in range(count)))
+    await bridge.counted("connection closed", closed, timeout=30)
+
+
+async def test_connection_churn_leaves_no_leak(amqp_url: str, tmp_path: Path) -> None:
+    """Issue 8, scenario 7: 10,000 connects and disconnects in a minute."""
+    async with BridgeProcess(amqp_url, "churn", tmp_path) as bridge:
+        await bridge.logged("connected to", 15)
+        await churn(bridge, 1000)  # warm-up: the allocator's pools, the imports
+        files, memory = open_files(bridge.pid), resident_kib(bridge.pid)
+        started = time.monotonic()
+        await churn(bridge, 10_000)
+        seconds = time.monotonic() - started
+        files_after, memory_after = open_files(bridge.pid), resident_kib(bridge.pid)
+    print(
+        f"churn: 10,000 connections in {seconds:.1f} s; open files {files} -> {files_after}, "
+        f"resident {memory / 1024:.1f} -> {memory_after / 1024:.1f} MiB"
+    )
+    assert seconds < 60
+    assert files_after == files
+    assert memory_after - memory < 4 * 1024
