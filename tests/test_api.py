@@ -15,7 +15,7 @@ import pytest
 from bridge.app import Bridge
 from bridge.auth import Authenticator
 from bridge.config import Limits
-from tests.bridges import SECRET, client, recv_json, running, settings, token
+from tests.bridges import SECRET, Watch, client, rabbit, recv_json, running, settings, token
 from tests.http import request
 from tests.seed import SEED, curls
 
@@ -158,15 +158,37 @@ async def test_a_broker_that_cannot_confirm_gets_503(bridge: Bridge) -> None:
     assert "not taken" in answer["error"]  # type: ignore[index]
 
 
-async def test_the_same_id_sent_twice_is_delivered_once(bridge: Bridge) -> None:
-    body = b'{"type": "pago:procesado", "data": {"pago": {"id": 1}}, "id": "pago-1"}'
-    async with client(bridge, token=token()) as ws:
-        await ws.send('{"op": "ping"}')
-        await recv_json(ws)
-        assert (await post(bridge, "emit-event", body))[0] == 202
-        assert (await post(bridge, "emit-event", body))[0] == 202
-        await post(bridge, "emit-event", body.replace(b"pago-1", b"pago-2"))
-        assert [(await recv_json(ws))["id"] for _ in range(2)] == ["pago-1", "pago-2"]
+async def test_the_same_id_posted_twice_is_delivered_once(amqp_url: str, tmp_path: Path) -> None:
+    """Issue 8, scenario 13: replayed publishes, through the real RabbitMQ."""
+    limits = Limits(resume_window=0.2, api_rate_per_ip=0)  # 201 POSTs in a burst
+    config = settings(tmp_path, broker_url=amqp_url, instance="replayed", limits=limits)
+    watch = Watch()
+    ids = [f"pago-{n}" for n in range(100)]
+
+    def body(id_: str, amount: int = 1) -> bytes:
+        data = {"pago": {"id": amount}}
+        return json.dumps({"type": "pago:procesado", "data": data, "id": id_}).encode()
+
+    async with running(config, rabbit(config, watch)) as bridge:
+        await asyncio.wait_for(watch.up.wait(), 15)
+        async with client(bridge, token=token()) as ws:
+            await ws.send('{"op": "ping"}')
+            await recv_json(ws)
+            # Every id twice, the replays in reverse order; one replay with other data.
+            posts = [body(i) for i in ids] + [body(i) for i in reversed(ids[1:])]
+            posts += [body(ids[0], amount=999), body("last")]
+            statuses = [(await post(bridge, "emit-event", b))[0] for b in posts]
+            assert statuses == [202] * len(posts)  # a replay is no error: it is taken, once
+            received: list[dict[str, object]] = []
+            while not received or received[-1]["id"] != "last":
+                received.append(await recv_json(ws, timeout=15))
+        metrics = (await request(bridge.port, "GET", "/metrics")).body.decode()
+    delivered = [e["id"] for e in received]
+    assert delivered == [*ids, "last"]
+    assert all(e["data"] == {"pago": {"id": 1}} for e in received[:-1])  # the first one wins
+    assert "bridge_events_duplicate_total 100.0" in metrics
+    # 201 POSTs of 101 ids: 101 delivered, none lost, none twice.
+    assert (len(posts), len(set(delivered)), len(delivered) - len(set(delivered))) == (201, 101, 0)
 
 
 async def test_history_shows_each_caller_what_it_may_see(bridge: Bridge) -> None:
