@@ -42,6 +42,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 ENV_EXAMPLE = ROOT / ".env.example"
 SETTINGS = ROOT / "example" / "mi_proyecto" / "settings.py"
 COMMANDS_DIR = ROOT / "example" / "api_rest" / "management" / "commands"
+PRODUCER_COMMANDS_DIR = ROOT / "producer" / "management" / "commands"
 SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"
 
 BRIDGE_PORT = 4000
@@ -258,6 +259,7 @@ def manage_commands() -> set[str]:
     found = set(find_commands(str(django_dir / "core" / "management")))
     found |= set(find_commands(str(django_dir / "contrib" / "staticfiles" / "management")))
     found |= set(find_commands(str(COMMANDS_DIR.parent)))
+    found |= set(find_commands(str(PRODUCER_COMMANDS_DIR.parent)))
     return found
 
 
@@ -284,8 +286,8 @@ def test_the_schema_rejects_what_compose_rejects(compose: dict[str, Any]) -> Non
     assert not validator.is_valid(broken)
 
 
-def test_the_three_services() -> None:
-    assert set(raw_compose()["services"]) == {"rabbitmq", "bridge", "web"}
+def test_the_four_services() -> None:
+    assert set(raw_compose()["services"]) == {"rabbitmq", "bridge", "web", "relay"}
 
 
 # --- .env and secrets ----------------------------------------------------------------
@@ -371,7 +373,7 @@ def test_rabbitmq_is_the_official_image_with_management(compose: dict[str, Any])
 
 
 def test_bridge_and_web_run_the_image_built_here(compose: dict[str, Any]) -> None:
-    for name in ("bridge", "web"):
+    for name in ("bridge", "web", "relay"):
         service = compose["services"][name]
         assert service["build"] == {"context": ".", "dockerfile": "Dockerfile"}, name
         assert service["image"] == compose["services"]["bridge"]["image"]
@@ -388,6 +390,7 @@ def test_named_volumes_keep_the_state(compose: dict[str, Any]) -> None:
     database = urlsplit(service_env(compose, "web")["DATABASE_URL"])
     assert database.scheme == "sqlite"
     assert mounts["web"] == {"web-data": str(Path(database.path[1:]).parent)}
+    assert mounts["relay"] == mounts["web"]  # the relay reads web's SQLite outbox
     declared = set(compose["volumes"])
     assert {volume for m in mounts.values() for volume in m} == declared
 
@@ -399,6 +402,11 @@ def test_startup_order_waits_for_health(compose: dict[str, Any]) -> None:
         "rabbitmq": {"condition": "service_healthy"},
         "bridge": {"condition": "service_healthy"},
     }
+    # web is healthy once it has migrated, so the outbox table is there.
+    assert services["relay"]["depends_on"] == {
+        "rabbitmq": {"condition": "service_healthy"},
+        "web": {"condition": "service_healthy"},
+    }
     for name in ("rabbitmq", "bridge", "web"):
         assert "healthcheck" in services[name], name
 
@@ -408,7 +416,7 @@ def test_every_command_exists_in_the_image(compose: dict[str, Any]) -> None:
     commands = manage_commands()
     options = serve_options()
     seen: list[str] = []
-    for name in ("bridge", "web"):
+    for name in ("bridge", "web", "relay"):
         for argv in command_lines(compose["services"][name]["command"]):
             program = argv[0]
             if program == "python":
@@ -423,7 +431,13 @@ def test_every_command_exists_in_the_image(compose: dict[str, Any]) -> None:
                 for flag in flags:
                     assert flag in options, f"`event-bridge serve` has no {flag}"
                 seen.append(f"{program} {argv[1]}")
-    assert seen == ["event-bridge serve", "migrate", "demo_users", "runserver"]
+    assert seen == [
+        "event-bridge serve",
+        "migrate",
+        "demo_users",
+        "runserver",
+        "event_bridge_relay",
+    ]
 
 
 def test_demo_users_gets_its_password_from_the_environment(compose: dict[str, Any]) -> None:
@@ -453,6 +467,7 @@ def test_ports_are_published(compose: dict[str, Any]) -> None:
     assert published(compose, "rabbitmq").keys() == {AMQP_PORT, MANAGEMENT_PORT}
     assert published(compose, "bridge").keys() == {BRIDGE_PORT}
     assert published(compose, "web").keys() == {WEB_PORT}
+    assert published(compose, "relay") == {}  # it only connects out
     # BRIDGE_URL and the Django page use localhost: publishing there is enough.
     for name in ("rabbitmq", "bridge", "web"):
         assert set(published(compose, name).values()) == {"127.0.0.1"}, name
@@ -473,7 +488,7 @@ def test_the_web_server_listens_where_it_is_published(compose: dict[str, Any]) -
     assert runserver[-1] == f"0.0.0.0:{WEB_PORT}"
 
 
-@pytest.mark.parametrize("name", ["bridge", "web"])
+@pytest.mark.parametrize("name", ["bridge", "web", "relay"])
 def test_the_broker_url_is_the_rabbitmq_service(compose: dict[str, Any], name: str) -> None:
     url = urlsplit(service_env(compose, name)["BRIDGE_BROKER_URL"])
     env = example_env()
@@ -484,6 +499,14 @@ def test_the_broker_url_is_the_rabbitmq_service(compose: dict[str, Any], name: s
         env["RABBITMQ_DEFAULT_PASS"],
     )
     assert url.path in {"/", "//"}  # the default vhost, as scripts/example writes it
+
+
+def test_the_relay_reads_the_webs_database_and_broker(compose: dict[str, Any]) -> None:
+    web, relay = service_env(compose, "web"), service_env(compose, "relay")
+    for name in ("DATABASE_URL", "BRIDGE_BROKER_URL", "DJANGO_SECRET_KEY"):
+        assert relay[name] == web[name], name
+    unknown = set(relay) - settings_env_vars()
+    assert unknown == set(), "not read by settings.py"
 
 
 def test_bridge_and_django_share_broker_and_secret(compose: dict[str, Any]) -> None:
@@ -600,7 +623,7 @@ def test_the_runtime_user_can_write_the_volumes(compose: dict[str, Any]) -> None
     created = re.search(r"install -d -o bridge -g bridge -m 0750 ([^&]+)", runtime_runs)
     assert created, "the runtime stage creates its writable directories"
     owned = set(created[1].split())
-    for name in ("bridge", "web"):
+    for name in ("bridge", "web", "relay"):
         for volume in compose["services"][name].get("volumes", []):
             target = volume.split(":", 1)[1]
             assert target in owned, f"{target} would be root's: the volume copies its owner"

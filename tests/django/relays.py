@@ -58,7 +58,7 @@ class RelayProcess:
             "PYTHONUNBUFFERED": "1",
         }
         command = [sys.executable, str(ROOT / "example" / "manage.py"), "event_bridge_relay"]
-        self.proc = subprocess.Popen(  # noqa: S603 - our own command
+        self.proc = subprocess.Popen(
             [*command, "--poll-interval", str(POLL), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

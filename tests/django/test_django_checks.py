@@ -9,7 +9,10 @@ import pytest
 from django.core import checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+from django.db import connection
 from django.test import override_settings
+
+from producer.models import OUTBOX_TABLE
 
 
 def event_bridge_ids() -> list[str]:
@@ -41,6 +44,7 @@ def test_a_missing_broker_is_event_bridge_e001(event_bridge: dict[str, Any]) -> 
         ({"ROLES": "api_rest.nowhere.roles_for"}, "event_bridge.E003"),
         ({"JWT_SECRET": "too-short"}, "event_bridge.E004"),
         ({"JWT_SECRET": None}, "event_bridge.W001"),
+        ({"DELIVERY": "later"}, "event_bridge.E005"),
     ],
 )
 def test_each_setting_that_cannot_work_is_reported(
@@ -48,3 +52,19 @@ def test_each_setting_that_cannot_work_is_reported(
 ) -> None:
     with override_settings(EVENT_BRIDGE={**event_bridge, **changes}):
         assert event_bridge_ids() == [expected]
+
+
+@pytest.mark.django_db
+def test_outbox_delivery_without_the_outbox_table_is_event_bridge_w002(
+    event_bridge: dict[str, Any],
+) -> None:
+    def database_ids() -> list[str]:
+        found = checks.run_checks(databases=["default"], tags=[checks.Tags.database])
+        return sorted(m.id for m in found if (m.id or "").startswith("event_bridge."))
+
+    assert database_ids() == []
+    with connection.cursor() as cursor:  # rolled back with the test's transaction
+        cursor.execute(f"ALTER TABLE {OUTBOX_TABLE} RENAME TO not_the_outbox")
+    assert database_ids() == ["event_bridge.W002"]
+    with override_settings(EVENT_BRIDGE={**event_bridge, "DELIVERY": "direct"}):
+        assert database_ids() == []

@@ -1,4 +1,7 @@
-"""The model tests again, on PostgreSQL: the example's ``DATABASE_URL`` path, for real.
+"""The model and outbox tests again, on PostgreSQL: ``DATABASE_URL``, for real.
+
+On PostgreSQL the relay claims rows with ``SKIP LOCKED`` and wakes on the
+migration's NOTIFY trigger rather than polling.
 
 Django is configured once per process, so the model tests run in a pytest of
 their own with ``DATABASE_URL`` set, as a deployment would set it; pytest-django
@@ -22,7 +25,10 @@ DATABASE_URL = os.environ.get(
     "EVENT_BRIDGE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 ROOT = Path(__file__).resolve().parents[2]
-MODEL_TESTS = Path(__file__).parent / "test_django_models.py"
+ON_POSTGRESQL = [
+    Path(__file__).parent / "test_django_models.py",
+    Path(__file__).parent / "test_django_outbox.py",
+]
 
 
 def databases() -> set[str]:
@@ -30,8 +36,8 @@ def databases() -> set[str]:
         return {row[0] for row in connection.execute("SELECT datname FROM pg_database")}
 
 
-@pytest.mark.timeout(180)
-def test_the_model_tests_pass_on_postgresql() -> None:
+@pytest.mark.timeout(420)
+def test_the_model_and_outbox_tests_pass_on_postgresql() -> None:
     try:
         databases()
     except psycopg.OperationalError as exc:
@@ -42,12 +48,12 @@ def test_the_model_tests_pass_on_postgresql() -> None:
         "DATABASE_URL": DATABASE_URL,
     }
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(MODEL_TESTS)],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *map(str, ON_POSTGRESQL)],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=400,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr

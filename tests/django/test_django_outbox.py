@@ -1,0 +1,270 @@
+"""The transactional outbox: written with the save, sent by the relay, never lost.
+
+Each relay here is a real ``manage.py event_bridge_relay`` process on the test
+database, and RabbitMQ "going away" is a TCP proxy in front of it that refuses
+to forward (the shared RabbitMQ is never stopped). A browser on a real bridge
+counts what arrives; the bridge drops a re-sent event by its id. These tests
+also run on PostgreSQL (test_django_postgres.py), with LISTEN/NOTIFY.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection, transaction
+from django.test import override_settings
+
+from producer import WebSocketNotifier
+from producer.models import OutboxEvent
+from tests.bridges import token
+from tests.django import factories
+from tests.django.relays import Proxy, RelayProcess, running_relay
+from tests.django_live import Browser, LiveBridge, live_bridge
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+#: The most one save may take while RabbitMQ is unreachable (it never waits for it).
+SAVE_BOUND = 0.5
+#: Saves made while RabbitMQ is unreachable (issue 8's figure).
+SAVES = 1000
+
+
+class Boom(Exception):
+    pass
+
+
+def fail_in_a_transaction(*work: Callable[[], object]) -> None:
+    """Do ``work`` in a transaction, then raise :class:`Boom`."""
+    with transaction.atomic():
+        for step in work:
+            step()
+        raise Boom
+
+
+@pytest.fixture(scope="module")
+def live(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBridge]:
+    """A bridge and no relay: each test here runs the relays it needs."""
+    with live_bridge(amqp_url, tmp_path_factory.mktemp("bridge")) as bridge:
+        yield bridge
+
+
+@pytest.fixture
+def browser(live: LiveBridge) -> Iterator[Browser]:
+    with live.browser(token(None, "watcher", ("admin",))) as opened:
+        yield opened
+
+
+@pytest.fixture
+def proxy(amqp_url: str) -> Iterator[Proxy]:
+    forwarding = Proxy(amqp_url)
+    yield forwarding
+    forwarding.close()
+
+
+def stored() -> list[dict[str, Any]]:
+    """The events in the outbox, oldest first."""
+    return [json.loads(body) for body in OutboxEvent.objects.values_list("body", flat=True)]
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"amqp://guest:guest@127.0.0.1:{port}//"
+
+
+# Written with the save
+
+
+def test_a_save_writes_its_event_in_its_own_transaction() -> None:
+    cliente = factories.cliente()
+    OutboxEvent.objects.all().delete()
+    with transaction.atomic():
+        reserva = factories.reserva(cliente)
+        [event] = stored()  # already there, in the same transaction
+    assert (event["type"], event["data"]["reserva"]["id"]) == ("reserva:creada", reserva.id)
+    assert OutboxEvent.objects.get().event_id == event["id"]
+
+
+def test_a_rolled_back_transaction_writes_nothing() -> None:
+    cliente = factories.cliente()
+    OutboxEvent.objects.all().delete()
+    notifier = WebSocketNotifier()
+    with pytest.raises(Boom):
+        fail_in_a_transaction(
+            lambda: factories.reserva(cliente),
+            lambda: notifier.notify_user("7", "reserva_confirmada", {"reservaId": 1}),
+        )
+    assert stored() == []
+
+
+def test_outside_a_transaction_true_means_stored_and_committed() -> None:
+    assert WebSocketNotifier().notify_role(
+        "proveedor", "nueva_reserva", {"reservaId": 1, "clienteNombre": "ana"}
+    )
+    [event] = stored()
+    assert event["audience"] == {"kind": "role", "role": "proveedor"}
+
+
+# Sent by the relay
+
+
+def test_the_relay_sends_what_commits_and_nothing_that_rolls_back(
+    live: LiveBridge, browser: Browser, amqp_url: str
+) -> None:
+    cliente = factories.cliente()
+    with running_relay(amqp_url) as relay:
+        wakes = "on NOTIFY" if connection.vendor == "postgresql" else "every 0.05 s"
+        assert wakes in relay.lines[-1]
+        with pytest.raises(Boom):
+            fail_in_a_transaction(lambda: factories.reserva(cliente, estado="rolled-back"))
+        kept = factories.reserva(cliente, estado="kept")
+        first, second = browser.receive(), browser.receive()
+        assert live.settle(browser) == [[]]
+    assert first["type"] == "cliente:nuevo"
+    assert (second["type"], second["data"]["reserva"]["id"]) == ("reserva:creada", kept.id)
+    assert not OutboxEvent.objects.exists()
+
+
+@pytest.mark.timeout(180)
+def test_with_rabbitmq_unreachable_saves_stay_fast_and_every_event_arrives_once_it_is_back(
+    live: LiveBridge, browser: Browser, proxy: Proxy
+) -> None:
+    cliente = factories.cliente()
+    OutboxEvent.objects.all().delete()
+    proxy.down()
+    with running_relay(proxy.url) as relay:
+        slowest = 0.0
+        reservas = []
+        for _ in range(SAVES):
+            started = time.monotonic()
+            reservas.append(factories.reserva(cliente).id)
+            slowest = max(slowest, time.monotonic() - started)
+        assert slowest < SAVE_BOUND, f"a save took {slowest:.3f} s"
+        assert OutboxEvent.objects.count() == SAVES
+        # What an operator reads: why, how much is waiting, where; never the password.
+        line = relay.wait_for(f"{SAVES} events waiting in the outbox")
+        assert "retrying in" in line
+        assert "amqp://guest:***@127.0.0.1" in line
+        proxy.up()
+        relay.wait_for("takes events again")
+        got = [browser.receive() for _ in range(SAVES)]
+        assert live.settle(browser) == [[]]  # nothing more: none twice
+        assert "guest:guest" not in relay.output
+    assert [e["data"]["reserva"]["id"] for e in got] == reservas  # all, in order
+    assert len({e["id"] for e in got}) == SAVES
+    assert not OutboxEvent.objects.exists()
+
+
+@pytest.mark.timeout(120)
+def test_a_relay_killed_mid_batch_and_restarted_delivers_everything_once(
+    live: LiveBridge, browser: Browser, amqp_url: str
+) -> None:
+    count, seen_before_kill = 1000, 100
+    with transaction.atomic():
+        notifier = WebSocketNotifier()
+        for n in range(count):
+            notifier.emit_event("reserva:creada", {"reserva": {"id": n}})
+    relay = RelayProcess(amqp_url, "--batch-size", str(count))
+    try:
+        got = [browser.receive() for _ in range(seen_before_kill)]
+    finally:
+        assert relay.stop(signal.SIGKILL) == -signal.SIGKILL
+    left = OutboxEvent.objects.count()
+    # Killed after confirms and before the delete: those events will go out twice.
+    assert left + seen_before_kill > count, left
+    with running_relay(amqp_url):
+        while len(got) < count:
+            got.append(browser.receive())
+        assert live.settle(browser) == [[]]  # the re-sent ones were dropped by id
+    assert [e["data"]["reserva"]["id"] for e in got] == list(range(count))
+    assert not OutboxEvent.objects.exists()
+
+
+@pytest.mark.timeout(120)
+def test_two_relays_share_the_outbox(live: LiveBridge, browser: Browser, amqp_url: str) -> None:
+    count = 1000
+    with running_relay(amqp_url) as one, running_relay(amqp_url) as two:
+        with transaction.atomic():
+            notifier = WebSocketNotifier()
+            for n in range(count):
+                notifier.emit_event("reserva:creada", {"reserva": {"id": n}})
+        got = [browser.receive() for _ in range(count)]
+        assert live.settle(browser) == [[]]
+    sent = [
+        int(re.search(r"stopped after sending (\d+) events", relay.output)[1])  # type: ignore[index]
+        for relay in (one, two)
+    ]
+    assert sorted(e["data"]["reserva"]["id"] for e in got) == list(range(count))
+    if connection.vendor == "postgresql":
+        # SKIP LOCKED: each row claimed by one relay only, none published twice.
+        assert sum(sent) == count, sent
+    else:
+        # SQLite cannot claim rows: two relays may both send a row (docs: run one).
+        assert sum(sent) >= count, sent
+
+
+def test_sigterm_stops_the_relay_cleanly(amqp_url: str) -> None:
+    relay = RelayProcess(amqp_url)
+    try:
+        relay.wait_for("relay: outbox of database")
+        started = time.monotonic()
+        code = relay.stop(signal.SIGTERM)
+    finally:
+        if relay.proc.poll() is None:
+            relay.stop(signal.SIGKILL)
+    assert code == 0, relay.output
+    assert time.monotonic() - started < 2
+    assert "relay: stopped after sending 0 events; the outbox is empty" in relay.output
+
+
+# --once, and what the command refuses
+
+
+def test_once_sends_what_is_stored_and_exits(browser: Browser) -> None:
+    WebSocketNotifier().notify_user("watcher", "reserva_confirmada", {"reservaId": 3})
+    out = StringIO()
+    call_command("event_bridge_relay", "--once", stdout=out)
+    assert out.getvalue().strip() == "sent 1 events; the outbox is empty"
+    assert browser.receive()["data"] == {"reservaId": 3}
+
+
+def test_once_with_rabbitmq_unreachable_keeps_the_events_and_says_why(
+    event_bridge: dict[str, Any],
+) -> None:
+    WebSocketNotifier().emit_event("reserva:creada", {"reserva": {"id": 1}})
+    with override_settings(EVENT_BRIDGE={**event_bridge, "BROKER_URL": closed_port_url()}):
+        started = time.monotonic()
+        with pytest.raises(CommandError, match=r"RabbitMQ at amqp://guest:\*\*\*@") as raised:
+            call_command("event_bridge_relay", "--once", stdout=StringIO())
+        assert time.monotonic() - started < SAVE_BOUND * 4
+    assert "guest:guest" not in str(raised.value)
+    assert OutboxEvent.objects.count() == 1
+
+
+# Direct delivery, as before the outbox
+
+
+def test_direct_delivery_publishes_on_commit_without_a_relay(
+    live: LiveBridge, browser: Browser, event_bridge: dict[str, Any]
+) -> None:
+    cliente = factories.cliente()
+    live.settle(browser)
+    OutboxEvent.objects.all().delete()
+    with override_settings(EVENT_BRIDGE={**event_bridge, "DELIVERY": "direct"}):
+        with transaction.atomic():
+            reserva = factories.reserva(cliente)
+            assert live.settle(browser) == [[]]  # not before the commit
+        event = browser.receive()
+    assert (event["type"], event["data"]["reserva"]["id"]) == ("reserva:creada", reserva.id)
+    assert not OutboxEvent.objects.exists()
