@@ -26,12 +26,13 @@ class Limits:
     #: Requests per second one address may make to ``/api/dashboard/*``
     #: (callers with the API key have their own budget); over it, 429. 0: no limit.
     api_rate_per_ip: float = 100.0
-    #: Requests one address may make at once before ``api_rate_per_ip`` applies.
-    api_burst_per_ip: int = 200
+    #: Requests one address may make at once before ``api_rate_per_ip`` applies:
+    #: a legacy caller's bulk save of this many objects passes whole.
+    api_burst_per_ip: int = 1000
     #: Requests per second made with the API key, from every address together.
     api_rate_per_key: float = 1000.0
     #: Requests made with the API key at once before ``api_rate_per_key`` applies.
-    api_burst_per_key: int = 2000
+    api_burst_per_key: int = 5000
     #: Bytes waiting to be written to one client before it counts as too slow
     #: and is closed with 1013.
     max_send_buffer: int = 1024 * 1024
