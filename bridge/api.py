@@ -13,13 +13,12 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
 from bridge.auth import Authenticator, Unauthorized, origin_allowed
 from bridge.broker import Broker
-from bridge.config import Settings
+from bridge.config import Limits, Settings
 from bridge.exceptions import BrokerUnavailable
 from bridge.http import Handler, Request, Response
 from bridge.hub import Hub
@@ -46,6 +45,44 @@ class StaticFile:
 
 
 @dataclass(frozen=True)
+class _Throttle:
+    """The HTTP API's rate limits: one budget per address, one for the API key's holders."""
+
+    per_ip: RateLimiter
+    per_key: RateLimiter
+
+    @classmethod
+    def of(cls, limits: Limits) -> _Throttle:
+        return cls(
+            RateLimiter(limits.api_rate_per_ip, limits.api_burst_per_ip),
+            RateLimiter(limits.api_rate_per_key, limits.api_burst_per_key),
+        )
+
+    def refuse(self, request: Request, *, keyed: bool) -> Response | None:
+        """Count ``request``: a 429 to send if it is over its limit, else ``None``."""
+        limiter = self.per_key if keyed else self.per_ip
+        refusal = limiter.check("api-key" if keyed else request.address, time.monotonic())
+        if refusal is None:
+            return None
+        if refusal.first:  # one line per spell of refusals, not one per request
+            log.warning(
+                "rate limited",
+                extra={
+                    "remote": request.remote,
+                    "limit": "per-key" if keyed else "per-ip",
+                    "rate": limiter.rate,
+                    "burst": limiter.burst,
+                },
+            )
+        scope = "for the API key" if keyed else "per address"
+        message = (
+            f"too many requests: at most {limiter.rate:g} per second "
+            f"({limiter.burst} at once) {scope}; retry after {refusal.retry_after} s"
+        )
+        return Response.error(429, message).with_headers(("retry-after", str(refusal.retry_after)))
+
+
+@dataclass(frozen=True)
 class Api:
     """The HTTP endpoints of one bridge instance; :meth:`routes` maps them for the server."""
 
@@ -66,10 +103,10 @@ class Api:
         }
         for name in ENDPOINTS:
             routes["POST", _API_PREFIX + name] = partial(self.publish, name)
-        limited = self._rate_limited()
+        throttle = _Throttle.of(self.settings.limits)
         for key, handler in routes.items():
             if key[1].startswith(_API_PREFIX):
-                routes[key] = limited(handler)
+                routes[key] = self._limited(handler, throttle)
         for path, document in self.documents.items():
             routes["GET", path] = partial(_serve, document)
         for _, path in list(routes):
@@ -108,42 +145,15 @@ class Api:
 
     # Rate limits
 
-    def _rate_limited(self) -> Callable[[Handler], Handler]:
-        """A wrapper that answers 429 to a caller over its limit: the API key's holder
-        has one budget, every other address its own."""
-        limits = self.settings.limits
-        per_ip = RateLimiter(limits.api_rate_per_ip, limits.api_burst_per_ip)
-        per_key = RateLimiter(limits.api_rate_per_key, limits.api_burst_per_key)
+    def _limited(self, handler: Handler, throttle: _Throttle) -> Handler:
+        """``handler`` behind the rate limits: a caller over its limit gets 429."""
 
-        def wrap(handler: Handler) -> Handler:
-            async def handle(request: Request) -> Response:
-                keyed = self.settings.api_key is not None and self._has_key(request)
-                limiter = per_key if keyed else per_ip
-                refusal = limiter.check("api-key" if keyed else request.address, time.monotonic())
-                if refusal is None:
-                    return await handler(request)
-                scope = "for the API key" if keyed else "per address"
-                if refusal.first:  # one line per spell of refusals, not one per request
-                    log.warning(
-                        "rate limited",
-                        extra={
-                            "remote": request.remote,
-                            "limit": "per-key" if keyed else "per-ip",
-                            "rate": limiter.rate,
-                            "burst": limiter.burst,
-                        },
-                    )
-                message = (
-                    f"too many requests: at most {limiter.rate:g} per second "
-                    f"({limiter.burst} at once) {scope}; retry after {refusal.retry_after} s"
-                )
-                return Response.error(429, message).with_headers(
-                    ("retry-after", str(refusal.retry_after))
-                )
+        async def handle(request: Request) -> Response:
+            keyed = self.settings.api_key is not None and self._has_key(request)
+            refusal = throttle.refuse(request, keyed=keyed)
+            return refusal if refusal is not None else await handler(request)
 
-            return handle
-
-        return wrap
+        return handle
 
     # Reading
 
