@@ -285,3 +285,9 @@ async def test_openapi_describes_the_endpoints(bridge: Bridge) -> None:
         for n in ("emit-event", "update-dashboard", "notify-role", "notify-user")
     }
     assert "ReservaCreadaEmit" in doc["components"]["schemas"]
+    for path, operations in doc["paths"].items():
+        for operation in operations.values():
+            limited = "429" in operation["responses"]
+            assert limited == path.startswith("/api/dashboard/"), path
+            if limited:
+                assert "Retry-After" in operation["responses"]["429"]["headers"]
