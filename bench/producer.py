@@ -715,6 +715,16 @@ def report(rows: list[Row], header: str, args: argparse.Namespace) -> None:
                     f"{label} / {name}: p50 {ours.p50 / other.p50:.3f}, "
                     f"p99 {ours.pct(0.99) / other.pct(0.99):.3f}"
                 )
+    alone = next((r for r in rows if r.path.startswith("save alone")), None)
+    kombu = by.get("kombu Producer.publish")
+    for label, prefix in (("ours", "ours:"), ("ours direct", "ours direct:")):
+        ours = next((r for r in rows if r.path.startswith(prefix)), None)
+        if ours is not None and alone is not None and kombu is not None:
+            share = ours.p50 - alone.p50
+            print(
+                f"{label} - save alone (the event's share of the save, roughly): p50 "
+                f"{share:.3f} ms, {share / kombu.p50:.3f} x bare kombu with confirms"
+            )
     print(
         "\nours, ours direct and save alone time the whole transaction.atomic() block (the"
         " save, its commit and, for ours, the INSERT into the outbox; for ours direct, the"
