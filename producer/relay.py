@@ -78,14 +78,16 @@ def relay_batch(publisher: Publisher, *, size: int, using: str = DEFAULT_DB_ALIA
 
 
 def _publish(publisher: Publisher, rows: list[OutboxEvent], using: str) -> Batch:
-    done: list[int] = []
+    done: list[int] = []  # sent, or dropped as unsendable: either way, deleted
+    sent = 0
     error = None
     for row in rows:
         try:
             publisher.publish(parse_event(row.body))
+            sent += 1
         except SchemaError as exc:
-            # Stored under an older catalog: it can never be sent, and kept it would be
-            # retried forever. The log line keeps it for an operator to replay.
+            # Stored under an older catalog: it can never be sent, and if kept it would
+            # be retried forever. The log line keeps it for an operator to replay.
             log.error(
                 "outbox event %s dropped, no longer valid: %s; it was: %s",
                 row.event_id,
@@ -98,7 +100,7 @@ def _publish(publisher: Publisher, rows: list[OutboxEvent], using: str) -> Batch
         done.append(row.id)
     if done:
         OutboxEvent.objects.using(using).filter(id__in=done).delete()
-    return Batch(claimed=len(rows), sent=len(done), error=error)
+    return Batch(claimed=len(rows), sent=sent, error=error)
 
 
 @dataclass(frozen=True)
@@ -237,19 +239,20 @@ class Relay:
         #: Events published since the relay started.
         self.sent = 0
 
-    def drain(self) -> Batch:
-        """Send batches until the outbox is empty or one fails; the last batch."""
+    def drain(self, stop: threading.Event | None = None) -> Batch:
+        """Send batches until the outbox is empty, one fails or ``stop`` is set; the last batch."""
         while True:
             batch = relay_batch(self.publisher, size=self.batch_size, using=self.using)
             self.sent += batch.sent
-            if batch.error is not None or batch.claimed < self.batch_size:
+            done = batch.error is not None or batch.claimed < self.batch_size
+            if done or (stop is not None and stop.is_set()):
                 return batch
 
     def run(self, stop: threading.Event) -> None:
         """Drain, then wait for more, until ``stop`` is set; back off while failing."""
         try:
             while not stop.is_set():
-                if self._step():
+                if self._step(stop):
                     self._wait.wait(stop)
                 else:
                     stop.wait(self._backoff)
@@ -257,10 +260,10 @@ class Relay:
             self._wait.close()
             connections[self.using].close()
 
-    def _step(self) -> bool:
+    def _step(self, stop: threading.Event) -> bool:
         """One drain; False if it failed (after logging what an operator can do)."""
         try:
-            batch = self.drain()
+            batch = self.drain(stop)
         except DatabaseError as exc:
             self._failed(f"the database did not answer: {exc}")
             connections[self.using].close()  # a fresh connection for the next try

@@ -252,6 +252,20 @@ def test_once_with_rabbitmq_unreachable_keeps_the_events_and_says_why(
     assert OutboxEvent.objects.count() == 1
 
 
+def test_an_event_no_longer_valid_is_logged_and_dropped_not_retried_forever(
+    browser: Browser, caplog: pytest.LogCaptureFixture
+) -> None:
+    OutboxEvent.objects.create(event_id="old-1", body='{"id": "old-1", "type": "gone:away"}')
+    WebSocketNotifier().notify_user("watcher", "reserva_confirmada", {"reservaId": 4})
+    out = StringIO()
+    call_command("event_bridge_relay", "--once", stdout=out)
+    assert out.getvalue().strip() == "sent 1 events; the outbox is empty"
+    assert browser.receive()["data"] == {"reservaId": 4}
+    [dropped] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "outbox event old-1 dropped, no longer valid" in dropped.getMessage()
+    assert '"type": "gone:away"' in dropped.getMessage()  # kept in the log, to replay
+
+
 # Direct delivery, as before the outbox
 
 
