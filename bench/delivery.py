@@ -97,6 +97,9 @@ SATURATED = 90.0
 #: further apart than this factor, at most MAX_BISECTIONS times.
 BISECT_ABOVE = 1.5
 MAX_BISECTIONS = 2
+#: The load generator is what held a step's p99 back when reading one event at every
+#: client (its CPU per delivery x clients) takes at least this share of the p99 limit.
+FAN_IN_SHARE = 0.5
 #: A ladder step publishes at least this many events, however low its rate.
 MIN_STEP_EVENTS = 5
 #: Longest wait for ``build.sh`` of the NestJS baseline (``npm ci`` on a fresh clone).
@@ -151,7 +154,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--drain-timeout",
         type=float,
-        default=20.0,
+        default=10.0,
         help="longest wait for deliveries after publishing",
     )
     parser.add_argument(
@@ -163,7 +166,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--settle-timeout",
         type=float,
-        default=15.0,
+        default=30.0,
         help="longest wait, before a scenario, for the last one's late frames to stop",
     )
     browser = parser.add_argument_group("browser-like clients (offering permessage-deflate)")
@@ -359,6 +362,9 @@ class ServerSpec:
     browser_only: bool = False
     #: Its Channels layer keeps keys in Redis, to delete afterwards.
     redis: bool = False
+    #: Measured with browser-like clients too (Channels is not: Daphne declines
+    #: compression, and its one rate takes long).
+    browser: bool = True
 
 
 @dataclass(frozen=True)
@@ -426,6 +432,7 @@ def server_specs(
             rates=tuple(args.channels_rates),
             drain_timeout=args.channels_drain_timeout,
             redis=True,
+            browser=False,
         ),
         "nestjs": ServerSpec(
             "nestjs",
@@ -880,6 +887,9 @@ async def line_feeder(
             await _stop(proc)
 
 
+Pool = asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+
+
 class HttpFeeder:
     """POSTs each event to the NestJS gateway's ``/api/dashboard/emit-event``, as the seed does.
 
@@ -907,11 +917,18 @@ class HttpFeeder:
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
 
-    async def _post(self, pool: asyncio.Queue, request: bytes) -> None:
+    async def _post(self, pool: Pool, request: bytes) -> None:
         reader, writer = await pool.get()
         try:
             writer.write(request)
             status = await reader.readline()
+            if not status:
+                # Node closes a keep-alive connection idle for 5 s: at low rates, send
+                # again on a new one, as a client making a connection per POST would.
+                writer.close()
+                reader, writer = await self._connection()
+                writer.write(request)
+                status = await reader.readline()
             length = 0
             while (line := await reader.readline()) not in (b"\r\n", b""):
                 name, _, value = line.partition(b":")
@@ -928,7 +945,8 @@ class HttpFeeder:
             pool.put_nowait((reader, writer))
 
     async def run(self, run: str, rate: float, duration: float) -> Published:
-        pool: asyncio.Queue = asyncio.Queue()
+        # Last in, first out: at low rates the same connection stays warm.
+        pool: Pool = asyncio.LifoQueue()
         for _ in range(HTTP_CONNECTIONS):
             pool.put_nowait(await self._connection())
         try:
@@ -1056,6 +1074,8 @@ class Result:
     latencies_ms: list[float] = field(repr=False)
     usage: Usage
     close_codes: Counter[int]
+    #: The server was still sending an earlier scenario's events when this one began.
+    backlog: bool = False
 
     def percentile(self, q: float) -> float:
         values = self.latencies_ms
@@ -1071,10 +1091,13 @@ async def drain(clients: Sequence[AnyClient], expected: int, longest: float) -> 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + longest
     total, changed = -1, loop.time()
+    # Cheap enough for 5,000 clients: one sum per poll, the full check only once the
+    # total is there (it is not, if some event came twice and another not at all).
+    everything = expected * len(clients)
     while loop.time() < deadline:
-        if all(len(c.records) >= expected for c in clients if c.is_open):
-            return
         now_total = sum(len(c.records) for c in clients)
+        if now_total >= everything and all(len(c.records) >= expected for c in clients):
+            return
         if now_total != total:
             total, changed = now_total, loop.time()
         elif loop.time() - changed > QUIET_PERIOD:
@@ -1082,8 +1105,8 @@ async def drain(clients: Sequence[AnyClient], expected: int, longest: float) -> 
         await asyncio.sleep(0.02)
 
 
-async def settle(clients: Sequence[AnyClient], longest: float) -> None:
-    """Wait until no frame has arrived for ``SETTLE_QUIET``, or ``longest``.
+async def settle(clients: Sequence[AnyClient], longest: float) -> bool:
+    """Wait until no frame has arrived for ``SETTLE_QUIET`` (True), or ``longest`` (False).
 
     A server that fell behind is still sending the last scenario's events (ignored:
     another run); the next scenario starts once it is done, or it would pay for them.
@@ -1096,9 +1119,10 @@ async def settle(clients: Sequence[AnyClient], longest: float) -> None:
         if now_total != total:
             total, changed = now_total, loop.time()
         elif loop.time() - changed >= SETTLE_QUIET:
-            return
+            return True
         await asyncio.sleep(0.05)
     progress(f"  still receiving after {longest:g} s; going on")
+    return False
 
 
 async def run_scenario(
@@ -1117,7 +1141,7 @@ async def run_scenario(
     published = await pub.run(run, scenario.rate, duration)
     await drain(live, published.attempted, drain_timeout)
     usage = Usage.between(before, Reading.take(server.pid, pub.pids))
-    return summarize(scenario, clients, published, before.wall, usage)
+    return summarize(scenario, live, published, before.wall, usage)
 
 
 def summarize(
@@ -1127,7 +1151,7 @@ def summarize(
     started: float,
     usage: Usage,
 ) -> Result:
-    """Every client connected counts: one the server dropped has lost the events it missed."""
+    """``clients``: those open when the scenario began; one the server drops counts."""
     delivered = frames = loss = duplicates = 0
     latencies: list[float] = []
     last = started
@@ -1175,7 +1199,7 @@ class Group:
         self, rate: float, kind: str, duration: float | None = None, drain: float | None = None
     ) -> Result:
         args = self.args
-        await settle(self.clients, args.settle_timeout)
+        quiet = await settle(self.clients, args.settle_timeout)
         scenario = Scenario(self.server.name, self.batch, rate, self.offer, kind)
         result = await run_scenario(
             self.server,
@@ -1185,6 +1209,7 @@ class Group:
             duration or args.duration,
             drain or self.spec.drain_timeout or args.drain_timeout,
         )
+        result.backlog = not quiet
         progress(f"  {len(self.clients)} clients {kind}: " + summary_line(result))
         return result
 
@@ -1252,20 +1277,41 @@ def sustained(result: Result, p99_limit: float) -> list[str]:
     return why
 
 
-def stopped_by(result: Result) -> str:
+def stopped_by(result: Result, p99_limit: float) -> str:
     """Which side held back the first step that was not sustained, from both cores' load."""
     usage = result.usage
     core0, core1 = usage.loads[:2]
     server, generator = usage.server_percent, usage.generator_percent
-    if server >= SATURATED:
-        return f"server: its process {server:.0f} % of a core"
-    if core0 >= SATURATED:
-        return f"server's core: core0 {core0:.0f} % (server {server:.0f} %, the rest others)"
-    if core1 >= SATURATED or generator >= SATURATED:
-        return f"load generator: core1 {core1:.0f} %, gen {generator:.0f} % (server {server:.0f} %)"
-    if result.published.failed or result.published.rate < RATE_KEPT * result.scenario.rate:
-        return f"the feeder: {', '.join(sustained(result, float('inf')))} (no core saturated)"
-    return f"neither core saturated (core0 {core0:.0f} %, core1 {core1:.0f} %): something else"
+    # One core reads every client's copy of an event one after the other: that alone
+    # puts the last client this far behind the first.
+    fan_in = 1000 * usage.generator / result.delivered * result.clients if result.delivered else 0
+    short = result.published.failed or result.published.rate < RATE_KEPT * result.scenario.rate
+    causes = (
+        (server >= SATURATED, f"server: its process {server:.0f} % of a core"),
+        (
+            core0 >= SATURATED,
+            f"server's core: core0 {core0:.0f} % (server {server:.0f} %, the rest others)",
+        ),
+        (
+            generator >= SATURATED,
+            f"load generator: gen {generator:.0f} %, core1 {core1:.0f} % (server {server:.0f} %)",
+        ),
+        (
+            core1 >= SATURATED,
+            f"load generator's core: core1 {core1:.0f} % (gen {generator:.0f} %, the rest "
+            f"others; server {server:.0f} %)",
+        ),
+        (
+            not result.loss and fan_in >= FAN_IN_SHARE * p99_limit,
+            f"load generator: reading one event at all {result.clients} clients takes "
+            f"~{fan_in:.0f} ms of core 1 (server {server:.0f} %)",
+        ),
+        (short, f"the feeder: {', '.join(sustained(result, float('inf')))} (no core saturated)"),
+    )
+    return next(
+        (text for matched, text in causes if matched),
+        f"neither core saturated (core0 {core0:.0f} %, core1 {core1:.0f} %): something else",
+    )
 
 
 @dataclass
@@ -1326,10 +1372,10 @@ def _grid(args: Namespace) -> set[float]:
 def start_rate(best: float | None, measured_at: int, clients: int, args: Namespace) -> float:
     """A first step for ``clients``: the doubling rate at or below what the same
     deliveries per second as ``best`` at ``measured_at`` clients would be."""
+    rate: float = args.ladder_min
     if best is None:
-        return args.ladder_min
+        return rate
     target = best * measured_at / clients
-    rate = args.ladder_min
     while rate * 2 <= target:
         rate *= 2
     return rate
@@ -1367,13 +1413,23 @@ async def measure(
     ladders = [] if spec.browser_only else list(dict.fromkeys(args.ladder_clients))
     for batch in () if spec.browser_only else spec.batch_modes:
         async with connected(server, spec, feeder, args, count=args.clients, batch=batch) as group:
-            fixed = [await group.run(rate, Kind.FIXED) for rate in rates]
-            outcome.results += fixed
-            if not batch and args.clients in ladders:
-                ladder = Ladder(server.name, len(group.clients), list(fixed))
+            ladder = Ladder(server.name, len(group.clients))
+            climbing = not batch and args.clients in ladders
+            for rate in sorted(rates):
+                result = await group.run(rate, Kind.FIXED)
+                outcome.results.append(result)
+                if climbing:
+                    ladder.steps.append(result)
+                    if sustained(result, args.p99_limit):
+                        # Bisect or step down now, before the higher fixed rates leave
+                        # a backlog behind that the next steps would pay for.
+                        await climb(group, ladder)
+                        climbing = False
+            if climbing:
                 await climb(group, ladder)
+            if ladder.steps:
                 outcome.ladders.append(ladder)
-    if args.browser:
+    if args.browser and spec.browser:
         # The rate the plain clients had, to compare with: --browser-rate, or the
         # highest of a server's own rates (Channels) if that is lower.
         rate = min(args.browser_rate, max(rates))
@@ -1449,6 +1505,7 @@ async def bench(args: Namespace, broker_url: str, workdir: Path, outcome: Outcom
             spec = specs[name]
             if spec.browser_only and not args.browser:
                 continue
+            started = time.monotonic()
             try:
                 async with served(spec, workdir / f"{name}.log") as server:
                     outcome.announces[name] = server.announce
@@ -1466,6 +1523,7 @@ async def bench(args: Namespace, broker_url: str, workdir: Path, outcome: Outcom
                     await pub.delete_queue(spec.queue)
                 if spec.redis:
                     await forget_redis_keys(args.redis, redis_prefix)
+                progress(f"{name}: {time.monotonic() - started:.0f} s")
 
 
 # Output
@@ -1574,11 +1632,12 @@ def steps_table(ladders: list[Ladder], p99_limit: float) -> str | None:
     for ladder in ladders:
         for r, why in sorted(ladder.verdicts(p99_limit), key=lambda rw: rw[0].scenario.rate):
             cells = row(r)
+            verdict = "yes" if not why else "no: " + ", ".join(why)
             rows.append([
                 r.scenario.server, str(r.clients), f"{r.scenario.rate:g}",
                 "fixed" if r.scenario.kind == Kind.FIXED else "step",
                 *cells[5:6], *cells[8:14], *cells[15:],
-                "yes" if not why else "no: " + ", ".join(why),
+                verdict + (" (after a backlog)" if r.backlog else ""),
             ])  # fmt: skip
     return render(STEP_HEADERS, rows) if rows else None
 
@@ -1601,7 +1660,7 @@ def ladders_table(ladders: list[Ladder], p99_limit: float) -> str | None:
             rate = events = p99 = "-"
             failure, stopped = ladder.note, "-"
         else:
-            floor = ladder.steps and min(r.scenario.rate for r in ladder.steps)
+            floor = min(r.scenario.rate for r in ladder.steps)
             rate = f"{top.scenario.rate:g}" if top else f"< {floor:g}"
             events = f"{top.delivered / top.seconds:,.0f}" if top else "-"
             p99 = f"{top.percentile(0.99):.1f}" if top else "-"
@@ -1609,7 +1668,8 @@ def ladders_table(ladders: list[Ladder], p99_limit: float) -> str | None:
                 failure, stopped = "none up to --ladder-max", "-"
             else:
                 why = ", ".join(sustained(failing, p99_limit))
-                failure, stopped = f"{failing.scenario.rate:g}/s: {why}", stopped_by(failing)
+                failure = f"{failing.scenario.rate:g}/s: {why}"
+                stopped = stopped_by(failing, p99_limit)
             if ladder.note:
                 failure = f"{failure} ({ladder.note})"
         value = top.scenario.rate if top else 0.0
@@ -1651,7 +1711,8 @@ offer: plain clients, or browser-like ones offering "permessage-deflate;
   client_max_window_bits" (they inflate what the server compresses); accepted: how many of
   them the server accepted compression for. baseline+deflate is the baseline with websockets'
   default compression="deflate", bridge+deflate the bridge with --compression: what asking
-  for compression costs. The others are as shipped (the bridge declines by default).
+  for compression costs. The others are as shipped (the bridge declines by default);
+  Channels is not measured with them (Daphne declines compression: see memory.py).
 frames/s, events/s: received by all clients together, from the first publish to the last receipt.
 loss, dup: events x clients missing or received twice; dropped: clients the server closed or lost.
 p50/p99/max: receive time - sentAt, over every event at every client; the publisher and the
@@ -1669,14 +1730,18 @@ core0 %, core1 %: load of each core from /proc/stat, whoever used it: core0 % - 
   core1 % - gen % is RabbitMQ (not pinned) plus anything else running on the machine.
 Highest sustained rate: a step is sustained with no loss, no duplicate, no client dropped,
   p99 under {p99:g} ms and at least {kept:.0%} of the rate published. At {clients} clients the
-  steps go on from the fixed rates on the same clients; elsewhere they start at the doubling
+  fixed rates are its first steps, on the same clients (after the first that fails, the
+  ladder's own steps run before the higher fixed rates); elsewhere they start at the doubling
   rate ({lo:g} x 2^k) nearest below the same deliveries/s as the highest sustained rate at
   fewer clients. Each step publishes for {step:g} s (at least {events} events) and waits at
   most {drain:g} s after its last publish: later deliveries count as lost. Rates double until
   a step fails, then the gap is bisected (at most {bisect} times); if the first step fails,
-  they halve down to {lo:g}. stopped by: at the lowest failing step, the server (its process
-  or its core >= {sat:.0f} % busy), the load generator (core 1 or gen >= {sat:.0f} %, the
-  server's core not), the feeder (events not sent or late), or neither core saturated.
+  they halve down to {lo:g}. "after a backlog": the server was still sending the step
+  before's events {settle:g} s later. stopped by, at the lowest failing step: the server
+  (its process, or its core with others, >= {sat:.0f} % busy), the load generator (it, or
+  its core with others, >= {sat:.0f} % busy, the server's core not; or its CPU per delivery x
+  clients, the time one core takes to read one event at every client, >= {fan:.0%} of the
+  p99 limit), the feeder (events not sent or late), or neither core saturated.
   /baseline, /nestjs: max rate divided by theirs at the same number of clients."""
 
 
@@ -1712,6 +1777,8 @@ def report(args: Namespace, outcome: Outcome, header: str, payload: int) -> None
             lo=args.ladder_min,
             step=args.step_duration,
             events=MIN_STEP_EVENTS,
+            settle=args.settle_timeout,
+            fan=FAN_IN_SHARE,
             drain=args.step_drain,
             bisect=MAX_BISECTIONS,
             sat=SATURATED,

@@ -236,7 +236,7 @@ async def connect_idle(
     await asyncio.gather(*(one(start + i) for i in range(count)))
 
 
-def _ignore(data: bytearray, now: float) -> None:
+def _ignore(data: bytes | bytearray, now: float) -> None:
     pass
 
 

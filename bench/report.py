@@ -2,34 +2,42 @@
 
 Each runs as a subprocess with its default settings; what it prints goes to standard
 output as it runs (its progress to standard error). Then this writes
-``docs/benchmarks.md`` (the date, the machine, the versions each script printed, and
-each script's output verbatim) and ``docs/benchmarks.png`` (server CPU per delivered
-event from delivery.py, memory per idle connection from memory.py), parsing the tables
-from the printed text. ``bench/run`` runs it in the locked environment.
+``docs/benchmarks.md`` (the date, the machine, the versions each script printed, the
+goals of issue 7 with this run's numbers and whether each was met, and each script's
+tables and notes verbatim) and ``docs/benchmarks.png`` (server CPU per delivered event,
+the highest sustained rates, memory per idle connection), parsing the tables from the
+printed text. ``bench/run`` runs it in the locked environment.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import platform
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: name, how to read its table (one line).
+#: name, how to read its tables (one line).
 SCRIPTS = (
     (
         "delivery",
-        "Server CPU per delivered event (`µs/event`) at 1,000 clients and fixed rates; "
-        "lower is better, and the `/NAME` columns divide by NAME's at the same rate.",
+        "Server CPU per delivered event (`µs/event`) at 1,000 clients and fixed rates, with "
+        "plain and browser-like clients; lower is better, `/NAME` divides by NAME's at the "
+        "same rate. Then the highest rate each system sustains at 1,000 and 5,000 clients, "
+        "and what stopped it.",
     ),
     (
         "memory",
@@ -43,6 +51,12 @@ SCRIPTS = (
     ),
 )
 
+#: delivery.py's table titles (delivery.TITLES).
+FIXED = "Plain clients at fixed rates"
+BROWSER = "Browser-like clients, offering permessage-deflate"
+STEPS = "Highest sustained rate: every step"
+LADDERS = "Highest sustained rate"
+
 
 @dataclass
 class Table:
@@ -50,11 +64,25 @@ class Table:
     rows: list[list[str]]
     #: The table's lines as printed: header, dashed rule, rows.
     text: str
-    #: Index of the header line in the script's output.
+    #: Index of the header line in the script's output, and of the line after the table.
     start: int
+    end: int
+    #: The line before the header, without its colon, if it names the table.
+    title: str = ""
 
     def column(self, name: str) -> int:
         return self.headers.index(name)
+
+    def find(self, **where: str) -> list[str] | None:
+        """The first row whose cells equal ``where`` (column names with spaces as _)."""
+        columns = {self.column(k.replace("_", " ")): v for k, v in where.items()}
+        for row in self.rows:
+            if all(row[i] == v for i, v in columns.items()):
+                return row
+        return None
+
+    def cell(self, row: list[str] | None, name: str) -> float | None:
+        return None if row is None or name not in self.headers else number(row[self.column(name)])
 
 
 @dataclass
@@ -77,6 +105,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--out", type=Path, default=ROOT / "docs", help="where benchmarks.md and .png go"
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=[name for name, _ in SCRIPTS], help="run only these scripts"
     )
     return parser.parse_args(argv)
 
@@ -103,19 +134,21 @@ def run_script(name: str) -> Run:
 RULE = re.compile(r"^-+(  -+)+\s*$")
 
 
-def parse_table(lines: Sequence[str]) -> Table | None:
-    """The first aligned table: a header line, a rule of dashes, rows up to a blank line.
+def parse_tables(lines: Sequence[str]) -> list[Table]:
+    """Every aligned table: a header line, a rule of dashes, rows up to a blank line.
 
     Columns are where the rule's dashes are; the last one runs to the end of the line
-    (producer.py's free-text note is wider than its rule).
+    (producer.py's free-text note is wider than its rule). A line ending in ``:`` just
+    above the header is the table's title.
     """
+    tables = []
     for i, line in enumerate(lines):
         if i == 0 or not RULE.match(line):
             continue
-        spans = [m.span() for m in re.finditer(r"-+", line)]
-        spans[-1] = (spans[-1][0], None)  # type: ignore[assignment]
+        spans: list[tuple[int, int | None]] = [m.span() for m in re.finditer(r"-+", line)]
+        spans[-1] = (spans[-1][0], None)
 
-        def cells(text: str, spans: list = spans) -> list[str]:
+        def cells(text: str, spans: list[tuple[int, int | None]] = spans) -> list[str]:
             return [text[a:b].strip() for a, b in spans]
 
         body = []
@@ -123,18 +156,33 @@ def parse_table(lines: Sequence[str]) -> Table | None:
             if not row.strip():
                 break
             body.append(row)
-        return Table(
-            headers=cells(lines[i - 1]),
-            rows=[cells(r) for r in body],
-            text="\n".join([lines[i - 1], line, *body]),
-            start=i - 1,
+        above = lines[i - 2].strip() if i >= 2 else ""
+        tables.append(
+            Table(
+                headers=cells(lines[i - 1]),
+                rows=[cells(r) for r in body],
+                text="\n".join([lines[i - 1], line, *body]),
+                start=i - 1,
+                end=i + 1 + len(body),
+                title=above[:-1] if above.endswith(":") else "",
+            )
         )
-    return None
+    return tables
+
+
+def parse_table(lines: Sequence[str]) -> Table | None:
+    """The first table, if any."""
+    tables = parse_tables(lines)
+    return tables[0] if tables else None
+
+
+def titled(tables: list[Table], title: str) -> Table | None:
+    return next((t for t in tables if t.title == title), None)
 
 
 def number(text: str) -> float | None:
     try:
-        return float(text.replace(",", ""))
+        return float(text.replace(",", "").lstrip("< "))
     except ValueError:
         return None
 
@@ -165,14 +213,235 @@ def machine() -> list[str]:
     ]
 
 
-def preamble(run: Run, table: Table | None) -> list[str]:
-    """What the script printed before its table: versions, the servers' announces."""
-    end = table.start if table is not None else len(run.lines)
-    return [line for line in run.lines[:end] if line.strip()]
+def preamble(run: Run, tables: list[Table]) -> list[str]:
+    """What the script printed before its first table: versions, the servers' announces."""
+    end = tables[0].start if tables else len(run.lines)
+    return [line for line in run.lines[:end] if line.strip() and not line.endswith(":")]
+
+
+# The goals of issue 7, from this run's tables
+
+
+@dataclass
+class Goal:
+    measure: str
+    target: str
+    measured: str = "not measured"
+    ratio: str = "-"
+    #: True met, False missed, None not measured.
+    met: bool | None = None
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return {True: "met", False: "**missed**", None: "not measured"}[self.met]
+
+
+def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def _ratio_goal(measure: str, target: str, value: float | None, limit: float, text: str) -> Goal:
+    goal = Goal(measure, target)
+    if value is not None:
+        goal.measured, goal.ratio, goal.met = text, f"{value:.2f}", value <= limit
+    return goal
+
+
+def delivery_goals(tables: list[Table]) -> list[Goal]:
+    goals = []
+    fixed = titled(tables, FIXED)
+    us = "µs/event"
+    bridge = fixed.find(server="bridge", batch="off", rate="40") if fixed else None
+    batch = fixed.find(server="bridge", batch="on", rate="40") if fixed else None
+    nestjs = fixed.find(server="nestjs", batch="off", rate="40") if fixed else None
+    sio = fixed.find(server="socketio", batch="off", rate="40") if fixed else None
+    cpu = fixed.cell(bridge, us) if fixed else None
+
+    def versus(
+        row: list[str] | None, base: list[str] | None, name: str
+    ) -> tuple[float | None, str]:
+        assert fixed is not None
+        mine, theirs = fixed.cell(row, us), fixed.cell(base, us)
+        if mine is None or not theirs:
+            return None, ""
+        return mine / theirs, f"{mine:.2f} vs {name} {theirs:.2f} µs"
+
+    measure = "server CPU per delivered event, 1,000 clients, 40 events/s, one event per frame"
+    if fixed is not None:
+        value, text = versus(bridge, nestjs, "NestJS")
+        goals.append(_ratio_goal(measure, "≤ 2/3 of NestJS", value, 2 / 3, text))
+        value, text = versus(bridge, sio, "python-socketio")
+        goals.append(_ratio_goal(measure, "≤ 1/6 of python-socketio", value, 1 / 6, text))
+        value, text = versus(batch, nestjs, "NestJS")
+        goals.append(_ratio_goal("the same with ?batch=1", "≤ 1/4 of NestJS", value, 1 / 4, text))
+    else:
+        goals += [Goal(measure, "≤ 2/3 of NestJS, ≤ 1/6 of python-socketio")]
+    browser = titled(tables, BROWSER)
+    row = browser.find(server="bridge", offer="deflate") if browser else None
+    measure = "browser-like clients (offering compression): bridge's CPU per delivered event"
+    if browser is not None and row is not None:
+        ratio, mine = browser.cell(row, "/plain"), browser.cell(row, us)
+        accepted = row[browser.column("accepted")]
+        text = f"{_fmt(mine)} vs plain {_fmt(cpu)} µs, accepted {accepted}"
+        goals.append(_ratio_goal(measure, f"≤ {NOISE:.2f}x plain clients", ratio, NOISE, text))
+    else:
+        goals.append(Goal(measure, f"≤ {NOISE:.2f}x plain clients"))
+    goals += rate_goals(titled(tables, LADDERS))
+    p99 = fixed.cell(bridge, "p99 ms") if fixed else None
+    goal = Goal("p99 latency, 40 events/s to 1,000 clients", "≤ 20 ms")
+    if p99 is not None:
+        goal.measured, goal.ratio, goal.met = f"{p99:.1f} ms", f"{p99 / 20:.2f}", p99 <= 20
+    goals.append(goal)
+    return goals
+
+
+#: "No worse" within this factor: ratios taken in one run still move by a few percent.
+NOISE = 1.10
+
+
+def rate_goals(ladders: Table | None) -> list[Goal]:
+    goals = []
+    counts = sorted({int(r[ladders.column("clients")]) for r in ladders.rows}) if ladders else []
+    for count in counts or [1000, 5000]:
+        goal = Goal(f"highest sustained rate, {count:,} clients", "≥ NestJS's")
+        goals.append(goal)
+        if ladders is None:
+            continue
+        ours = ladders.find(server="bridge", clients=str(count))
+        theirs = ladders.find(server="nestjs", clients=str(count))
+        mine, base = ladders.cell(ours, "max rate"), ladders.cell(theirs, "max rate")
+        if mine is None or base is None or ours is None or theirs is None:
+            continue
+        column = ladders.column("max rate")
+        stop = ladders.column("stopped by")
+        goal.measured = f"{ours[column]} vs NestJS {theirs[column]} events/s"
+        # "< X": no step was sustained, down to the lowest rate tried.
+        mine_none, base_none = ours[column].startswith("<"), theirs[column].startswith("<")
+        if not base_none:
+            goal.ratio = _fmt(0.0 if mine_none else mine / base)
+            goal.met = not mine_none and mine >= base
+        elif not mine_none:
+            goal.met = True
+        goal.note = f"bridge stopped by {ours[stop] or '-'}; NestJS by {theirs[stop] or '-'}"
+    return goals
+
+
+def memory_goals(tables: list[Table]) -> list[Goal]:
+    memory = tables[0] if tables else None
+    goals = []
+    for offer in ("plain", "deflate"):
+        goal = Goal(f"memory per idle connection, 5,000 clients, {offer} clients", "≤ 15 KiB")
+        row = memory.find(server="bridge", offer=offer) if memory else None
+        kib = memory.cell(row, "KiB/conn") if memory else None
+        if kib is not None and memory is not None:
+            goal.measured, goal.ratio, goal.met = f"{kib:.1f} KiB", f"{kib / 15:.2f}", kib <= 15
+        goals.append(goal)
+    row = memory.find(server="bridge", offer="deflate") if memory else None
+    ratio = memory.cell(row, "/plain") if memory else None
+    text = ""
+    if memory is not None and row is not None:
+        text = f"{row[memory.column('KiB/conn')]} KiB, accepted {row[memory.column('accepted')]}"
+    measure = "browser-like clients (offering compression): bridge's memory per idle connection"
+    goals.append(_ratio_goal(measure, f"≤ {NOISE:.2f}x plain clients", ratio, NOISE, text))
+    return goals
+
+
+def producer_goals(tables: list[Table]) -> list[Goal]:
+    table = tables[0] if tables else None
+
+    def starting(prefix: str) -> list[str] | None:
+        if table is None:
+            return None
+        return next((r for r in table.rows if r[0].lower().startswith(prefix)), None)
+
+    def p50(row: list[str] | None) -> float | None:
+        return table.cell(row, "p50 ms") if table else None
+
+    ours, seed, kombu = p50(starting("ours:")), p50(starting("seed:")), p50(starting("kombu"))
+    measure = "producer cost per event (p50)"
+    goals = []
+    references = (
+        (seed, "seed", 0.1, "≤ 1/10 of the seed's"),
+        (kombu, "kombu", 3.0, "≤ 3x bare confirmed publish"),
+    )
+    for base, name, limit, target in references:
+        value = ours / base if ours is not None and base else None
+        text = f"{_fmt(ours, ' ms', 3)} vs {name} {_fmt(base, ' ms', 3)}"
+        goals.append(_ratio_goal(measure, target, value, limit, text))
+    down = starting("ours, rabbitmq down")
+    goal = Goal("when RabbitMQ is down", "bounded, and the event is not lost")
+    if table is not None and down is not None:
+        worst = table.cell(down, "max ms")
+        note = down[table.column("note")] if "note" in table.headers else ""
+        lost = re.search(r"(\d+)/(\d+) events lost", note, re.IGNORECASE)
+        never = lost is None and "lost" not in note.lower()
+        kept = (lost is not None and int(lost[1]) == 0) or never
+        goal.measured = f"longest save {_fmt(worst, ' ms', 0)}; {note[:120]}"
+        goal.met = worst is not None and worst < DOWN_BOUND_MS and kept
+        goal.note = f"bounded: under {DOWN_BOUND_MS:,} ms"
+    goals.append(goal)
+    return goals
+
+
+#: "Bounded" for a save while RabbitMQ is down: under this, in ms.
+DOWN_BOUND_MS = 1000
+
+
+def goals_table(goals: list[Goal]) -> list[str]:
+    out = [
+        "| measure | goal | measured | ratio | result | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for g in goals:
+        cells = (g.measure, g.target, g.measured, g.ratio, g.verdict, g.note)
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return out
+
+
+def all_goals(tables: dict[str, list[Table]]) -> list[Goal]:
+    makers: dict[str, Callable[[list[Table]], list[Goal]]] = {
+        "delivery": delivery_goals,
+        "memory": memory_goals,
+        "producer": producer_goals,
+    }
+    goals = []
+    for name, make in makers.items():
+        goals += make(tables.get(name, []))
+    return goals
+
+
+# The document
+
+
+def script_section(run: Run, how: str, tables: list[Table]) -> list[str]:
+    """The script's tables, each under its title, and what it printed after them, verbatim."""
+    status = "" if run.returncode == 0 else f" (**exit {run.returncode}**)"
+    out = [f"## `bench/{run.name}.py`{status}", "", how, ""]
+    if not tables:
+        return [*out, "No table was printed. Its output:", "", "```", run.output, "```", ""]
+    out += [f"It took {run.seconds:.0f} s.", ""]
+    for k, table in enumerate(tables):
+        if table.title:
+            out += [f"### {table.title}", ""]
+        out += ["```", table.text, "```", ""]
+        following = (
+            tables[k + 1].start - (1 if tables[k + 1].title else 0)
+            if k + 1 < len(tables)
+            else len(run.lines)
+        )
+        rest = "\n".join(run.lines[table.end : following]).strip("\n")
+        if rest:
+            out += ["```", rest, "```", ""]
+    return out
 
 
 def markdown(
-    runs: list[Run], tables: dict[str, Table | None], started: str, load: list[str]
+    runs: list[Run],
+    tables: dict[str, list[Table]],
+    started: str,
+    load: list[str],
+    goals: list[Goal],
 ) -> str:
     total = sum(r.seconds for r in runs)
     out = [
@@ -183,7 +452,15 @@ def markdown(
         "and how to read it. This is a shared machine: compare ratios from the same run, "
         "not absolute numbers across runs.",
         "",
-        "![Server CPU per delivered event and memory per idle connection](benchmarks.png)",
+        "![Server CPU per delivered event, highest sustained rates, memory per idle "
+        "connection](benchmarks.png)",
+        "",
+        "## The goals (issue 7), from this run",
+        "",
+        "Computed by `bench/report.py` from the tables below; ratios are ours / theirs "
+        "(for the rates, and the browser-like row: ours / the reference).",
+        "",
+        *goals_table(goals),
         "",
         "## Machine and versions",
         "",
@@ -194,108 +471,147 @@ def markdown(
     ]
     for run in runs:
         out += [f"`{run.name}.py`:", "", "```", *preamble(run, tables[run.name]), "```", ""]
-    for (name, how), run in zip(SCRIPTS, runs, strict=True):
-        table = tables[name]
-        status = "" if run.returncode == 0 else f" (**exit {run.returncode}**)"
-        out += [f"## `bench/{name}.py`{status}", "", how, ""]
-        if table is None:
-            out += ["No table was printed. Its output:", "", "```", run.output, "```", ""]
-            continue
-        rest = "\n".join(run.lines[table.start + 2 + len(table.rows) :]).strip("\n")
-        out += [
-            f"{run.seconds:.0f} s. The table, then everything printed after it:",
-            "",
-            "```",
-            table.text,
-            "```",
-            "",
-        ]
-        if rest:
-            out += ["```", rest, "```", ""]
+    hows = dict(SCRIPTS)
+    for run in runs:
+        out += script_section(run, hows[run.name], tables[run.name])
     return "\n".join(out)
 
 
-def plot(tables: dict[str, Table | None], path: Path) -> None:
+# The plot
+
+
+def plot(tables: dict[str, list[Table]], path: Path) -> None:
     import matplotlib  # noqa: PLC0415 - only needed here
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), width_ratios=(3, 2))
-
-    delivery = tables.get("delivery")
-    if delivery is not None:
-        s, b, r, us = (delivery.column(c) for c in ("server", "batch", "rate", "µs/event"))
-        values: dict[str, dict[float, float]] = {}
-        for row in delivery.rows:
-            label = row[s] + (" ?batch=1" if row[b] == "on" else "")
-            rate, cpu = number(row[r]), number(row[us])
-            if rate is not None and cpu is not None:
-                values.setdefault(label, {})[rate] = cpu
-        rates = sorted({rate for v in values.values() for rate in v})
-        width = 0.8 / max(len(values), 1)
-        for k, (label, by_rate) in enumerate(values.items()):
-            xs = [
-                i + (k - (len(values) - 1) / 2) * width
-                for i, rate in enumerate(rates)
-                if rate in by_rate
-            ]
-            bars = left.bar(
-                xs, [by_rate[rate] for rate in rates if rate in by_rate], width, label=label
-            )
-            left.bar_label(bars, fmt="%.0f", fontsize=7)
-        left.set_xticks(range(len(rates)), [f"{rate:g} events/s" for rate in rates])
-        # Log scale: the slowest baselines spend 10-30x what the fastest do.
-        left.set_yscale("log")
-        left.set_ylabel("server CPU per delivered event (µs, log scale)")
-        left.set_title("delivery.py: CPU per delivered event, 1,000 clients (lower is better)")
-        left.legend(fontsize=8)
-    else:
-        left.text(0.5, 0.5, "delivery.py printed no table", ha="center")
-
-    memory = tables.get("memory")
-    if memory is not None:
-        s, o, kib = (memory.column(c) for c in ("server", "offer", "KiB/conn"))
-        by: dict[str, dict[str, float]] = {}
-        for row in memory.rows:
-            value = number(row[kib])
-            if value is not None:
-                by.setdefault(row[o], {})[row[s]] = value
-        servers = list(dict.fromkeys(row[s] for row in memory.rows))
-        width = 0.8 / max(len(by), 1)
-        for k, (offer, per) in enumerate(by.items()):
-            xs = [
-                i + (k - (len(by) - 1) / 2) * width for i, name in enumerate(servers) if name in per
-            ]
-            bars = right.bar(
-                xs, [per[n] for n in servers if n in per], width, label=f"{offer} clients"
-            )
-            right.bar_label(bars, fmt="%.1f", fontsize=7)
-        right.set_xticks(range(len(servers)), servers)
-        right.set_ylabel("memory per idle connection (KiB)")
-        right.set_title("memory.py: per idle connection, 5,000 clients")
-        right.legend(fontsize=8)
-    else:
-        right.text(0.5, 0.5, "memory.py printed no table", ha="center")
-
+    fig = plt.figure(figsize=(14, 10))
+    grid = fig.add_gridspec(2, 2, height_ratios=(1, 1), width_ratios=(3, 2))
+    cpu, rates, memory = (
+        fig.add_subplot(grid[0, :]),
+        fig.add_subplot(grid[1, 0]),
+        fig.add_subplot(grid[1, 1]),
+    )
+    delivery = tables.get("delivery", [])
+    plot_cpu(cpu, titled(delivery, FIXED), titled(delivery, BROWSER))
+    plot_rates(rates, titled(delivery, LADDERS))
+    mem = tables.get("memory", [])
+    plot_memory(memory, mem[0] if mem else None)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _bars(ax: Axes, groups: list[str], series: dict[str, dict[str, float]], fmt: str) -> None:
+    width = 0.8 / max(len(series), 1)
+    for k, (label, values) in enumerate(series.items()):
+        xs = [
+            i + (k - (len(series) - 1) / 2) * width
+            for i, group in enumerate(groups)
+            if group in values
+        ]
+        bars = ax.bar(xs, [values[g] for g in groups if g in values], width, label=label)
+        ax.bar_label(bars, fmt=fmt, fontsize=7)
+    ax.set_xticks(range(len(groups)), groups)
+
+
+def plot_cpu(ax: Axes, fixed: Table | None, browser: Table | None) -> None:
+    if fixed is None:
+        ax.text(0.5, 0.5, "delivery.py printed no table", ha="center")
+        return
+    series: dict[str, dict[str, float]] = {}
+    groups: list[str] = []
+    for table, suffix in ((fixed, ""), (browser, ", browser-like")):
+        if table is None:
+            continue
+        s, b, r, us = (table.column(c) for c in ("server", "batch", "rate", "µs/event"))
+        for row in table.rows:
+            label = row[s] + (" ?batch=1" if row[b] == "on" else "")
+            group = f"{row[r]} events/s{suffix}"
+            value = number(row[us])
+            if value is not None and not math.isnan(value):
+                series.setdefault(label, {})[group] = value
+                groups += [group] if group not in groups else []
+    _bars(ax, groups, series, "%.0f")
+    # Log scale: the slowest baselines spend 10-30x what the fastest do.
+    ax.set_yscale("log")
+    ax.set_ylabel("server CPU per delivered event (µs, log)")
+    ax.set_title(
+        "delivery.py: server CPU per delivered event, 1,000 clients (lower is better); "
+        "browser-like clients offer permessage-deflate, +deflate servers accept it"
+    )
+    ax.legend(fontsize=8, ncol=2)
+
+
+def plot_rates(ax: Axes, ladders: Table | None) -> None:
+    if ladders is None:
+        ax.text(0.5, 0.5, "delivery.py printed no highest-rate table", ha="center")
+        return
+    s, c, m = (ladders.column(x) for x in ("server", "clients", "max rate"))
+    series: dict[str, dict[str, float]] = {}
+    servers: list[str] = []
+    none: dict[str, list[str]] = {}
+    for row in ladders.rows:
+        value = number(row[m]) if not row[m].startswith("<") else None
+        label = f"{int(row[c]):,} clients"
+        if value is not None:
+            series.setdefault(label, {})[row[s]] = value
+        else:
+            # No step sustained (or the ladder did not run): said below the bars.
+            none.setdefault(row[s], []).append(f"{label}: {row[m] if row[m] != '-' else 'n/a'}")
+        servers += [row[s]] if row[s] not in servers else []
+    _bars(ax, servers, series, "%g")
+    ax.set_yscale("log")
+    ax.set_xticks(
+        range(len(servers)),
+        [name + "".join(f"\n{text}" for text in none.get(name, [])) for name in servers],
+        fontsize=8,
+    )
+    ax.set_ylabel("events/s to every client (log)")
+    ax.set_title("delivery.py: highest sustained rate (higher is better)")
+    ax.legend(fontsize=8)
+
+
+def plot_memory(ax: Axes, memory: Table | None) -> None:
+    if memory is None:
+        ax.text(0.5, 0.5, "memory.py printed no table", ha="center")
+        return
+    s, o, kib = (memory.column(c) for c in ("server", "offer", "KiB/conn"))
+    series: dict[str, dict[str, float]] = {}
+    for row in memory.rows:
+        value = number(row[kib])
+        if value is not None:
+            series.setdefault(f"{row[o]} clients", {})[row[s]] = value
+    servers = list(dict.fromkeys(row[s] for row in memory.rows))
+    _bars(ax, servers, series, "%.1f")
+    ax.set_ylabel("memory per idle connection (KiB)")
+    ax.set_title("memory.py: per idle connection, 5,000 clients (lower is better)")
+    ax.legend(fontsize=8)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    begun = time.monotonic()
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = machine()
     print("\n".join(["bench/report.py: " + started, *load]), flush=True)
-    runs = [run_script(name) for name, _ in SCRIPTS]
-    tables = {run.name: parse_table(run.lines) for run in runs}
+    names = [name for name, _ in SCRIPTS if not args.only or name in args.only]
+    runs = [run_script(name) for name in names]
+    tables = {run.name: parse_tables(run.lines) for run in runs}
+    goals = all_goals(tables)
     args.out.mkdir(parents=True, exist_ok=True)
     md, png = args.out / "benchmarks.md", args.out / "benchmarks.png"
-    md.write_text(markdown(runs, tables, started, load) + "\n")
+    md.write_text(markdown(runs, tables, started, load, goals) + "\n")
     plot(tables, png)
-    print(f"\nwrote {md} and {png} ({sum(r.seconds for r in runs) / 60:.1f} min)")
-    failed = [r.name for r in runs if r.returncode != 0 or tables[r.name] is None]
+    print("\nGoals (issue 7):")
+    for goal in goals:
+        print(
+            f"  {goal.verdict.strip('*'):>12}  {goal.measure}: {goal.measured} (goal {goal.target})"
+        )
+    print(f"\nwrote {md} and {png}; the scripts took {sum(r.seconds for r in runs) / 60:.1f} min, "
+          f"all of it {(time.monotonic() - begun) / 60:.1f} min")  # fmt: skip
+    failed = [r.name for r in runs if r.returncode != 0 or not tables[r.name]]
     if failed:
         print(f"failed or printed no table: {', '.join(failed)}", file=sys.stderr)
         return 1

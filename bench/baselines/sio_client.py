@@ -182,7 +182,7 @@ class FrameReader(asyncio.BufferedProtocol):
             self._window_bits = int(bits)
         self._inflate = zlib.decompressobj(-self._window_bits)
 
-    def _inflated(self, payload: bytearray) -> bytes:
+    def _inflated(self, payload: bytes | bytearray) -> bytes:
         assert self._inflate is not None
         data = self._inflate.decompress(payload + _DEFLATE_TAIL)
         if self._reset_context:
