@@ -12,9 +12,10 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
@@ -181,8 +182,13 @@ class Publisher:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self._opening = asyncio.Lock()
 
     async def _open(self) -> AbstractExchange:
+        async with self._opening:  # concurrent publishes share one connection
+            return await self._reopen()
+
+    async def _reopen(self) -> AbstractExchange:
         if self._exchange is None or self._channel is None or self._channel.is_closed:
             await self.close()
             self._connection = await aio_pika.connect(self.url)  # type: ignore[assignment]
@@ -211,19 +217,41 @@ class Publisher:
                 self._exchange = None
                 await asyncio.sleep(0.1)  # RabbitMQ just dropped us: give it a moment
 
-    async def steady(self, run: str, count: int, rate: float, poison: dict[int, bytes]) -> None:
-        """Publish events 0 … count-1 of ``run`` at ``rate`` per second; before event ``n``,
-        ``poison[n]`` if there is one."""
+    async def steady(
+        self, run: str, count: int, rate: float, poison: dict[int, bytes], inflight: int = 1
+    ) -> None:
+        """Publish events 0 … count-1 of ``run`` at ``rate`` per second, each stamped as it
+        leaves, with ``poison[n]`` (if any) just before event ``n``. Up to ``inflight``
+        publishes await their confirms at once, still written in order; more than one
+        may reorder events that had to be published again after a reconnection."""
         loop = asyncio.get_running_loop()
+        gate = asyncio.Semaphore(inflight)
+        pending: set[asyncio.Task[None]] = set()
         start = loop.time()
         for seq in range(count):
             delay = start + seq / rate - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)  # the schedule, not a wait for something
             if seq in poison:
-                await self.send(poison[seq], "dashboard", f"poison-{run}-{seq}")
+                await self._start(
+                    gate, pending, self.send(poison[seq], "dashboard", f"poison-{run}-{seq}")
+                )
             ev = event(run, seq)
-            await self.send(ev.to_json(), routing_key(ev), ev.id)
+            await self._start(gate, pending, self.send(ev.to_json(), routing_key(ev), ev.id))
+        await asyncio.gather(*pending)
+
+    @staticmethod
+    async def _start(
+        gate: asyncio.Semaphore,
+        pending: set[asyncio.Task[None]],
+        publish: Coroutine[Any, Any, None],
+    ) -> None:
+        # Each publish is its own task, started in order: they reach the channel in order.
+        await gate.acquire()
+        task = asyncio.create_task(publish)
+        task.add_done_callback(lambda _task: gate.release())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
 
     async def close(self) -> None:
         if self._connection is not None:
