@@ -50,6 +50,7 @@ class Client:
         "batch",
         "closing",
         "deflate",
+        "fragments",
         "hub",
         "id",
         "opened",
@@ -84,6 +85,8 @@ class Client:
         self.alive = True
         self.closing = False
         self.timer: asyncio.TimerHandle | None = None
+        #: The frames so far of a message that came in fragments.
+        self.fragments: list[Frame] | None = None
 
     # Incoming
 
@@ -92,13 +95,35 @@ class Client:
         self.alive = True
         self.protocol.receive_data(data)
         for event in self.protocol.events_received():
-            if not isinstance(event, Frame) or self.closing:
-                continue
-            if event.opcode is Opcode.TEXT:
-                self.hub.on_message(self, bytes(event.data))
-            elif event.opcode is Opcode.BINARY:
-                self.send_message_error("send JSON text frames, not binary ones")
+            if isinstance(event, Frame) and not self.closing:
+                self._receive_frame(event)
         self._write_protocol_output()
+
+    def _receive_frame(self, frame: Frame) -> None:
+        # The protocol checks the order of fragments and the size of the whole
+        # message (max_message_size); putting them back together is ours.
+        if frame.opcode is Opcode.CONT and self.fragments is not None:
+            self.fragments.append(frame)
+            if not frame.fin:
+                return
+            first, data = self.fragments[0], b"".join(f.data for f in self.fragments)
+            self.fragments = None
+        elif frame.opcode in (Opcode.TEXT, Opcode.BINARY):
+            if not frame.fin:
+                self.fragments = [frame]
+                return
+            first, data = frame, bytes(frame.data)
+        else:
+            return
+        if first.opcode is Opcode.BINARY:
+            self.send_message_error("send JSON text frames, not binary ones")
+            return
+        try:
+            data.decode()
+        except UnicodeDecodeError:
+            self.close(CloseCode.INVALID_DATA, "text frames must be UTF-8")
+            return
+        self.hub.on_message(self, data)
 
     def receive_eof(self) -> None:
         self.protocol.receive_eof()

@@ -164,6 +164,21 @@ async def test_browser_origins_are_checked(
         assert got == status
 
 
+async def test_a_message_in_fragments_is_put_back_together(bridge: Bridge) -> None:
+    async with client(bridge, token=token(bridge)) as ws:
+        await ws.send(iter(['{"op":', ' "pi', 'ng"}']))
+        assert await recv_json(ws) == {"type": "bridge:pong"}
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_with_1007(bridge: Bridge) -> None:
+    async with client(bridge, token=token(bridge)) as ws:
+        await ws.send(b'{"op": "\xff"}', text=True)
+        with pytest.raises(ConnectionClosed) as caught:
+            await recv(ws)
+    assert caught.value.rcvd is not None
+    assert caught.value.rcvd.code == 1007
+
+
 async def test_a_batch_client_gets_a_burst_in_one_frame(bridge: Bridge) -> None:
     async with client(bridge, token=token(bridge), batch="1") as ws:
         await ws.send('{"op": "ping"}')
