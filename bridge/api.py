@@ -151,7 +151,10 @@ class Api:
         async def handle(request: Request) -> Response:
             keyed = self.settings.api_key is not None and self._has_key(request)
             refusal = throttle.refuse(request, keyed=keyed)
-            return refusal if refusal is not None else await handler(request)
+            if refusal is None:
+                return await handler(request)
+            self.metrics.rate_limited.labels("per-key" if keyed else "per-ip").inc()
+            return refusal
 
         return handle
 

@@ -48,6 +48,12 @@ class Metrics:
             ["endpoint"],
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "bridge_http_rate_limited",
+            "HTTP API requests refused with 429, by limit (per-ip or per-key).",
+            ["limit"],
+            registry=self.registry,
+        )
         self.slow_clients = Counter(
             "bridge_slow_clients_dropped",
             "Connections closed for reading too slowly (1013).",

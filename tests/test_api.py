@@ -142,6 +142,9 @@ async def test_a_flood_from_one_caller_gets_429_and_health_is_never_limited(
         assert statuses == [202] * 8 + [429]
         for path in ("/api/health", "/metrics") * 10:
             assert (await request(bridge.port, "GET", path)).status == 200
+        metrics = (await request(bridge.port, "GET", "/metrics")).body.decode()
+        assert 'bridge_http_rate_limited_total{limit="per-ip"} 15.0' in metrics
+        assert 'bridge_http_rate_limited_total{limit="per-key"} 1.0' in metrics
     # One line per spell of refusals, naming the limit and the address, never the key.
     spells = [r for r in caplog.records if r.getMessage() == "rate limited"]
     assert [(r.limit, r.remote.rpartition(":")[0]) for r in spells] == [  # type: ignore[attr-defined]
