@@ -147,7 +147,9 @@ class HttpProtocol(asyncio.Protocol):
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
-                self._send(Response.error(exc.error_status_hint, f"bad HTTP request: {exc}"))
+                # h11 quotes the offending line, which may hold a token: name the fault only.
+                fault = str(exc).partition(":")[0]
+                self._send(Response.error(exc.error_status_hint, f"bad HTTP request: {fault}"))
                 return
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return

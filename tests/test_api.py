@@ -294,3 +294,13 @@ async def test_openapi_describes_the_endpoints(bridge: Bridge) -> None:
             assert limited == path.startswith("/api/dashboard/"), path
             if limited:
                 assert "Retry-After" in operation["responses"]["429"]["headers"]
+
+
+async def test_a_malformed_request_gets_400_without_its_bytes_echoed(bridge: Bridge) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
+    writer.write(b"GET /ws?token=secret.jwt.value HTTP/1.1 junk\r\nHost: x\r\n\r\n")
+    response = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert response.startswith(b"HTTP/1.1 400 ")
+    assert b'"bad HTTP request: illegal request line"' in response
+    assert b"secret" not in response
