@@ -20,7 +20,7 @@ MIN_SECRET_LENGTH = 32
 
 @register()
 def check_settings(**_: Any) -> list[CheckMessage]:
-    """event_bridge.E001 to E005 and W001."""
+    """event_bridge.E001 to E005, W001 and W003."""
     config = producer_settings()
     found: list[CheckMessage] = []
     if not config.broker_url:
@@ -55,6 +55,8 @@ def check_settings(**_: Any) -> list[CheckMessage]:
             f"EVENT_BRIDGE['JWT_SECRET'] must be at least {MIN_SECRET_LENGTH} characters.",
             id="event_bridge.E004",
         ))  # fmt: skip
+    if config.delivery == OUTBOX:
+        found += _sqlite_without_immediate()
     if config.delivery not in DELIVERIES:
         found.append(Error(
             f"EVENT_BRIDGE['DELIVERY'] is {config.delivery!r}.",
@@ -62,6 +64,25 @@ def check_settings(**_: Any) -> list[CheckMessage]:
             id="event_bridge.E005",
         ))  # fmt: skip
     return found
+
+
+def _sqlite_without_immediate() -> list[CheckMessage]:
+    # The relay deletes sent rows from another process. A deferred SQLite transaction
+    # that read first and then writes would find the database locked and fail at once
+    # (SQLite's deadlock rule), rather than wait; BEGIN IMMEDIATE makes it wait.
+    return [
+        Warning(
+            f"Database {alias!r} is SQLite with deferred transactions: with the outbox relay "
+            "writing too, a transaction that reads before it writes can fail with "
+            "'database is locked'.",
+            hint=f"Set DATABASES[{alias!r}]['OPTIONS']['transaction_mode'] = 'IMMEDIATE'.",
+            id="event_bridge.W003",
+        )
+        for alias in connections
+        if connections[alias].vendor == "sqlite"
+        and connections[alias].settings_dict.get("OPTIONS", {}).get("transaction_mode")
+        != "IMMEDIATE"
+    ]
 
 
 @register(Tags.database)

@@ -67,6 +67,10 @@ DATABASES = {
         "ATOMIC_REQUESTS": True,
     }
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The outbox relay writes too (it deletes what it sent): a transaction takes the
+    # write lock when it begins, and waits for it, rather than fail when it first writes.
+    DATABASES["default"].setdefault("OPTIONS", {})["transaction_mode"] = "IMMEDIATE"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -68,3 +68,19 @@ def test_outbox_delivery_without_the_outbox_table_is_event_bridge_w002(
     assert database_ids() == ["event_bridge.W002"]
     with override_settings(EVENT_BRIDGE={**event_bridge, "DELIVERY": "direct"}):
         assert database_ids() == []
+
+
+def test_sqlite_with_deferred_transactions_and_the_outbox_is_event_bridge_w003(
+    event_bridge: dict[str, Any],
+) -> None:
+    if connection.vendor != "sqlite":
+        pytest.fail("this module runs on the example's SQLite")
+    options = connection.settings_dict["OPTIONS"]
+    assert options["transaction_mode"] == "IMMEDIATE"  # as the example sets it
+    try:
+        del options["transaction_mode"]
+        assert event_bridge_ids() == ["event_bridge.W003"]
+        with override_settings(EVENT_BRIDGE={**event_bridge, "DELIVERY": "direct"}):
+            assert event_bridge_ids() == []  # no relay writes then
+    finally:
+        options["transaction_mode"] = "IMMEDIATE"
