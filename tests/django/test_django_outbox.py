@@ -10,9 +10,12 @@ also run on PostgreSQL (test_django_postgres.py), with LISTEN/NOTIFY.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from io import StringIO
@@ -28,7 +31,7 @@ from producer import WebSocketNotifier
 from producer.models import OutboxEvent
 from tests.bridges import token
 from tests.django import factories
-from tests.django.relays import Proxy, RelayProcess, running_relay
+from tests.django.relays import ROOT, Proxy, RelayProcess, database_url, running_relay
 from tests.django_live import Browser, LiveBridge, live_bridge
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -189,6 +192,37 @@ def test_a_relay_killed_mid_batch_and_restarted_delivers_everything_once(
         assert live.settle(browser) == [[]]  # the re-sent ones were dropped by id
     assert [e["data"]["reserva"]["id"] for e in got] == list(range(count))
     assert not OutboxEvent.objects.exists()
+
+
+#: Run by ``manage.py shell`` in a process of its own: save, commit, die at once.
+SAVE_AND_DIE = """
+import os, signal
+from django.contrib.auth.models import User
+from django.db import transaction
+from api_rest.models import Cliente
+with transaction.atomic():
+    Cliente.objects.create(user=User.objects.create(username="killed", email="k@example.com"))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_django_process_killed_right_after_its_commit_loses_nothing(
+    live: LiveBridge, browser: Browser, amqp_url: str
+) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+        "DATABASE_URL": database_url(),
+        "BRIDGE_BROKER_URL": amqp_url,
+    }
+    manage = [sys.executable, str(ROOT / "example" / "manage.py"), "shell", "-c", SAVE_AND_DIE]
+    died = subprocess.run(manage, env=env, cwd=ROOT, capture_output=True, timeout=60, check=False)
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    assert live.settle(browser) == [[]]  # nothing published yet: no relay ran
+    [event] = stored()
+    with running_relay(amqp_url):
+        arrived = browser.receive()
+    assert arrived == event
+    assert arrived["data"]["cliente"]["nombre"] == "killed"
 
 
 @pytest.mark.timeout(120)
