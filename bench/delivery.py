@@ -78,8 +78,10 @@ CONFIRM_TIMEOUT = 10
 BUSY = 20.0
 #: A scenario's delivery is over once nothing arrived for this long.
 QUIET_PERIOD = 2.0
-#: The next scenario starts once no frame arrived for this long (see ``settle``).
+#: The next scenario starts once no frame arrived for this long (see ``settle``), or
+#: for BEHIND_QUIET after a scenario whose deliveries were not all in.
 SETTLE_QUIET = 0.5
+BEHIND_QUIET = 2.0
 #: Every server, in the order they run. The ``+deflate`` ones accept compression and
 #: run only with browser-like clients.
 SERVERS = (
@@ -141,6 +143,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         nargs="+",
         default=[10.0],
         help="events/s for Django Channels, which cannot keep up with more at 1,000 clients",
+    )
+    parser.add_argument(
+        "--socketio-rates",
+        type=float,
+        nargs="+",
+        default=[10.0, 40.0],
+        help="events/s for python-socketio, whose core is saturated from 40 on at 1,000 clients",
     )
     parser.add_argument(
         "--channels-drain-timeout",
@@ -367,6 +376,13 @@ class ServerSpec:
     browser: bool = True
 
 
+@dataclass
+class Lag:
+    """Whether a server left deliveries missing at the end of its last scenario."""
+
+    behind: bool = False
+
+
 @dataclass(frozen=True)
 class Running:
     name: str
@@ -374,6 +390,7 @@ class Running:
     port: int
     #: The first line it printed: what it is, and its versions.
     announce: str = ""
+    lag: Lag = field(default_factory=Lag)
 
 
 def server_specs(
@@ -417,6 +434,7 @@ def server_specs(
             socketio=True,
             feed="lines",
             feeder=(sys.executable, str(BASELINES / "socketio_emitter.py"), *broker),
+            rates=tuple(args.socketio_rates),
         ),
         "channels": ServerSpec(
             "channels",
@@ -1105,8 +1123,8 @@ async def drain(clients: Sequence[AnyClient], expected: int, longest: float) -> 
         await asyncio.sleep(0.02)
 
 
-async def settle(clients: Sequence[AnyClient], longest: float) -> bool:
-    """Wait until no frame has arrived for ``SETTLE_QUIET`` (True), or ``longest`` (False).
+async def settle(clients: Sequence[AnyClient], longest: float, quiet: float) -> bool:
+    """Wait until no frame has arrived for ``quiet`` seconds (True), or ``longest`` (False).
 
     A server that fell behind is still sending the last scenario's events (ignored:
     another run); the next scenario starts once it is done, or it would pay for them.
@@ -1118,7 +1136,7 @@ async def settle(clients: Sequence[AnyClient], longest: float) -> bool:
         now_total = sum(c.frames for c in clients)
         if now_total != total:
             total, changed = now_total, loop.time()
-        elif loop.time() - changed >= SETTLE_QUIET:
+        elif loop.time() - changed >= quiet:
             return True
         await asyncio.sleep(0.05)
     progress(f"  still receiving after {longest:g} s; going on")
@@ -1199,7 +1217,10 @@ class Group:
         self, rate: float, kind: str, duration: float | None = None, drain: float | None = None
     ) -> Result:
         args = self.args
-        quiet = await settle(self.clients, args.settle_timeout)
+        lag = self.server.lag
+        # A server that left deliveries missing may send them in bursts: wait longer.
+        pause = BEHIND_QUIET if lag.behind else SETTLE_QUIET
+        quiet = await settle(self.clients, args.settle_timeout, pause)
         scenario = Scenario(self.server.name, self.batch, rate, self.offer, kind)
         result = await run_scenario(
             self.server,
@@ -1210,6 +1231,7 @@ class Group:
             drain or self.spec.drain_timeout or args.drain_timeout,
         )
         result.backlog = not quiet
+        lag.behind = result.loss > 0
         progress(f"  {len(self.clients)} clients {kind}: " + summary_line(result))
         return result
 
@@ -1247,9 +1269,10 @@ async def connected(
         # The pongs to the clients' pings; python-socketio binds its queue on the first connection.
         await asyncio.sleep(1.0)
         warmup = Scenario(server.name, batch, min(20.0, *(spec.rates or args.rates)), offer)
-        await run_scenario(
+        done = await run_scenario(
             server, clients, feeder, warmup, 0.5, min(5.0, spec.drain_timeout or args.drain_timeout)
         )
+        server.lag.behind |= done.loss > 0
         yield group
     finally:
         progress(f"{label}: closing clients")
@@ -1677,7 +1700,7 @@ def ladders_table(ladders: list[Ladder], p99_limit: float) -> str | None:
         ratios = []
         for name in ("baseline", "nestjs"):
             base = by_count.get((name, count))
-            ratios.append(_ratio(value, base.scenario.rate) if base and ladder.steps else "-")
+            ratios.append(_ratio(value, base.scenario.rate) if base and top else "-")
         rows.append([ladder.server, str(ladder.clients), rate, events, p99, failure, stopped,
                      *ratios])  # fmt: skip
     return render(LADDER_HEADERS, rows) if rows else None

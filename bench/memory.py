@@ -108,6 +108,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Namespace:
     # What delivery.server_specs reads.
     args.no_batch = True
     args.channels_rates = [10.0]
+    args.socketio_rates = [10.0, 40.0]
     args.channels_drain_timeout = 8.0
     return args
 
