@@ -1,4 +1,4 @@
-"""The Django side of event-bridge: typed events, enqueued on RabbitMQ after each commit.
+"""The Django side of event-bridge: typed events, sent to RabbitMQ once their transaction commits.
 
 ::
 
@@ -6,6 +6,11 @@
     EVENT_BRIDGE = {"BROKER_URL": "amqp://…", "JWT_SECRET": "…"}
 
     from producer import WebSocketNotifier, model_events
+
+By default each event is a row of the outbox table (:mod:`producer.models`),
+written in the caller's transaction, and ``manage.py event_bridge_relay``
+(:mod:`producer.relay`) publishes it; ``EVENT_BRIDGE["DELIVERY"] = "direct"``
+publishes on commit instead.
 
 The RabbitMQ core (:mod:`producer.publisher`, :mod:`producer.entities`) does
 not import Django; the names below load Django only when first used.
