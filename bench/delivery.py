@@ -791,6 +791,8 @@ class Published:
     failed: int
     #: Events per second actually achieved by the schedule.
     rate: float
+    #: The longest a publish waited for RabbitMQ's confirm, in seconds (Publisher only).
+    slowest_confirm: float = 0.0
 
 
 def event_body(run: str, seq: int, pad: int) -> bytes:
@@ -814,12 +816,15 @@ class Publisher:
         """Delete a queue a stopped server left bound, so that it takes no more events."""
         await asyncio.wait_for(self._channel.queue_delete(name), CONFIRM_TIMEOUT)
 
-    async def _publish(self, run: str, seq: int) -> None:
+    async def _publish(self, run: str, seq: int) -> float:
+        """Publish one event; how long its confirm took."""
         body = event_body(run, seq, self._pad)
         message = aio_pika.Message(
             body, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT
         )
+        started = time.monotonic()
         await self._exchange.publish(message, "dashboard", timeout=CONFIRM_TIMEOUT)
+        return time.monotonic() - started
 
     async def run(self, run: str, rate: float, duration: float) -> Published:
         """Publish ``rate * duration`` events on a fixed schedule; confirms are awaited apart."""
@@ -837,7 +842,8 @@ class Publisher:
             asyncio.gather(*sends, return_exceptions=True), CONFIRM_TIMEOUT + 5
         )
         failed = sum(isinstance(o, BaseException) for o in outcomes)
-        return Published(count, failed, (count - failed) / took)
+        waits = [o for o in outcomes if isinstance(o, float)]
+        return Published(count, failed, (count - failed) / took, max(waits, default=0.0))
 
 
 def _schedule(rate: float, duration: float) -> tuple[int, float]:
@@ -1330,6 +1336,11 @@ def stopped_by(result: Result, p99_limit: float) -> str:
             f"~{fan_in:.0f} ms of core 1 (server {server:.0f} %)",
         ),
         (short, f"the feeder: {', '.join(sustained(result, float('inf')))} (no core saturated)"),
+        (
+            1000 * result.published.slowest_confirm >= p99_limit,
+            f"RabbitMQ: a publish waited {1000 * result.published.slowest_confirm:.0f} ms for "
+            f"its confirm, no core saturated (core0 {core0:.0f} %, core1 {core1:.0f} %): disk?",
+        ),
     )
     return next(
         (text for matched, text in causes if matched),
@@ -1764,7 +1775,8 @@ Highest sustained rate: a step is sustained with no loss, no duplicate, no clien
   (its process, or its core with others, >= {sat:.0f} % busy), the load generator (it, or
   its core with others, >= {sat:.0f} % busy, the server's core not; or its CPU per delivery x
   clients, the time one core takes to read one event at every client, >= {fan:.0%} of the
-  p99 limit), the feeder (events not sent or late), or neither core saturated.
+  p99 limit), the feeder (events not sent or late), RabbitMQ (a publisher confirm took
+  longer than the p99 limit while no core was saturated), or none of these.
   /baseline, /nestjs: max rate divided by theirs at the same number of clients."""
 
 
