@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import enum
 import importlib.metadata
 import json
 import math
@@ -1010,7 +1011,7 @@ async def publisher(url: str, pad: int) -> AsyncIterator[Publisher]:
 # Scenarios
 
 
-class Offer:
+class Offer(enum.StrEnum):
     """What the clients of a scenario offer in their handshake."""
 
     PLAIN = "plain"
@@ -1018,7 +1019,7 @@ class Offer:
     DEFLATE = "deflate"
 
 
-class Kind:
+class Kind(enum.StrEnum):
     """Why a scenario ran: which table its row goes to."""
 
     FIXED = "fixed"  # one of --rates, plain clients
@@ -1031,8 +1032,8 @@ class Scenario:
     server: str
     batch: bool
     rate: float
-    offer: str = Offer.PLAIN
-    kind: str = Kind.FIXED
+    offer: Offer = Offer.PLAIN
+    kind: Kind = Kind.FIXED
 
 
 @dataclass(frozen=True)
@@ -1216,11 +1217,11 @@ class Group:
     feeder: Feeder
     clients: Sequence[AnyClient]
     batch: bool
-    offer: str
+    offer: Offer
     args: Namespace
 
     async def run(
-        self, rate: float, kind: str, duration: float | None = None, drain: float | None = None
+        self, rate: float, kind: Kind, duration: float | None = None, drain: float | None = None
     ) -> Result:
         args = self.args
         lag = self.server.lag
@@ -1251,7 +1252,7 @@ async def connected(
     *,
     count: int,
     batch: bool = False,
-    offer: str = Offer.PLAIN,
+    offer: Offer = Offer.PLAIN,
 ) -> AsyncIterator[Group]:
     """Connect ``count`` clients, warm up (at most 20 events/s), close them afterwards."""
     deflate = offer == Offer.DEFLATE
@@ -1647,7 +1648,7 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def results_table(results: list[Result], kind: str) -> str | None:
+def results_table(results: list[Result], kind: Kind) -> str | None:
     """The rows of ``kind``, with ratios taken among all fixed and browser-like rows."""
     compared = [r for r in results if r.scenario.kind in (Kind.FIXED, Kind.BROWSER)]
     extra, cells = ratio_columns(compared)
