@@ -72,7 +72,7 @@ async def test_poison_messages_are_dead_lettered_and_the_good_ones_arrive_on_tim
     publisher = Publisher(amqp_url)
     tally = Tally(expected=total)
     async with (
-        BridgeProcess(amqp_url, "poison", tmp_path) as bridge,
+        BridgeProcess(amqp_url, "faults-poison", tmp_path) as bridge,
         counting(bridge.port, run, tally),
     ):
         await bridge.logged("connected to", 15)
@@ -102,7 +102,7 @@ async def test_a_dropped_rabbitmq_connection_is_back_within_10_s_and_nothing_is_
     sent, rate = 3000, 300.0
     run = uuid.uuid4().hex[:8]
     publisher = Publisher(amqp_url)
-    async with BridgeProcess(amqp_url, "dropped", tmp_path) as bridge:
+    async with BridgeProcess(amqp_url, "faults-dropped", tmp_path) as bridge:
         await bridge.logged("connected to", 15)
         tallies = [Tally(expected=sent) for _ in range(10)]
         async with contextlib.AsyncExitStack() as clients:
@@ -156,7 +156,7 @@ async def churn(bridge: BridgeProcess, count: int, concurrency: int = 20) -> Non
 
 async def test_connection_churn_leaves_no_leak(amqp_url: str, tmp_path: Path) -> None:
     """Issue 8, scenario 7: 10,000 connects and disconnects in a minute."""
-    async with BridgeProcess(amqp_url, "churn", tmp_path) as bridge:
+    async with BridgeProcess(amqp_url, "faults-churn", tmp_path) as bridge:
         await bridge.logged("connected to", 15)
         await churn(bridge, 1000)  # warm-up: the allocator's pools, the imports
         files, memory = open_files(bridge.pid), resident_kib(bridge.pid)
