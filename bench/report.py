@@ -377,7 +377,7 @@ def producer_goals(tables: list[Table]) -> list[Goal]:
         lost = re.search(r"(\d+)/(\d+) events lost", note, re.IGNORECASE)
         never = lost is None and "lost" not in note.lower()
         kept = (lost is not None and int(lost[1]) == 0) or never
-        goal.measured = f"longest save {_fmt(worst, ' ms', 0)}; {note[:120]}"
+        goal.measured = f"longest save {_fmt(worst, ' ms', 0)}; {note[:240]}"
         goal.met = worst is not None and worst < DOWN_BOUND_MS and kept
         goal.note = f"bounded: under {DOWN_BOUND_MS:,} ms"
     goals.append(goal)
