@@ -105,8 +105,11 @@ class Hub:
             self._flush_pending = True
             loop.call_soon(self.flush)
         if self._batched and self._batch_timer is None:
-            delay = self._batch_flushed + self.limits.batch_window - loop.time()
-            self._batch_timer = loop.call_later(max(delay, 0.0), self._flush_batched)
+            due = max(loop.time(), self._batch_flushed + self.limits.batch_window)
+            # The next window counts from when this flush is due, not from when the
+            # timer fires: late timers would otherwise hold a steady stream longer and longer.
+            self._batch_flushed = due
+            self._batch_timer = loop.call_at(due, self._flush_batched)
 
     def flush(self) -> None:
         """Write what each connection has queued, one write per connection."""
@@ -121,7 +124,6 @@ class Hub:
         if self._batch_timer is not None:
             self._batch_timer.cancel()  # when called before the window closes
             self._batch_timer = None
-        self._batch_flushed = asyncio.get_running_loop().time()
         batched, self._batched = self._batched, set()
         self._write(batched)
 
