@@ -12,8 +12,8 @@ core 0, and runs the load generator (the clients and the publisher) here,
 pinned to core 1, with the baselines' feeders (an emitter process, a
 ``group_send`` process, HTTP POSTs) on core 1 as well. For every scenario
 (server x batch mode x rate) a feeder sends dashboard events at a fixed rate;
-every client records each event's ``seq`` and its latency (receive time -
-``sentAt``). The server's
+every client records each event's ``seq`` and its latency (the kernel's receive
+time of the read that completed its frame, ``SO_TIMESTAMPNS`` - ``sentAt``). The server's
 CPU time comes from ``/proc/PID/stat``, the cores' load from ``/proc/stat``.
 Everything it started, and the vhost, is removed at the end, on Ctrl-C too.
 """
@@ -100,9 +100,6 @@ SATURATED = 90.0
 #: further apart than this factor, at most MAX_BISECTIONS times.
 BISECT_ABOVE = 1.5
 MAX_BISECTIONS = 2
-#: The load generator is what held a step's p99 back when reading one event at every
-#: client (its CPU per delivery x clients) takes at least this share of the p99 limit.
-FAN_IN_SHARE = 0.5
 #: A ladder step publishes at least this many events, however low its rate.
 MIN_STEP_EVENTS = 5
 #: Longest wait for ``build.sh`` of the NestJS baseline (``npm ci`` on a fresh clone).
@@ -622,9 +619,10 @@ class Client(FrameReader):
 
     :class:`FrameReader` (``bench/baselines/sio_client.py``) parses the frames and,
     with ``deflate=True``, offers permessage-deflate as browsers do and inflates.
-    For each event of the current run it records ``(seq, latency)``. A batched
-    frame holds several events separated by ``\\n``; one receive time applies to
-    every event that arrived in the same read.
+    For each event of the current run it records ``(seq, latency)``, latency from the
+    kernel's receive time of the read that completed the frame. A batched frame holds
+    several events separated by ``\\n``; one receive time applies to every event
+    that a read completed.
     """
 
     def __init__(self, port: int, path: str, *, deflate: bool = False) -> None:
@@ -670,7 +668,6 @@ async def connect_clients(
 
     ``deflate``: they offer permessage-deflate, as browsers do.
     """
-    loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(concurrency)
     failures: Counter[str] = Counter()
 
@@ -679,7 +676,7 @@ async def connect_clients(
             client = Client(port, path, deflate=deflate)
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
-                    await loop.create_connection(lambda: client, HOST, port)
+                    await client.open()
                     await client.welcomed
             except (OSError, TimeoutError) as exc:
                 failures[str(exc) or type(exc).__name__] += 1
@@ -1312,9 +1309,6 @@ def stopped_by(result: Result, p99_limit: float) -> str:
     usage = result.usage
     core0, core1 = usage.loads[:2]
     server, generator = usage.server_percent, usage.generator_percent
-    # One core reads every client's copy of an event one after the other: that alone
-    # puts the last client this far behind the first.
-    fan_in = 1000 * usage.generator / result.delivered * result.clients if result.delivered else 0
     short = result.published.failed or result.published.rate < RATE_KEPT * result.scenario.rate
     causes = (
         (server >= SATURATED, f"server: its process {server:.0f} % of a core"),
@@ -1330,11 +1324,6 @@ def stopped_by(result: Result, p99_limit: float) -> str:
             core1 >= SATURATED,
             f"load generator's core: core1 {core1:.0f} % (gen {generator:.0f} %, the rest "
             f"others; server {server:.0f} %)",
-        ),
-        (
-            not result.loss and fan_in >= FAN_IN_SHARE * p99_limit,
-            f"load generator: reading one event at all {result.clients} clients takes "
-            f"~{fan_in:.0f} ms of core 1 (server {server:.0f} %)",
         ),
         (short, f"the feeder: {', '.join(sustained(result, float('inf')))} (no core saturated)"),
         (
@@ -1737,6 +1726,11 @@ def notes(outcome: Outcome) -> list[str]:
             lines.append(f"{where} {r.published.failed} publishes were not confirmed")
         if r.close_codes:
             lines.append(f"{where} clients closed by the server, by code: {dict(r.close_codes)}")
+    if FrameReader.untimed_reads:
+        lines.append(
+            f"  {FrameReader.untimed_reads} client reads came without a kernel receive "
+            "timestamp: time.time() at the read was used for them"
+        )
     return list(dict.fromkeys(lines))
 
 
@@ -1750,9 +1744,13 @@ offer: plain clients, or browser-like ones offering "permessage-deflate;
   Channels is not measured with them (Daphne declines compression: see memory.py).
 frames/s, events/s: received by all clients together, from the first publish to the last receipt.
 loss, dup: events x clients missing or received twice; dropped: clients the server closed or lost.
-p50/p99/max: receive time - sentAt, over every event at every client; the publisher and the
-  clients share core 1, so a busy generator (gen % near 100) adds to them. With ?batch=1
-  the bridge holds a batch client's frames for its batch window, which is in its latency.
+p50/p99/max: receive time - sentAt, over every event at every client. Receive time is the
+  kernel's (SO_TIMESTAMPNS on each client socket, CLOCK_REALTIME like sentAt, same machine):
+  when the bytes reached the client's socket, not when the generator got round to reading
+  them; for an event split over several reads, the read that completed its frame (the latest
+  segment that read took). A generator that falls behind shows as loss or dropped clients
+  (TCP flow control fills the server's buffers) and as gen %/core1 % >= {sat:.0f}. With
+  ?batch=1 the bridge holds a batch client's frames for its batch window, in its latency.
 µs/event: server CPU time (utime + stime, /proc/PID/stat, 10 ms ticks) per event delivered.
   RabbitMQ's and Redis's CPU is not in it: they are not pinned and serve every system.
 /plain: µs/event of the row divided by the same server's with plain clients and one frame per
@@ -1774,9 +1772,8 @@ Highest sustained rate: a step is sustained with no loss, no duplicate, no clien
   they halve down to {lo:g}. "after a backlog": the server was still sending the step
   before's events {settle:g} s later. stopped by, at the lowest failing step: the server
   (its process, or its core with others, >= {sat:.0f} % busy), the load generator (it, or
-  its core with others, >= {sat:.0f} % busy, the server's core not; or its CPU per delivery x
-  clients, the time one core takes to read one event at every client, >= {fan:.0%} of the
-  p99 limit), the feeder (events not sent or late), RabbitMQ (a publisher confirm took
+  its core with others, >= {sat:.0f} % busy, the server's core not), the feeder (events not
+  sent or late), RabbitMQ (a publisher confirm took
   longer than the p99 limit while no core was saturated), or none of these.
   /baseline, /nestjs: max rate divided by theirs at the same number of clients."""
 
@@ -1814,7 +1811,6 @@ def report(args: Namespace, outcome: Outcome, header: str, payload: int) -> None
             step=args.step_duration,
             events=MIN_STEP_EVENTS,
             settle=args.settle_timeout,
-            fan=FAN_IN_SHARE,
             drain=args.step_drain,
             bisect=MAX_BISECTIONS,
             sat=SATURATED,

@@ -208,7 +208,6 @@ async def connect_idle(
     sources: Sequence[str] = (HOST,),
 ) -> None:
     """Connect ``count`` more idle clients into ``into``; failures are counted there."""
-    loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(concurrency)
     start = len(into.clients) + sum(into.failures.values())
 
@@ -224,7 +223,7 @@ async def connect_idle(
                     client = IdleClient(port, "/ws", deflate=deflate)
                 try:
                     async with asyncio.timeout(CONNECT_TIMEOUT):
-                        await loop.create_connection(lambda: client, HOST, port, local_addr=source)
+                        await client.open(local_addr=source)
                         await (client.connected if spec.socketio else client.welcomed)  # type: ignore[union-attr]
                 except BaseException:
                     client.abort()

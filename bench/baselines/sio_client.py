@@ -1,13 +1,14 @@
 """A cheap socket.io load-generator client: Engine.IO v4 over a plain WebSocket.
 
-It speaks only what the benchmark needs, on ``asyncio.BufferedProtocol``: it opens
+It speaks only what the benchmark needs, on a non-blocking socket of its own: it opens
 ``ws://HOST:PORT/socket.io/?EIO=4&transport=websocket``, answers the open
 packet (``0{...}``) with ``40`` to join the default namespace (or
 ``40/ws,`` to join ``namespace="/ws"``), answers the
 server's pings (``2``) with ``3``, and for every ``42["event",DATA]`` (or
 ``42/ws,["business:event",DATA]`` with ``event="business:event"``) calls
 ``on_event(DATA, received_at)`` with the bytes of DATA, the event's JSON, as
-the server encoded it, and ``time.time()`` of the read it arrived in.
+the server encoded it, and the kernel's receive time (``SO_TIMESTAMPNS``,
+CLOCK_REALTIME like ``time.time()``) of the read that completed its frame.
 
 The WebSocket side is :class:`FrameReader`, which ``bench/delivery.py``'s plain
 client shares. With ``deflate=True`` it offers permessage-deflate as browsers do,
@@ -26,6 +27,8 @@ import contextlib
 import hashlib
 import os
 import re
+import socket
+import struct
 import time
 import zlib
 from collections.abc import Callable
@@ -52,21 +55,36 @@ _DEFLATE_TAIL = b"\x00\x00\xff\xff"
 _EXTENSIONS = re.compile(rb"^sec-websocket-extensions:(.*)$", re.MULTILINE)
 #: Initial read buffer per client; it doubles when a read could not fit.
 _BUFFER_SIZE = 16 * 1024
+#: Kernel receive timestamps as a struct timespec (Linux; Python names no constant).
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@qq")
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
-class FrameReader(asyncio.BufferedProtocol):
+class FrameReader:
     """The WebSocket client side of the benchmark's clients, cheap to run by the thousand.
 
-    It sends the upgrade request for ``path``, checks the 101 response, reads into
-    a buffer of its own (no allocation per read), parses server frames itself
-    (unmasked, unfragmented, as every server measured sends them), answers pings and
-    close frames, and hands each text message to :meth:`_text` with the time of the
-    read it arrived in. With ``deflate=True`` the request offers permessage-deflate
-    as browsers do; if the server accepts, compressed messages (RSV1) are inflated,
-    with a fresh context per message when the server said
-    ``server_no_context_takeover``. Subclasses resolve :attr:`ready` when the
-    server's greeting arrived.
+    :meth:`open` connects a non-blocking socket of its own and sends the upgrade
+    request for ``path``; from then on the event loop calls it when the socket is
+    readable (``loop.add_reader``), and it reads with ``recvmsg_into`` into a buffer
+    of its own (no allocation per read), one read per wake-up. Every socket has
+    ``SO_TIMESTAMPNS`` on, so each read also returns the kernel's receive time of
+    the data it returned (CLOCK_REALTIME, as ``time.time()``; for TCP, that of the
+    latest segment the read took): that is the time handed on with every message the
+    read completed, so a message split over several reads gets the time of the read
+    that completed it, and how long the generator took to get round to the socket is
+    not in it. It checks the 101 response, parses server frames itself (unmasked,
+    unfragmented, as every server measured sends them), answers pings and close
+    frames (small writes with ``sock.send``, buffered if the socket is full), and
+    hands each text message to :meth:`_text` with that time. With ``deflate=True``
+    the request offers permessage-deflate as browsers do; if the server accepts,
+    compressed messages (RSV1) are inflated, with a fresh context per message when
+    the server said ``server_no_context_takeover``. Subclasses resolve
+    :attr:`ready` when the server's greeting arrived.
     """
+
+    #: Reads that came without a kernel timestamp (``time.time()`` was used), all clients.
+    untimed_reads = 0
 
     def __init__(self, port: int, path: str, *, host: str = HOST, deflate: bool = False) -> None:
         key = base64.b64encode(os.urandom(16))
@@ -77,10 +95,13 @@ class FrameReader(asyncio.BufferedProtocol):
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
             f"Sec-WebSocket-Version: 13\r\n{offer}\r\n"
         ).encode()
-        loop = asyncio.get_running_loop()
+        self._host, self._port = host, port
+        self._loop = loop = asyncio.get_running_loop()
         self.ready: asyncio.Future[None] = loop.create_future()
         self.lost: asyncio.Future[None] = loop.create_future()
-        self.transport: asyncio.Transport | None = None
+        self.sock: socket.socket | None = None
+        self._unsent = bytearray()
+        self._close_when_sent = False
         self._buffer = bytearray(_BUFFER_SIZE)
         self._filled = 0
         self._upgraded = False
@@ -96,30 +117,120 @@ class FrameReader(asyncio.BufferedProtocol):
     def is_open(self) -> bool:
         return not self.lost.done() and not self.closing
 
-    # asyncio.BufferedProtocol
+    # The socket
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self._request)
+    async def open(self, *, local_addr: tuple[str, int] | None = None) -> None:
+        """Connect and send the upgrade request; :attr:`ready` resolves at the greeting.
 
-    def connection_lost(self, exc: Exception | None) -> None:
+        Raises ``OSError`` if the connection could not be made (``lost`` is then done).
+        """
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio does
+            if local_addr is not None:
+                sock.bind(local_addr)
+            await self._loop.sock_connect(sock, (self._host, self._port))
+        except BaseException:
+            sock.close()
+            if not self.lost.done():
+                self.lost.set_result(None)
+            raise
+        if self.lost.done():  # aborted meanwhile
+            sock.close()
+            raise ConnectionAbortedError("aborted while connecting")
+        self.sock = sock
+        self._loop.add_reader(sock.fileno(), self._readable)
+        self._write(self._request)
+
+    def _readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        buffer, filled = self._buffer, self._filled
+        if len(buffer) - filled < _BUFFER_SIZE // 4:
+            larger = bytearray(2 * len(buffer))
+            larger[:filled] = buffer[:filled]
+            self._buffer = buffer = larger
+        try:
+            nbytes, ancdata, _, _ = sock.recvmsg_into([memoryview(buffer)[filled:]], _CMSG_SPACE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost(exc)
+            return
+        if not nbytes:
+            self._lost(None)
+            return
+        if ancdata:
+            # The only ancillary data asked for: SCM_TIMESTAMPNS, a struct timespec.
+            seconds, nanoseconds = _TIMESPEC.unpack_from(ancdata[0][2])
+            now = seconds + nanoseconds * 1e-9
+        else:
+            FrameReader.untimed_reads += 1
+            now = time.time()
+        self._received(filled + nbytes, now)
+
+    def _write(self, data: bytes) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        if self._unsent:
+            self._unsent += data
+            return
+        try:
+            sent = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._lost(exc)
+            return
+        if sent < len(data):
+            self._unsent += data[sent:]
+            self._loop.add_writer(sock.fileno(), self._writable)
+
+    def _writable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            sent = sock.send(self._unsent)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost(exc)
+            return
+        del self._unsent[:sent]
+        if not self._unsent:
+            self._loop.remove_writer(sock.fileno())
+            if self._close_when_sent:
+                self._lost(None)
+
+    def _shut(self) -> None:
+        """Close the socket once what is buffered has been sent."""
+        if self._unsent:
+            self._close_when_sent = True
+        else:
+            self._lost(None)
+
+    def _lost(self, exc: Exception | None) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            fd = sock.fileno()
+            self._loop.remove_reader(fd)
+            if self._unsent:
+                self._loop.remove_writer(fd)
+                self._unsent.clear()
+            sock.close()
         if not self.lost.done():
             self.lost.set_result(None)
-        if not self.ready.done():
+        if sock is not None and not self.ready.done():
             self.ready.set_exception(ConnectionError(f"closed before the greeting: {exc}"))
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        if len(self._buffer) - self._filled < _BUFFER_SIZE // 4:
-            # A new, larger buffer: the old one may still be exported, so never resize it.
-            larger = bytearray(2 * len(self._buffer))
-            larger[: self._filled] = self._buffer[: self._filled]
-            self._buffer = larger
-        return memoryview(self._buffer)[self._filled :]
-
-    def buffer_updated(self, nbytes: int) -> None:
-        now = time.time()
-        buffer, size = self._buffer, self._filled + nbytes
+    def _received(self, size: int, now: float) -> None:
+        """Parse what the buffer holds, ``size`` bytes; ``now``: when the last read arrived."""
+        buffer = self._buffer
         pos = 0 if self._upgraded else self._handshake(buffer, size)
         if pos < 0:
             self._filled = size
@@ -200,15 +311,14 @@ class FrameReader(asyncio.BufferedProtocol):
             if not self.closing:
                 self.closing = True
                 self._send(Frame(Opcode.CLOSE, bytes(payload[:2])))
-            if self.transport is not None:
-                self.transport.close()
+            self._shut()
 
     def _text(self, payload: bytes | bytearray, now: float) -> None:
         raise NotImplementedError
 
     def _send(self, frame: Frame) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(frame.serialize(mask=True))
+        if not self._close_when_sent:
+            self._write(frame.serialize(mask=True))
 
     def _fail(self, reason: str) -> None:
         if not self.ready.done():
@@ -218,8 +328,8 @@ class FrameReader(asyncio.BufferedProtocol):
     # Closing
 
     def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
+        """Close the socket now, whatever is unsent."""
+        self._lost(None)
 
     def _goodbye(self) -> None:
         """What to send before the close frame."""
@@ -318,10 +428,9 @@ async def connect(
     Raises ``OSError`` or ``TimeoutError`` if it could not; the connection is cut then.
     """
     client = SioClient(port, on_event, host=host, deflate=deflate, namespace=namespace, event=event)
-    loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(connect_timeout):
-            await loop.create_connection(lambda: client, host, port)
+            await client.open()
             await client.connected
     except BaseException:
         client.abort()
