@@ -178,7 +178,7 @@ DB_DIR = ["?"]
 
 
 def setup_django(broker_url: str, tmp: Path, database_url: str | None) -> None:
-    from producer.publisher import display_url  # noqa: PLC0415 - no password in the output
+    from schemas.topology import display_url  # noqa: PLC0415 - no password in the output
 
     DB_DIR[0] = f"SQLite in {tmp}" if database_url is None else display_url(database_url)
     sys.path.insert(0, str(EXAMPLE))
@@ -233,8 +233,9 @@ class RelayThread:
 
     def __init__(self, broker_url: str) -> None:
         from producer.conf import producer_settings  # noqa: PLC0415
-        from producer.publisher import Publisher, display_url  # noqa: PLC0415
+        from producer.publisher import Publisher  # noqa: PLC0415
         from producer.relay import Relay, waiter  # noqa: PLC0415
+        from schemas.topology import display_url  # noqa: PLC0415
 
         config = producer_settings()
         self.wait = waiter("default", config.relay_poll_interval)

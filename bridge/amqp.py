@@ -38,7 +38,6 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError, PublishErr
 from pamqp.common import FieldTable
 
 from bridge.broker import OnEvent, tell_state
-from bridge.config import display_url
 from bridge.decode import decode
 from bridge.exceptions import BrokerUnavailable, ConfigError, Undecodable
 from schemas import Event
@@ -48,6 +47,7 @@ from schemas.topology import (
     EVENTS,
     Exchange,
     Queue,
+    display_url,
     instance_queue,
     routing_key,
 )

@@ -23,11 +23,11 @@ from bridge import rabbitadmin
 from bridge import tail as tail_module
 from bridge.app import Bridge, run
 from bridge.auth import Authenticator
-from bridge.config import Limits, Settings, display_url
+from bridge.config import Limits, Settings
 from bridge.exceptions import ConfigError
 from bridge.logs import configure
 from schemas import event_schema
-from schemas.topology import Queue, instance_queue
+from schemas.topology import Queue, display_url, instance_queue
 
 __all__ = ["cli", "main"]
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from bridge.exceptions import ConfigError
-from schemas.topology import instance_queue
+from schemas.topology import display_url, instance_queue
 
-__all__ = ["MIN_SECRET_LENGTH", "Limits", "Settings", "display_url"]
+__all__ = ["MIN_SECRET_LENGTH", "Limits", "Settings"]
 
 #: HS256 needs a key of at least 256 bits (RFC 7518, section 3.2).
 MIN_SECRET_LENGTH = 32
@@ -97,13 +96,3 @@ class Settings:
     def history_file(self) -> Path:
         """Where this instance keeps its history across restarts."""
         return self.state_dir / f"{self.instance}.history.jsonl"
-
-
-def display_url(url: str) -> str:
-    """``url`` with its password hidden, fit for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))

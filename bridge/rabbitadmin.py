@@ -18,11 +18,18 @@ import amqp
 from amqp.exceptions import ChannelError, NotFound, PreconditionFailed
 from kombu import Connection
 
-from bridge.config import display_url
 from bridge.decode import decode
 from bridge.exceptions import Undecodable
 from producer.entities import declare
-from schemas.topology import DEAD_LETTER_QUEUE, DEAD_LETTERS, EVENTS, Exchange, Queue, routing_key
+from schemas.topology import (
+    DEAD_LETTER_QUEUE,
+    DEAD_LETTERS,
+    EVENTS,
+    Exchange,
+    Queue,
+    display_url,
+    routing_key,
+)
 
 __all__ = [
     "AdminError",

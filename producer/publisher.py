@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 from amqp.exceptions import AMQPError
 from celery import Celery
@@ -20,7 +19,7 @@ from producer.entities import exchange
 from schemas import Event
 from schemas.topology import EVENTS, routing_key
 
-__all__ = ["TASK_NAME", "PublishError", "Publisher", "display_url"]
+__all__ = ["TASK_NAME", "PublishError", "Publisher"]
 
 log = logging.getLogger("producer")
 
@@ -30,16 +29,6 @@ TASK_NAME = "bridge.publish"
 
 #: At most two short retries: a request is never held long for an event.
 _RETRY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.3}
-
-
-def display_url(url: str) -> str:
-    """``url`` with its password hidden, fit for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
 
 
 class PublishError(Exception):

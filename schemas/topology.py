@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from schemas.audience import Everyone, Role, User
 from schemas.catalog import DashboardUpdate
@@ -32,6 +33,7 @@ __all__ = [
     "Binding",
     "Exchange",
     "Queue",
+    "display_url",
     "instance_queue",
     "routing_key",
 ]
@@ -133,3 +135,13 @@ def routing_key(event: Event) -> str:
             return "dashboard"
         case _:
             return "event." + event.type.replace(":", ".")
+
+
+def display_url(url: str) -> str:
+    """A broker's ``url`` with its password hidden, fit for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))

@@ -14,8 +14,9 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from producer.conf import producer_settings
 from producer.models import OUTBOX_TABLE
-from producer.publisher import Publisher, display_url
+from producer.publisher import Publisher
 from producer.relay import Relay, backlog, log, waiter
+from schemas.topology import display_url
 
 
 class Command(BaseCommand):
