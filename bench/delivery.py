@@ -8,10 +8,11 @@ One command, on a machine with RabbitMQ on 127.0.0.1:5672 (guest/guest)::
     uv run --frozen --group bench python bench/delivery.py --clients 100 --duration 2
 
 It makes a RabbitMQ vhost of its own, starts each server under test pinned to
-core 0, and runs the load generator (the clients and the publisher) here,
-pinned to core 1, with the baselines' feeders (an emitter process, a
-``group_send`` process, HTTP POSTs) on core 1 as well. For every scenario
-(server x batch mode x rate) a feeder sends dashboard events at a fixed rate;
+core 0, and runs the load generator (the clients) here, pinned to core 1, with each
+server's feeder process (AMQP publishes, HTTP POSTs, the socketio emitter, a
+``group_send`` process) on core 1 as well. For every scenario (server x batch mode x
+rate) the feeder sends dashboard events at a fixed rate, on its own schedule, and
+stamps each ``sentAt`` right before writing it;
 every client records each event's ``seq`` and its latency (the kernel's receive
 time of the read that completed its frame, ``SO_TIMESTAMPNS`` - ``sentAt``). The server's
 CPU time comes from ``/proc/PID/stat``, the cores' load from ``/proc/stat``.
@@ -47,17 +48,18 @@ from pathlib import Path
 
 import aio_pika
 import websockets
-from aio_pika.abc import AbstractChannel, AbstractExchange
+from aio_pika.abc import AbstractChannel
 from websockets.frames import Frame, Opcode
 
-from schemas import Event
-from schemas.catalog import DashboardUpdate
 from schemas.topology import EVENTS, instance_queue
 
 HERE = Path(__file__).resolve().parent
 BASELINES = HERE / "baselines"
 sys.path.insert(0, str(BASELINES))
-from sio_client import FrameReader, SioClient  # noqa: E402 - beside this file, not a package
+from feed import SEND_TIMEOUT as FEED_SEND_TIMEOUT  # noqa: E402 - beside this file, not a package
+from feed import event_body as placeholder_body  # noqa: E402
+from feed import stamp  # noqa: E402
+from sio_client import FrameReader, SioClient  # noqa: E402
 from sio_client import connect as sio_connect  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -110,8 +112,6 @@ BENCH_PACKAGES = (
     "redis",
 )  # fmt: skip
 REDIS_URL = "redis://127.0.0.1:6379/0"
-#: Keep-alive HTTP connections the NestJS feeder POSTs on.
-HTTP_CONNECTIONS = 4
 
 
 # Command line
@@ -358,8 +358,8 @@ class ServerSpec:
     socketio: bool = False
     namespace: str = "/"
     event: str = "event"
-    #: How events reach it: ``amqp`` (``Publisher``), ``lines`` (``LineFeeder`` running
-    #: ``feeder``) or ``http`` (``HttpFeeder``).
+    #: How events reach it: ``amqp`` (``amqp_feeder.py``), ``http`` (``http_feeder.py``)
+    #: or its own ``feeder`` command (the socketio emitter, Channels' ``group_send``).
     feed: str = "amqp"
     feeder: tuple[str, ...] = ()
     #: Rates and drain timeout of its own, instead of ``--rates`` and ``--drain-timeout``.
@@ -430,7 +430,7 @@ def server_specs(
             "socketio",
             (sys.executable, str(BASELINES / "socketio_server.py"), "--port", "0", *broker),
             socketio=True,
-            feed="lines",
+            feed="own",
             feeder=(sys.executable, str(BASELINES / "socketio_emitter.py"), *broker),
             rates=tuple(args.socketio_rates),
         ),
@@ -443,7 +443,7 @@ def server_specs(
                 "0",
                 *layer,
             ),
-            feed="lines",
+            feed="own",
             feeder=(sys.executable, str(BASELINES / "channels_publisher.py"), *layer),
             rates=tuple(args.channels_rates),
             drain_timeout=args.channels_drain_timeout,
@@ -780,113 +780,70 @@ async def close_clients(clients: Sequence[AnyClient]) -> None:
     await asyncio.gather(*(c.close() for c in clients))
 
 
-# The publisher
+# The feeders
 
 
 @dataclass(frozen=True)
 class Published:
     attempted: int
     failed: int
-    #: Events per second actually achieved by the schedule.
+    #: Events per second actually sent (and, for AMQP, confirmed), from the first
+    #: event's due time to the last one's send.
     rate: float
-    #: The longest a publish waited for RabbitMQ's confirm, in seconds (Publisher only).
+    #: The longest a publish waited for RabbitMQ's confirm, in seconds (AMQP only).
     slowest_confirm: float = 0.0
 
 
 def event_body(run: str, seq: int, pad: int) -> bytes:
     """A bare dashboard event, stamped now; clients find ``run``, ``seq`` and ``sentAt`` in it."""
-    fields = {"run": run, "seq": seq, "sentAt": time.time(), "pad": "x" * pad}
-    return Event.of(DashboardUpdate.model_validate(fields)).to_json()
+    return stamp(placeholder_body(run, seq, pad))
 
 
-class Publisher:
-    """Publishes bare dashboard events to ``bridge.events`` with publisher confirms."""
+class Feeder:
+    """A feeder process on the generator's core that keeps each run's schedule itself.
 
-    #: Processes whose CPU counts as the load generator's: none, it runs here.
-    pids: tuple[int, ...] = ()
-
-    def __init__(self, channel: AbstractChannel, exchange: AbstractExchange, pad: int) -> None:
-        self._channel = channel
-        self._exchange = exchange
-        self._pad = pad
-
-    async def delete_queue(self, name: str) -> None:
-        """Delete a queue a stopped server left bound, so that it takes no more events."""
-        await asyncio.wait_for(self._channel.queue_delete(name), CONFIRM_TIMEOUT)
-
-    async def _publish(self, run: str, seq: int) -> float:
-        """Publish one event; how long its confirm took."""
-        body = event_body(run, seq, self._pad)
-        message = aio_pika.Message(
-            body, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT
-        )
-        started = time.monotonic()
-        await self._exchange.publish(message, "dashboard", timeout=CONFIRM_TIMEOUT)
-        return time.monotonic() - started
-
-    async def run(self, run: str, rate: float, duration: float) -> Published:
-        """Publish ``rate * duration`` events on a fixed schedule; confirms are awaited apart."""
-        count = max(1, round(rate * duration))
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        sends = []
-        for seq in range(count):
-            delay = start + seq / rate - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            sends.append(asyncio.create_task(self._publish(run, seq)))
-        took = loop.time() - start + 1 / rate
-        outcomes = await asyncio.wait_for(
-            asyncio.gather(*sends, return_exceptions=True), CONFIRM_TIMEOUT + 5
-        )
-        failed = sum(isinstance(o, BaseException) for o in outcomes)
-        waits = [o for o in outcomes if isinstance(o, float)]
-        return Published(count, failed, (count - failed) / took, max(waits, default=0.0))
-
-
-def _schedule(rate: float, duration: float) -> tuple[int, float]:
-    return max(1, round(rate * duration)), asyncio.get_running_loop().time()
-
-
-async def _on_schedule(start: float, seq: int, rate: float) -> None:
-    delay = start + seq / rate - asyncio.get_running_loop().time()
-    if delay > 0:
-        await asyncio.sleep(delay)
-
-
-class LineFeeder:
-    """A baseline's producer process fed with one event per line on its standard input.
-
-    ``socketio_emitter.py`` (a write-only ``AsyncAioPikaManager``) or
-    ``channels_publisher.py`` (``group_send``): each sends an event the moment its
-    line arrives, so the schedule and ``sentAt`` are this process's. It inherits
-    this process's core; its CPU counts as the load generator's.
+    ``amqp_feeder.py`` (the bridge, the baseline), ``http_feeder.py`` (NestJS),
+    ``socketio_emitter.py``, ``channels_publisher.py``: this process only tells it
+    the run, rate and duration (``bench/baselines/feed.py``) and waits for its
+    answer. Each event's ``sentAt`` is stamped there, right before its bytes are
+    written, in a loop that does nothing else: this process's loop, busy reading
+    up to 5,000 sockets, neither delays nor bunches the sends, nor counts in the
+    latency. It inherits this process's core; its CPU counts as the load generator's.
     """
 
-    def __init__(self, proc: asyncio.subprocess.Process, pad: int) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, pad: int, *, confirms: bool) -> None:
         self._proc = proc
         self._pad = pad
+        self._confirms = confirms
         self.pids = (proc.pid,)
 
     async def run(self, run: str, rate: float, duration: float) -> Published:
         assert self._proc.stdin is not None
-        count, start = _schedule(rate, duration)
-        failed = 0
-        for seq in range(count):
-            await _on_schedule(start, seq, rate)
-            if self._proc.returncode is not None:
-                failed += 1
-                continue
-            self._proc.stdin.write(event_body(run, seq, self._pad) + b"\n")
-            await self._proc.stdin.drain()
-        took = asyncio.get_running_loop().time() - start + 1 / rate
-        return Published(count, failed, (count - failed) / took)
+        assert self._proc.stdout is not None
+        count = max(1, round(rate * duration))
+        if self._proc.returncode is not None:
+            return Published(count, count, 0.0)
+        job = {"run": run, "rate": rate, "duration": duration, "pad": self._pad}
+        self._proc.stdin.write(json.dumps(job).encode() + b"\n")
+        await self._proc.stdin.drain()
+        longest = count / rate + FEED_SEND_TIMEOUT + CONFIRM_TIMEOUT
+        line = await asyncio.wait_for(self._proc.stdout.readline(), longest)
+        if not line:
+            return Published(count, count, 0.0)
+        answer = json.loads(line)
+        return Published(
+            int(answer["attempted"]),
+            int(answer["failed"]),
+            float(answer["rate"]),
+            float(answer["slowest"]) if self._confirms else 0.0,
+        )
 
 
 @contextlib.asynccontextmanager
-async def line_feeder(
-    command: Sequence[str], pad: int, log_path: Path
-) -> AsyncIterator[LineFeeder]:
+async def feeder_process(
+    command: Sequence[str], pad: int, log_path: Path, *, confirms: bool = False
+) -> AsyncIterator[Feeder]:
+    """``confirms``: its sends wait for RabbitMQ's confirms (``Published.slowest_confirm``)."""
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
             *command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
@@ -899,7 +856,7 @@ async def line_feeder(
                 ready = b""
             if ready.strip() != b"ready":
                 raise RuntimeError(f"feeder did not start: {ready!r}\n{_tail(log_path)}")
-            yield LineFeeder(proc, pad)
+            yield Feeder(proc, pad, confirms=confirms)
             assert proc.stdin is not None
             proc.stdin.close()
             with contextlib.suppress(TimeoutError):
@@ -909,98 +866,27 @@ async def line_feeder(
             await _stop(proc)
 
 
-Pool = asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+class Broker:
+    """This process's own AMQP channel, for what is not publishing."""
 
+    def __init__(self, channel: AbstractChannel) -> None:
+        self._channel = channel
 
-class HttpFeeder:
-    """POSTs each event to the NestJS gateway's ``/api/dashboard/emit-event``, as the seed does.
-
-    The body is the seed's ``{"type", "data", "timestamp"}`` with the benchmark's fields
-    in ``data``, stamped at its scheduled time. POSTs are fired on schedule without waiting
-    for the previous answer, over a few keep-alive connections (one request in flight
-    on each); a POST waits for a free connection only when all are busy.
-    """
-
-    pids: tuple[int, ...] = ()
-
-    def __init__(self, port: int, pad: int) -> None:
-        self._port = port
-        self._pad = pad
-
-    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.wait_for(asyncio.open_connection(HOST, self._port), CONNECT_TIMEOUT)
-
-    def _request(self, run: str, seq: int) -> bytes:
-        fields = {"run": run, "seq": seq, "sentAt": time.time(), "pad": "x" * self._pad}
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        body = json.dumps({"type": "dashboard", "data": fields, "timestamp": stamp}).encode()
-        return (
-            f"POST /api/dashboard/emit-event HTTP/1.1\r\nHost: {HOST}:{self._port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
-
-    async def _post(self, pool: Pool, request: bytes) -> None:
-        reader, writer = await pool.get()
-        try:
-            writer.write(request)
-            status = await reader.readline()
-            if not status:
-                # Node closes a keep-alive connection idle for 5 s: at low rates, send
-                # again on a new one, as a client making a connection per POST would.
-                writer.close()
-                reader, writer = await self._connection()
-                writer.write(request)
-                status = await reader.readline()
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
-            if status.split()[1:2] != [b"202"]:
-                raise RuntimeError(f"POST answered {status!r}")
-        except BaseException:
-            writer.close()
-            reader, writer = await self._connection()
-            raise
-        finally:
-            pool.put_nowait((reader, writer))
-
-    async def run(self, run: str, rate: float, duration: float) -> Published:
-        # Last in, first out: at low rates the same connection stays warm.
-        pool: Pool = asyncio.LifoQueue()
-        for _ in range(HTTP_CONNECTIONS):
-            pool.put_nowait(await self._connection())
-        try:
-            count, start = _schedule(rate, duration)
-            posts = []
-            for seq in range(count):
-                await _on_schedule(start, seq, rate)
-                request = self._request(run, seq)
-                posts.append(asyncio.create_task(self._post(pool, request)))
-            took = asyncio.get_running_loop().time() - start + 1 / rate
-            outcomes = await asyncio.wait_for(
-                asyncio.gather(*posts, return_exceptions=True), CONFIRM_TIMEOUT + 5
-            )
-        finally:
-            while not pool.empty():
-                pool.get_nowait()[1].close()
-        failed = sum(isinstance(o, BaseException) for o in outcomes)
-        return Published(count, failed, (count - failed) / took)
-
-
-Feeder = Publisher | LineFeeder | HttpFeeder
+    async def delete_queue(self, name: str) -> None:
+        """Delete a queue a stopped server left bound, so that it takes no more events."""
+        await asyncio.wait_for(self._channel.queue_delete(name), CONFIRM_TIMEOUT)
 
 
 @contextlib.asynccontextmanager
-async def publisher(url: str, pad: int) -> AsyncIterator[Publisher]:
+async def broker(url: str) -> AsyncIterator[Broker]:
     connection = await aio_pika.connect(url, timeout=10)
     try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.declare_exchange(
+        channel = await connection.channel()
+        # The exchange the servers bind to, before any of them starts.
+        await channel.declare_exchange(
             EVENTS.name, aio_pika.ExchangeType(EVENTS.type), durable=EVENTS.durable
         )
-        yield Publisher(channel, exchange, pad)
+        yield Broker(channel)
     finally:
         await asyncio.wait_for(connection.close(), 5)
 
@@ -1501,19 +1387,19 @@ async def climb_at(
 
 @contextlib.asynccontextmanager
 async def feeder_for(
-    spec: ServerSpec, server: Running, amqp: Publisher, args: Namespace, workdir: Path
+    spec: ServerSpec, server: Running, broker_url: str, args: Namespace, workdir: Path
 ) -> AsyncIterator[Feeder]:
-    if spec.feed == "lines":
-        async with line_feeder(
-            spec.feeder, args.pad, workdir / f"{spec.name}-feeder.log"
-        ) as feeder:
-            cores = sorted(os.sched_getaffinity(feeder.pids[0]))
-            progress(f"  feeder pid {feeder.pids[0]}, cores {cores}")
-            yield feeder
-    elif spec.feed == "http":
-        yield HttpFeeder(server.port, args.pad)
-    else:
-        yield amqp
+    """``spec``'s feeder process, on this process's core (it inherits the affinity)."""
+    command = {
+        "amqp": (sys.executable, str(BASELINES / "amqp_feeder.py"), "--broker", broker_url),
+        "http": (sys.executable, str(BASELINES / "http_feeder.py"), "--port", str(server.port)),
+        "own": spec.feeder,
+    }[spec.feed]
+    log_path = workdir / f"{spec.name}-feeder.log"
+    async with feeder_process(command, args.pad, log_path, confirms=spec.feed == "amqp") as feeder:
+        cores = sorted(os.sched_getaffinity(feeder.pids[0]))
+        progress(f"  feeder pid {feeder.pids[0]}, cores {cores}")
+        yield feeder
 
 
 async def bench(args: Namespace, broker_url: str, workdir: Path, outcome: Outcome) -> None:
@@ -1524,7 +1410,7 @@ async def bench(args: Namespace, broker_url: str, workdir: Path, outcome: Outcom
         asyncio.get_running_loop().add_signal_handler(signum, task.cancel)
     redis_prefix = VHOST_PREFIX + uuid.uuid4().hex[:8]
     specs = server_specs(broker_url, workdir / "state", args, redis_prefix)
-    async with publisher(broker_url, args.pad) as pub:
+    async with broker(broker_url) as pub:
         for name in args.servers:
             spec = specs[name]
             if spec.browser_only and not args.browser:
@@ -1535,7 +1421,7 @@ async def bench(args: Namespace, broker_url: str, workdir: Path, outcome: Outcom
                     outcome.announces[name] = server.announce
                     affinity = sorted(os.sched_getaffinity(server.pid))
                     progress(f"{name}: pid {server.pid} on port {server.port}, cores {affinity}")
-                    async with feeder_for(spec, server, pub, args, workdir) as feeder:
+                    async with feeder_for(spec, server, broker_url, args, workdir) as feeder:
                         await measure(server, spec, feeder, args, outcome)
             except (RuntimeError, OSError, TimeoutError) as exc:
                 # One failing server should not cost the others' numbers.
@@ -1735,7 +1621,8 @@ def notes(outcome: Outcome) -> list[str]:
 
 
 LEGEND = """
-rate: events/s asked for; pub/s: published and confirmed, per second of publishing.
+rate: events/s asked for; pub/s: published and confirmed (NestJS: POSTs answered 202), per
+  second from the first event's due time to the last one's send (a late feeder sends less).
 offer: plain clients, or browser-like ones offering "permessage-deflate;
   client_max_window_bits" (they inflate what the server compresses); accepted: how many of
   them the server accepted compression for. baseline+deflate is the baseline with websockets'
@@ -1757,8 +1644,9 @@ p50/p99/max: receive time - sentAt, over every event at every client. Receive ti
   event at the same rate. /NAME: divided by NAME's (one frame per event, the same offer) at the
   same rate; below 1 is less server CPU per delivered event than NAME. "-": none to divide by.
 server %, gen %: CPU of the server and of the load generator, in % of one core; the generator
-  is this process plus the socketio emitter or Channels group_send process (NestJS's POSTs
-  are sent from this process).
+  is this process plus the server's feeder process on the same core (AMQP publisher, NestJS's
+  POSTs, socketio emitter or Channels group_send), which keeps the schedule and stamps sentAt
+  right before each write, so that this process's busy loop is not in the latency.
 core0 %, core1 %: load of each core from /proc/stat, whoever used it: core0 % - server % and
   core1 % - gen % is RabbitMQ (not pinned) plus anything else running on the machine.
 Highest sustained rate: a step is sustained with no loss, no duplicate, no client dropped,
@@ -1785,7 +1673,7 @@ def report(args: Namespace, outcome: Outcome, header: str, payload: int) -> None
         print(f"  {name}: {line}")
     print(
         f"{args.clients} clients, {args.duration:g} s per rate, events of {payload} bytes, "
-        f"server on core {SERVER_CORE}, load generator and publisher on core {GENERATOR_CORE}"
+        f"server on core {SERVER_CORE}, load generator and feeders on core {GENERATOR_CORE}"
     )
     tables = {
         Kind.FIXED: results_table(outcome.results, Kind.FIXED),

@@ -4,13 +4,12 @@ As Channels documents for sending to consumers from outside them (a view, a
 Celery task), it takes the project's channel layer with ``get_channel_layer()``
 and calls ``group_send("all", {"type": "event.message", "text": event})``.
 
-Events come on standard input as JSON lines, one event per line, sent the
-moment each line arrives, so the benchmark's publisher keeps its own schedule
-and stamps ``sentAt`` itself. It prints ``ready`` once the layer answered, and
-``done N`` after standard input ends, N events sent.
+The runs come on standard input and it keeps their schedule itself (``feed.py``),
+sending one event after another, in order; each event's ``sentAt`` is stamped
+right before its ``group_send()``. It prints ``ready`` once the layer answered.
 
-    printf '{"seq": 1}\\n' | python bench/baselines/channels_publisher.py \\
-        --redis redis://127.0.0.1:6379/0
+    printf '{"run": "r", "rate": 10, "duration": 1, "pad": 8}\\n' | \\
+        python bench/baselines/channels_publisher.py --redis redis://127.0.0.1:6379/0
 """
 
 from __future__ import annotations
@@ -27,11 +26,9 @@ from channels.layers import get_channel_layer
 # The Channels project beside this file, as ``serve.py`` runs it.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "channels_server"))
 from bench_channels.consumers import GROUP
-from feed import feed
+from feed import event_body, feed, stamp
 
 __all__ = ["main", "run"]
-
-#: Longest JSON line accepted on standard input.
 
 
 async def run() -> int:
@@ -40,10 +37,10 @@ async def run() -> int:
     # The layer connects on first use: a send to an empty group connects it first.
     await layer.group_send("nobody", {"type": "event.message", "text": "{}"})
 
-    async def send(line: bytes) -> None:
-        await layer.group_send(GROUP, {"type": "event.message", "text": line.decode()})
+    async def send(body: bytes) -> None:
+        await layer.group_send(GROUP, {"type": "event.message", "text": stamp(body).decode()})
 
-    return await feed(send)
+    return await feed(event_body, send, ordered=True)
 
 
 def main() -> None:

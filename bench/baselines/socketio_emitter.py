@@ -5,13 +5,12 @@ view, a Celery worker), it creates ``socketio.AsyncAioPikaManager(url,
 write_only=True)`` on the server's exchange and calls ``emit("event", data)``
 for every event, to all clients of the default namespace.
 
-Events come on standard input as JSON lines, one event per line, sent the
-moment each line arrives, so the benchmark's publisher keeps its own schedule
-and stamps ``sentAt`` itself. It prints ``ready`` once connected to RabbitMQ,
-and ``done N`` after standard input ends, N events emitted.
+The runs come on standard input and it keeps their schedule itself (``feed.py``),
+emitting one event after another, in order; each event's ``sentAt`` is stamped
+right before its ``emit()``. It prints ``ready`` once connected to RabbitMQ.
 
-    printf '{"seq": 1}\\n' | python bench/baselines/socketio_emitter.py \\
-        --broker amqp://guest:guest@127.0.0.1:5672/
+    printf '{"run": "r", "rate": 10, "duration": 1, "pad": 8}\\n' | \\
+        python bench/baselines/socketio_emitter.py --broker amqp://guest:guest@127.0.0.1:5672/
 """
 
 from __future__ import annotations
@@ -19,9 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from typing import Any
 
 import socketio
-from feed import feed
+from feed import event_body, feed, now
 
 __all__ = ["EVENT", "main", "run"]
 
@@ -29,7 +29,6 @@ __all__ = ["EVENT", "main", "run"]
 EVENT = "event"
 #: The server's manager exchange (``socketio_server.CHANNEL``).
 CHANNEL = "socketio"
-#: Longest JSON line accepted on standard input.
 
 
 async def run(broker: str, channel: str) -> int:
@@ -38,10 +37,15 @@ async def run(broker: str, channel: str) -> int:
     # before the first real event, so that connecting is not counted as that event's latency.
     await manager.emit("warm-up", {}, room="nobody")
 
-    async def emit(line: bytes) -> None:
-        await manager.emit(EVENT, json.loads(line))
+    def prepare(run: str, seq: int, pad: int) -> dict[str, Any]:
+        event: dict[str, Any] = json.loads(event_body(run, seq, pad))
+        return event
 
-    emitted = await feed(emit)
+    async def emit(event: dict[str, Any]) -> None:
+        event["data"]["sentAt"] = now()
+        await manager.emit(EVENT, event)
+
+    emitted = await feed(prepare, emit, ordered=True)
     if manager.publisher_connection is not None:
         await manager.publisher_connection.close()
     return emitted
