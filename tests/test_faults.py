@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import statistics
 import subprocess
 import time
 import uuid
@@ -81,18 +82,28 @@ async def test_poison_messages_are_dead_lettered_and_the_good_ones_arrive_on_tim
     await publisher.close()
     reasons = await dead_letters(amqp_url, f"poison-{run}-")
     latency = dict(zip(tally.seqs, tally.latencies, strict=True))
-    mixed = [latency[s] for s in latency if s // block in poisoned_blocks]
-    calm = [latency[s] for s in latency if s // block not in poisoned_blocks]
+    by_block = [[latency[s] for s in range(n * block, (n + 1) * block)] for n in range(len(blocks))]
+    mixed = [x for n, values in enumerate(by_block) if n in poisoned_blocks for x in values]
+    calm = [x for n, values in enumerate(by_block) if n not in poisoned_blocks for x in values]
+    # A block's p99, typical over the blocks of each kind: one stall of this shared
+    # machine spoils one block, not the comparison.
+    typical_mixed = statistics.median(
+        p99(v) for n, v in enumerate(by_block) if n in poisoned_blocks
+    )
+    typical_calm = statistics.median(
+        p99(v) for n, v in enumerate(by_block) if n not in poisoned_blocks
+    )
     print(
         summary("poison", total, [tally]),
         f"dead-lettered {len(reasons)} of {bad}; p99 beside poison {1000 * p99(mixed):.1f} ms, "
-        f"without {1000 * p99(calm):.1f} ms",
+        f"without {1000 * p99(calm):.1f} ms; a block's p99, median: {1000 * typical_mixed:.1f} ms "
+        f"beside poison, {1000 * typical_calm:.1f} ms without",
     )
     assert (len(poison), len(mixed), len(calm)) == (bad, good, total - good)
     assert (tally.lost(total), tally.duplicated(), tally.in_order()) == (0, 0, True)
     assert len(reasons) == bad
     assert all(reason not in ("", "None") for reason in reasons.values())
-    assert p99(mixed) < 2 * p99(calm)
+    assert typical_mixed < 2 * typical_calm
 
 
 async def test_a_dropped_rabbitmq_connection_is_back_within_10_s_and_nothing_is_lost(
