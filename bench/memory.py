@@ -513,6 +513,7 @@ def capacity_report(result: Capacity, args: Namespace, files: int) -> list[str]:
         f"server VmRSS at the end: {result.rss / 2**20:.0f} MiB",
         "",
         "connections  server MiB  step s",
+        "-----------  ----------  ------",
     ]
     lines += [f"{n:>11}  {rss / 2**20:>10.0f}  {s:>6.1f}" for n, rss, s in result.steps]
     return lines

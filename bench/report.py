@@ -49,7 +49,15 @@ SCRIPTS = (
         "Time one Django save (or call) spends sending an event, p50 and p99 in ms; "
         "the `ours / ...` lines below the table are the ratios.",
     ),
+    (
+        "capacity",
+        "How many idle connections one bridge holds on this machine, added in steps "
+        "(`memory.py --capacity`), with its memory at each step and what stopped it.",
+    ),
 )
+
+#: Names whose script is another one with arguments: name -> (script, arguments).
+COMMANDS = {"capacity": ("memory", ("--capacity", "--capacity-step", "2000"))}
 
 #: delivery.py's table titles (delivery.TITLES).
 FIXED = "Plain clients at fixed rates"
@@ -114,8 +122,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def run_script(name: str) -> Run:
     """Run bench/NAME.py, echoing its standard output line by line and keeping it."""
-    command = [sys.executable, str(ROOT / "bench" / f"{name}.py")]
-    print(f"\n=== bench/{name}.py ===", flush=True)
+    script, arguments = COMMANDS.get(name, (name, ()))
+    command = [sys.executable, str(ROOT / "bench" / f"{script}.py"), *arguments]
+    print(f"\n=== bench/{script}.py {' '.join(arguments)} ===", flush=True)
     result = Run(name, command)
     started = time.monotonic()
     with subprocess.Popen(  # noqa: S603 - our own scripts
@@ -127,7 +136,9 @@ def run_script(name: str) -> Run:
             result.lines.append(line.rstrip("\n"))
     result.returncode = proc.returncode
     result.seconds = time.monotonic() - started
-    print(f"=== bench/{name}.py: exit {result.returncode}, {result.seconds:.0f} s ===", flush=True)
+    print(
+        f"=== bench/{script}.py: exit {result.returncode}, {result.seconds:.0f} s ===", flush=True
+    )
     return result
 
 
@@ -234,6 +245,8 @@ class Goal:
 
     @property
     def verdict(self) -> str:
+        if self.met is None and self.measured != "not measured":
+            return "measured"  # a measure without a goal, such as the capacity
         return {True: "met", False: "**missed**", None: "not measured"}[self.met]
 
 
@@ -399,7 +412,21 @@ def goals_table(goals: list[Goal]) -> list[str]:
     return out
 
 
-def all_goals(tables: dict[str, list[Table]]) -> list[Goal]:
+def capacity_goals(tables: list[Table], lines: Sequence[str]) -> list[Goal]:
+    goal = Goal("capacity: idle connections one bridge holds on this machine", "no goal")
+    steps = tables[0] if tables else None
+    if steps is not None and steps.rows:
+        held = steps.cell(steps.rows[-1], "connections")
+        mib = steps.cell(steps.rows[-1], "server MiB")
+        goal.measured = f"{held:,.0f} connections, {mib:.0f} MiB" if held and mib else "-"
+        stopped = [
+            line.removeprefix("stopped by: ") for line in lines if line.startswith("stopped by:")
+        ]
+        goal.note = f"stopped by {stopped[0]}" if stopped else ""
+    return [goal]
+
+
+def all_goals(tables: dict[str, list[Table]], runs: Sequence[Run]) -> list[Goal]:
     makers: dict[str, Callable[[list[Table]], list[Goal]]] = {
         "delivery": delivery_goals,
         "memory": memory_goals,
@@ -408,7 +435,8 @@ def all_goals(tables: dict[str, list[Table]]) -> list[Goal]:
     goals = []
     for name, make in makers.items():
         goals += make(tables.get(name, []))
-    return goals
+    lines = next((run.lines for run in runs if run.name == "capacity"), [])
+    return goals + capacity_goals(tables.get("capacity", []), lines)
 
 
 # The document
@@ -417,7 +445,8 @@ def all_goals(tables: dict[str, list[Table]]) -> list[Goal]:
 def script_section(run: Run, how: str, tables: list[Table]) -> list[str]:
     """The script's tables, each under its title, and what it printed after them, verbatim."""
     status = "" if run.returncode == 0 else f" (**exit {run.returncode}**)"
-    out = [f"## `bench/{run.name}.py`{status}", "", how, ""]
+    script, arguments = COMMANDS.get(run.name, (run.name, ()))
+    out = [f"## `bench/{' '.join((f'{script}.py', *arguments))}`{status}", "", how, ""]
     if not tables:
         return [*out, "No table was printed. Its output:", "", "```", run.output, "```", ""]
     out += [f"It took {run.seconds:.0f} s.", ""]
@@ -470,7 +499,9 @@ def markdown(
         "",
     ]
     for run in runs:
-        out += [f"`{run.name}.py`:", "", "```", *preamble(run, tables[run.name]), "```", ""]
+        script, arguments = COMMANDS.get(run.name, (run.name, ()))
+        title = " ".join((f"{script}.py", *arguments))
+        out += [f"`{title}`:", "", "```", *preamble(run, tables[run.name]), "```", ""]
     hows = dict(SCRIPTS)
     for run in runs:
         out += script_section(run, hows[run.name], tables[run.name])
@@ -599,7 +630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [name for name, _ in SCRIPTS if not args.only or name in args.only]
     runs = [run_script(name) for name in names]
     tables = {run.name: parse_tables(run.lines) for run in runs}
-    goals = all_goals(tables)
+    goals = all_goals(tables, runs)
     args.out.mkdir(parents=True, exist_ok=True)
     md, png = args.out / "benchmarks.md", args.out / "benchmarks.png"
     md.write_text(markdown(runs, tables, started, load, goals) + "\n")
