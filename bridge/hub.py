@@ -22,8 +22,8 @@ from collections.abc import Callable
 
 from bridge.auth import Authenticator, Unauthorized
 from bridge.config import Limits
+from bridge.mailbox import Mailbox
 from bridge.metrics import Metrics
-from bridge.outbox import Outbox
 from bridge.router import Principal, Router
 from bridge.websocket import CLOSE_UNAUTHORIZED, Client
 from schemas import Event, SchemaError
@@ -91,7 +91,7 @@ class Hub:
         recipients = self.router.recipients(entry)
         dirty, batched = self._dirty, self._batched
         for client in recipients:
-            if client.outbox is not None and client.outbox.push(entry):
+            if client.mailbox is not None and client.mailbox.push(entry):
                 (batched if client.batch else dirty).add(client)
         self.counts_by_type[event.type] += 1
         self.metrics.events_in.labels(event.type).inc()
@@ -147,20 +147,20 @@ class Hub:
 
     def join(self, client: Client, principal: Principal | None) -> None:
         """Start delivering to ``client``: welcome, the dashboard snapshot, then live events."""
-        if client.outbox is not None:
+        if client.mailbox is not None:
             self.router.leave(client)
         if principal is not None:
             client.principal = principal
             client.authenticated = True
-        first = client.outbox is None
-        client.outbox = client.outbox or Outbox(joined=self.router.head)
+        first = client.mailbox is None
+        client.mailbox = client.mailbox or Mailbox(joined=self.router.head)
         self.router.join(client)
         user, roles = client.principal.user, sorted(client.principal.roles)
         client.send(WelcomeMessage(user=user, roles=roles, instance=self._instance))
         if not first:
             return
         if self.router.snapshot is not None:
-            client.outbox.push(self.router.snapshot)
+            client.mailbox.push(self.router.snapshot)
         client.set_timer(self.limits.resume_window, lambda: self._release(client))
         log.info(
             "connection opened",
@@ -192,8 +192,8 @@ class Hub:
             )
 
     def _release(self, client: Client) -> None:
-        if client.outbox is not None and client.outbox.held:
-            client.outbox.held = False
+        if client.mailbox is not None and client.mailbox.held:
+            client.mailbox.held = False
             self._dirty.add(client)
             self._schedule_flush()
 
@@ -210,7 +210,7 @@ class Hub:
         except SchemaError as exc:
             client.send_message_error(str(exc), getattr(exc, "errors", None))
             return
-        if client.outbox is None and not isinstance(message, AuthMessage):
+        if client.mailbox is None and not isinstance(message, AuthMessage):
             client.close(CLOSE_UNAUTHORIZED, "authenticate first: {op: auth, token}")
             return
         match message:
@@ -234,12 +234,12 @@ class Hub:
         self.join(client, principal)
 
     def _resume(self, client: Client, after: str | None) -> None:
-        outbox = client.outbox
-        if outbox is None:
+        mailbox = client.mailbox
+        if mailbox is None:
             return
         after_seq = 0 if after is None else self.router.seq_of(after)
-        replay = self.router.replay(client.principal, after, until=outbox.joined)
-        if not outbox.resume(after_seq, replay):
+        replay = self.router.replay(client.principal, after, until=mailbox.joined)
+        if not mailbox.resume(after_seq, replay):
             client.send(ResetMessage(latest=self.router.latest_for(client.principal)))
         self._dirty.add(client)
         self._schedule_flush()

@@ -21,7 +21,7 @@ from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from bridge.outbox import Outbox
+from bridge.mailbox import Mailbox
 from bridge.router import ANONYMOUS, Entry, Principal
 
 if TYPE_CHECKING:
@@ -53,8 +53,8 @@ class Client:
         "fragments",
         "hub",
         "id",
+        "mailbox",
         "opened",
-        "outbox",
         "principal",
         "protocol",
         "remote",
@@ -81,7 +81,7 @@ class Client:
         self.opened = time.monotonic()
         self.principal: Principal = ANONYMOUS
         self.authenticated = False
-        self.outbox: Outbox | None = None
+        self.mailbox: Mailbox | None = None
         self.alive = True
         self.closing = False
         self.timer: asyncio.TimerHandle | None = None
@@ -143,9 +143,9 @@ class Client:
 
     def flush(self, batch_frame: dict[tuple[int, ...], bytes]) -> None:
         """Write everything queued in one go, or drop the client if it is too far behind."""
-        if self.outbox is None or self.closing or self.transport.is_closing():
+        if self.mailbox is None or self.closing or self.transport.is_closing():
             return
-        entries = self.outbox.take()
+        entries = self.mailbox.take()
         if not entries:
             return
         if self.transport.get_write_buffer_size() > self.hub.limits.max_send_buffer:

@@ -8,7 +8,7 @@ from functools import cache
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.outbox import Outbox
+from bridge.mailbox import Mailbox
 from bridge.router import ANONYMOUS, Principal, Router
 from schemas import (
     DashboardUpdate,
@@ -209,18 +209,18 @@ def test_resume_delivers_each_missed_event_once_and_in_order(
     sub = Sub(Principal("u1"))
     for i in range(before):
         router.accept(event(id=f"old{i}"))
-    outbox = Outbox(joined=router.head)
+    mailbox = Mailbox(joined=router.head)
     router.join(sub)
     for i in range(during):
         entry = router.accept(event(id=f"live{i}"))
         assert entry is not None
-        outbox.push(entry)
+        mailbox.push(entry)
     ids = [e.event.id for e in router.history()]
     after = ids[after_index] if after_index < len(ids) else "unknown"
     after_seq = router.seq_of(after)
-    replay = router.replay(sub.principal, after, until=outbox.joined)
-    resumed = outbox.resume(after_seq, replay)
-    got = [e.event.id for e in outbox.take()]
+    replay = router.replay(sub.principal, after, until=mailbox.joined)
+    resumed = mailbox.resume(after_seq, replay)
+    got = [e.event.id for e in mailbox.take()]
     if after == "unknown":
         assert not resumed
     else:
@@ -232,11 +232,11 @@ def test_a_resume_after_live_events_went_out_asks_for_a_reset() -> None:
     router: Router[Sub] = Router()
     router.accept(event(id="a"))
     router.accept(event(id="b"))
-    outbox = Outbox(joined=router.head)
-    outbox.held = False
+    mailbox = Mailbox(joined=router.head)
+    mailbox.held = False
     live = router.accept(event(id="c"))
     assert live is not None
-    outbox.push(live)
-    outbox.take()  # "c" was sent before the client asked to resume after "a"
-    replay = router.replay(ANONYMOUS, "a", until=outbox.joined)
-    assert not outbox.resume(router.seq_of("a"), replay)
+    mailbox.push(live)
+    mailbox.take()  # "c" was sent before the client asked to resume after "a"
+    replay = router.replay(ANONYMOUS, "a", until=mailbox.joined)
+    assert not mailbox.resume(router.seq_of("a"), replay)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from bridge.router import Entry
 
-__all__ = ["Outbox"]
+__all__ = ["Mailbox"]
 
 
-class Outbox:
+class Mailbox:
     """Events queued for one connection, in the order the bridge accepted them."""
 
     __slots__ = ("held", "joined", "last_sent", "pending")
@@ -32,7 +32,7 @@ class Outbox:
         return not self.held
 
     def take(self) -> list[Entry]:
-        """Everything ready to send, oldest first; the outbox is left empty."""
+        """Everything ready to send, oldest first; the mailbox is left empty."""
         entries, self.pending = self.pending, []
         if entries:
             self.last_sent = entries[-1].seq
