@@ -1122,7 +1122,11 @@ class Group:
         )
         result.backlog = not quiet
         lag.behind = result.loss > 0
-        progress(f"  {len(self.clients)} clients {kind}: " + summary_line(result))
+        line = f"  {len(self.clients)} clients {kind}: " + summary_line(result)
+        if self.spec.feed == "amqp":
+            # A stall in RabbitMQ (a quorum queue waits for its disk) shows here first.
+            line += f"  slowest confirm={1000 * result.published.slowest_confirm:.1f} ms"
+        progress(line)
         return result
 
 
