@@ -7,7 +7,7 @@ nothing else was sent. These tests also run on PostgreSQL (test_django_postgres.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date, time
 from decimal import Decimal
 from typing import Any
@@ -18,21 +18,10 @@ from django.db import transaction
 
 from tests.bridges import token
 from tests.django import factories
+from tests.django.rollback import Boom, fail_in_a_transaction
 from tests.django_live import Browser, LiveBridge
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class Boom(Exception):
-    pass
-
-
-def fail_in_a_transaction(*work: Callable[[], object]) -> None:
-    """Do ``work`` in a transaction (a savepoint when one is open), then raise :class:`Boom`."""
-    with transaction.atomic():
-        for step in work:
-            step()
-        raise Boom
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from io import StringIO
 from typing import Any
 
@@ -32,6 +32,7 @@ from producer.models import OutboxEvent
 from tests.bridges import token
 from tests.django import factories
 from tests.django.relays import ROOT, Proxy, RelayProcess, database_url, running_relay
+from tests.django.rollback import Boom, fail_in_a_transaction
 from tests.django_live import Browser, LiveBridge, live_bridge
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,18 +41,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SAVE_BOUND = 0.5
 #: Saves made while RabbitMQ is unreachable (issue 8's figure).
 SAVES = 1000
-
-
-class Boom(Exception):
-    pass
-
-
-def fail_in_a_transaction(*work: Callable[[], object]) -> None:
-    """Do ``work`` in a transaction, then raise :class:`Boom`."""
-    with transaction.atomic():
-        for step in work:
-            step()
-        raise Boom
 
 
 @pytest.fixture(scope="module")
