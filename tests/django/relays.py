@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -22,6 +19,7 @@ from urllib.parse import quote
 from django.db import connection
 
 from tests.django.proxy import Proxy
+from tests.output import Output
 
 __all__ = ["Proxy", "RelayProcess", "database_url", "running_relay"]
 
@@ -67,42 +65,27 @@ class RelayProcess:
             env=env,
             cwd=ROOT,
         )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line)
+        self.out = Output(self.proc.stdout)
+
+    @property
+    def lines(self) -> list[str]:
+        return self.out.lines
 
     def wait_for(self, text: str, timeout: float = WAIT) -> str:
         """The first line from now on that holds ``text``; fails after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"the relay never said {text!r}:\n{self.output}") from None
-            self.lines.append(line)
-            if text in line:
-                return line
+        return self.out.wait_for(text, timeout, fresh=True)
 
     @property
     def output(self) -> str:
-        while not self._queue.empty():
-            self.lines.append(self._queue.get_nowait())
-        return "".join(self.lines)
+        return self.out.text
 
     def stop(self, signum: signal.Signals = signal.SIGTERM, timeout: float = WAIT) -> int:
         """Send ``signum`` and wait for the exit code."""
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
         code = self.proc.wait(timeout)
-        self._reader.join(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        self.out.close()
         return code
 
 

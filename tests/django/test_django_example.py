@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import queue
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections import Counter
 from io import StringIO
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 import requests
@@ -27,6 +25,7 @@ from websockets.asyncio.client import connect
 
 from tests.bridges import token
 from tests.django_live import LiveBridge
+from tests.output import Output
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,41 +93,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-class Output:
-    """A process's output, line by line, waited on with a timeout."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str] = queue.Queue()
-        self._stream = stream
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self._stream:
-            self._queue.put(line)
-
-    def close(self) -> None:
-        """Once the process is gone: read to the end, then close."""
-        self._reader.join(10)
-        self._stream.close()
-
-    def wait_for(self, text: str, timeout: float = 60) -> str:
-        """The first line with ``text``, among those read already or coming."""
-        for line in self.lines:
-            if text in line:
-                return line
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no {text!r} in:\n{''.join(self.lines)}") from None
-            self.lines.append(line)
-            if text in line:
-                return line
 
 
 def refused(port: int) -> bool:
