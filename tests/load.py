@@ -27,6 +27,9 @@ from tests.bridges import EVENT_BRIDGE, SECRET
 
 #: How long a publish may wait for RabbitMQ's confirm before it is tried again.
 CONFIRM_TIMEOUT = 5.0
+#: How long opening a connection may take, and how many a publish may try.
+CONNECT_TIMEOUT = 5.0
+ATTEMPTS = 20
 
 
 def event(run: str, seq: int) -> Event:
@@ -207,15 +210,16 @@ class Publisher:
             message_id=message_id,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
-        while True:
+        for _ in range(ATTEMPTS):
             try:
-                exchange = await self._open()
+                # Opening a new connection is what a retry waits on, for CONNECT_TIMEOUT at most.
+                exchange = await asyncio.wait_for(self._open(), CONNECT_TIMEOUT)
                 await exchange.publish(message, key, timeout=CONFIRM_TIMEOUT)
                 return
             except (aio_pika.exceptions.AMQPError, ConnectionError, TimeoutError):
                 self.reconnects += 1
                 self._exchange = None
-                await asyncio.sleep(0.1)  # RabbitMQ just dropped us: give it a moment
+        raise AssertionError(f"{message_id} not confirmed after {ATTEMPTS} connections")
 
     async def steady(
         self, run: str, count: int, rate: float, poison: dict[int, bytes], inflight: int = 1
