@@ -614,7 +614,26 @@ _EVENT = re.compile(rb'"run":"([^"]*)","seq":(\d+),"sentAt":([0-9.eE+-]+)')
 _PING_OP = Frame(Opcode.TEXT, b'{"op": "ping"}')
 
 
-class Client(FrameReader):
+class Records:
+    """What one client saw of the current run: ``(seq, latency)`` per event, and frames."""
+
+    def begin(self, run: bytes) -> None:
+        """Start recording the events of ``run``; forget anything recorded before."""
+        self.run = run
+        self.records: list[tuple[int, float]] = []
+        self.frames = 0
+        self.last_receive = 0.0
+
+    def _record(self, event: re.Match[bytes] | None, now: float) -> bool:
+        """Record ``event`` if it is one of this run's; false if it is no event at all."""
+        if event is None:
+            return False
+        if event[1] == self.run:
+            self.records.append((int(event[2]), now - float(event[3])))
+        return True
+
+
+class Client(Records, FrameReader):
     """A plain WebSocket client that does only what the benchmark needs, cheaply.
 
     :class:`FrameReader` (``bench/baselines/sio_client.py``) parses the frames and,
@@ -633,13 +652,6 @@ class Client(FrameReader):
     def welcomed(self) -> asyncio.Future[None]:
         return self.ready
 
-    def begin(self, run: bytes) -> None:
-        """Start recording the events of ``run``; forget anything recorded before."""
-        self.run = run
-        self.records: list[tuple[int, float]] = []
-        self.frames = 0
-        self.last_receive = 0.0
-
     def _text(self, payload: bytes | bytearray, now: float) -> None:
         self.frames += 1
         self.last_receive = now
@@ -647,11 +659,8 @@ class Client(FrameReader):
             self._message(message, now)
 
     def _message(self, message: bytes | bytearray, now: float) -> None:
-        event = _EVENT.search(message)
-        if event is None:
+        if not self._record(_EVENT.search(message), now):
             self._control(message)
-        elif event[1] == self.run:
-            self.records.append((int(event[2]), now - float(event[3])))
 
     def _control(self, message: bytes | bytearray) -> None:
         kind = str(json.loads(message).get("type", ""))
@@ -696,7 +705,7 @@ async def connect_clients(
 _SIO_EVENT = re.compile(rb'"run":\s*"([^"]*)",\s*"seq":\s*(\d+),\s*"sentAt":\s*([0-9.eE+-]+)')
 
 
-class SioRecorder:
+class SioRecorder(Records):
     """What ``Client`` records, for a socket.io client (``bench/baselines/sio_client.py``).
 
     socket.io sends one event per frame, so ``frames`` counts the events of any run.
@@ -706,18 +715,10 @@ class SioRecorder:
         self.sio: SioClient | None = None
         self.begin(b"")
 
-    def begin(self, run: bytes) -> None:
-        self.run = run
-        self.records: list[tuple[int, float]] = []
-        self.frames = 0
-        self.last_receive = 0.0
-
     def on_event(self, data: bytes | bytearray, now: float) -> None:
         self.frames += 1
         self.last_receive = now
-        event = _SIO_EVENT.search(data)
-        if event is not None and event[1] == self.run:
-            self.records.append((int(event[2]), now - float(event[3])))
+        self._record(_SIO_EVENT.search(data), now)
 
     @property
     def lost(self) -> asyncio.Future[None]:
