@@ -144,6 +144,11 @@ class BridgeProcess:
         """Wait for the next log line containing ``text``."""
         await self.counted(text, self.count(text) + 1, timeout)
 
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to clients or RabbitMQ."""
+        assert self.proc is not None
+        self.proc.kill()
+
     @property
     def pid(self) -> int:
         assert self.proc is not None

@@ -16,9 +16,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import aio_pika
+import pytest
 from websockets.asyncio.client import connect
 
 from schemas.topology import DEAD_LETTER_QUEUE
+from tests.fleet import Fleet
 from tests.load import BridgeProcess, Publisher, Tally, counting, p99, summary
 
 POISON_KINDS = (
@@ -182,3 +184,60 @@ async def test_connection_churn_leaves_no_leak(amqp_url: str, tmp_path: Path) ->
     assert seconds < 60
     assert files_after == files
     assert memory_after - memory < 4 * 1024
+
+
+@pytest.mark.timeout(180)
+async def test_a_killed_instance_s_clients_resume_on_the_other_exactly_once_in_order(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    """Issue 8, scenario 3: an instance SIGKILLed under load, 200 events/s to 1,000 clients.
+
+    Its clients reconnect to the other instance and resume after the last
+    event they saw; that instance's own queue brought it every event, so its
+    history holds the ones they missed.
+    """
+    sent, rate, clients = 3000, 200.0, 1000
+    run = uuid.uuid4().hex[:8]
+    publisher = Publisher(amqp_url)
+    fleet = Fleet(run, marks=(sent // 3, sent))
+    async with contextlib.AsyncExitStack() as stack:
+        bridges = []
+        for name in ("faults-killed", "faults-survivor"):
+            # 10 s of events at 200/s: room for every client's reconnection (docs/operations.md).
+            bridge = BridgeProcess(amqp_url, name, tmp_path, "--history-size", "2000")
+            bridges.append(await stack.enter_async_context(bridge))
+            await bridges[-1].logged("connected to", 15)
+        doomed, survivor = bridges
+        try:
+            await fleet.open(doomed.port, clients)
+            fleet.reconnect_to = survivor.port
+            publishing = asyncio.create_task(publisher.steady(run, sent, rate, {}, inflight=16))
+            await fleet.reached(sent // 3, timeout=60)
+            doomed.kill()
+            killed = time.monotonic()
+            await asyncio.wait_for(publishing, 60)
+            published = time.monotonic()
+            # On a timeout the counts below say what is missing.
+            with contextlib.suppress(TimeoutError):
+                await fleet.reached(sent, timeout=30)
+            caught_up = time.monotonic() - killed
+        finally:
+            await fleet.close()
+    await publisher.close()
+    watchers = fleet.watchers
+    delivered = sum(len(w.seqs) for w in watchers)
+    lost = sum(w.lost(sent) for w in watchers)
+    duplicates = sum(w.duplicates for w in watchers)
+    print(
+        f"killed instance: sent {sent} x {clients} clients at {rate:.0f}/s, delivered {delivered} "
+        f"after dropping {duplicates} repeats by id, lost {lost}; "
+        f"{sum(w.reconnects for w in watchers)} reconnections, "
+        f"{sum(w.resets for w in watchers)} resets; every client was back on the other "
+        f"instance {max(w.welcomed for w in watchers) - killed:.1f} s after the kill "
+        f"and had every event {caught_up:.1f} s after it (publishing ended "
+        f"{published - killed:.1f} s after it)"
+    )
+    assert sum(w.resets for w in watchers) == 0
+    assert (delivered, lost) == (sent * clients, 0)
+    assert all(w.reconnects == 1 for w in watchers)
+    assert all(w.in_order() for w in watchers)
