@@ -183,6 +183,28 @@ def _default_state_dir() -> Path:
     show_default=True,
     help="Requests made with the API key at once before --api-rate-per-key applies.",
 )
+@click.option(
+    "--max-send-buffer",
+    envvar="BRIDGE_MAX_SEND_BUFFER",
+    show_envvar=True,
+    type=click.IntRange(min=1024),
+    default=Limits.max_send_buffer,
+    show_default=True,
+    metavar="BYTES",
+    help="Bytes that may wait for one client beyond its socket's own 256 KiB before it "
+    "counts as too slow: it is closed with 1013 and resumes when it reconnects.",
+)
+@click.option(
+    "--batch-window",
+    envvar="BRIDGE_BATCH_WINDOW",
+    show_envvar=True,
+    type=click.FloatRange(min=0.001, max=10),
+    default=Limits.batch_window,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a ?batch=1 connection's events may wait to share one frame: shorter "
+    "is fresher, longer costs less CPU per event.",
+)
 def serve(
     host: str,
     port: int,
@@ -199,6 +221,8 @@ def serve(
     api_burst_per_ip: int,
     api_rate_per_key: float,
     api_burst_per_key: int,
+    max_send_buffer: int,
+    batch_window: float,
 ) -> None:
     """Run one bridge instance until SIGTERM or Ctrl-C.
 
@@ -228,6 +252,8 @@ def serve(
                 api_burst_per_ip=api_burst_per_ip,
                 api_rate_per_key=api_rate_per_key,
                 api_burst_per_key=api_burst_per_key,
+                max_send_buffer=max_send_buffer,
+                batch_window=batch_window,
             ),
         )
     except ConfigError as exc:

@@ -32,9 +32,14 @@ class Limits:
     api_rate_per_key: float = 1000.0
     #: Requests made with the API key at once before ``api_rate_per_key`` applies.
     api_burst_per_key: int = 5000
-    #: Bytes waiting to be written to one client before it counts as too slow
-    #: and is closed with 1013.
+    #: Bytes waiting to be written to one client, beyond what its socket holds,
+    #: before it counts as too slow and is closed with 1013.
     max_send_buffer: int = 1024 * 1024
+    #: The kernel's send buffer of each WebSocket (SO_SNDBUF; Linux doubles it).
+    #: Left to autotune, a client that stops reading parks up to 4 MiB in it
+    #: before ``max_send_buffer`` even starts counting; 256 KiB still moves
+    #: 2.5 MB/s over a 100 ms round trip, far more than events need.
+    socket_send_buffer: int = 128 * 1024
     #: Seconds a ``?batch=1`` connection's events may wait to share a frame;
     #: an event after a quiet spell of this long leaves at once.
     batch_window: float = 0.1

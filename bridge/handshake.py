@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import socket
 from dataclasses import dataclass
 
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
@@ -58,6 +59,10 @@ class Handshake:
         _write(transport, protocol)
         if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
             return None
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            send_buffer = self.settings.limits.socket_send_buffer
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         client = Client(
             self.hub,
             transport,

@@ -2,10 +2,13 @@
 
 A ``websockets`` client task per connection costs more than the bridge spends
 on it, so that one test process could not follow 1,000 clients at 200 events/s.
-Each :class:`Watcher` is a bare :class:`asyncio.Protocol` around the library's
+Each :class:`Watcher` is a bare non-blocking socket around the library's
 Sans-I/O :class:`~websockets.client.ClientProtocol` (the handshake, framing,
 pings and closes stay the library's), and reads from each frame only the
-number and send time of the test's events, with a regular expression. It
+number and send time of the test's events, with a regular expression. Its
+latency is measured to the kernel's receive timestamp (``SO_TIMESTAMPNS``),
+so that the test process falling behind a thousand sockets does not count
+as the bridge's delay. It
 counts what arrived as ``/client.js`` would show it: duplicates (by id)
 dropped, the rest in the order received. It can reconnect elsewhere and
 resume after the last event it saw, as ``/client.js`` does.
@@ -18,12 +21,12 @@ import asyncio
 import contextlib
 import random
 import re
+import socket
+import struct
 import time
-from collections.abc import Iterator
 
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Response
 from websockets.uri import parse_uri
 
 __all__ = ["Fleet", "Watcher"]
@@ -32,25 +35,35 @@ __all__ = ["Fleet", "Watcher"]
 OPEN_TIMEOUT = 30.0
 #: The longest delay before /client.js's first reconnection, in seconds.
 FIRST_RETRY = 0.5
+#: Python's socket module does not name it; 35 on Linux.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+#: One client in this many times every event it gets.
+TIMED_EVERY = 10
+_READ_SIZE = 256 * 1024
+_ANCILLARY_SIZE = socket.CMSG_SPACE(struct.calcsize("qq"))
 
 
-class Watcher(asyncio.Protocol):
+class Watcher:
     """One client: records the ``seq`` of every event of its run it is shown."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, *, timed: bool) -> None:
         self.fleet = fleet
+        #: Whether it times the events it counts.
+        self.timed = timed
+        #: Distinct events of the run, in the order they arrived.
         self.seqs = array.array("q")
+        #: Seconds from each one's ``sentAt`` to the kernel's receive timestamp (if timed).
         self.latencies = array.array("d")
         self.duplicates = 0
         self.resets = 0
         self.reconnects = 0
         #: When its latest connection was welcomed (time.monotonic()).
         self.welcomed = 0.0
-        self.closed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        self._seen: set[int] = set()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._seen = bytearray(fleet.marks[-1])
         self._welcomed: asyncio.Future[None] | None = None
         self._protocol: ClientProtocol | None = None
-        self._transport: asyncio.Transport | None = None
+        self._sock: socket.socket | None = None
         self._first_message = b'{"op": "ping"}'
         #: How many of the fleet's marks it has passed.
         self._passed = 0
@@ -68,33 +81,53 @@ class Watcher(asyncio.Protocol):
         self._protocol = ClientProtocol(
             parse_uri(f"ws://127.0.0.1:{port}{self.fleet.path}"), max_size=None
         )
-        await loop.create_connection(lambda: self, "127.0.0.1", port)
-        await asyncio.wait_for(self._welcomed, OPEN_TIMEOUT)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        assert self._protocol is not None
-        self._transport = transport
+        sock = socket.socket()
+        sock.setblocking(False)
+        # The kernel stamps each read: a busy test process does not count as latency.
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        self._sock = sock
         self._protocol.send_request(self._protocol.connect())
         self._write()
+        loop.add_reader(sock.fileno(), self._readable)
+        await asyncio.wait_for(self._welcomed, OPEN_TIMEOUT)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
+    def _lost(self, reason: object) -> None:
+        self._drop_socket()
         if self._welcomed is not None and not self._welcomed.done():
-            self._welcomed.set_exception(ConnectionError(f"closed before the welcome: {exc}"))
+            self._welcomed.set_exception(ConnectionError(f"closed before the welcome: {reason}"))
         if not self.closed.done():
-            self.closed.set_result(None if self._protocol is None else self._protocol.close_code)
+            self.closed.set_result(None)
         self.fleet.lost(self)
+
+    def _drop_socket(self) -> None:
+        if self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
 
     # Reading
 
-    def data_received(self, data: bytes) -> None:
-        received = time.time()
+    def _readable(self) -> None:
+        assert self._sock is not None
         assert self._protocol is not None
+        try:
+            data, ancillary, _flags, _address = self._sock.recvmsg(_READ_SIZE, _ANCILLARY_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._lost(exc)
+            return
+        if not data:
+            self._lost("end of stream")
+            return
+        received = time.time()
+        for level, kind, value in ancillary:
+            if (level, kind) == (socket.SOL_SOCKET, SO_TIMESTAMPNS):
+                seconds, nanoseconds = struct.unpack("qq", value)
+                received = seconds + nanoseconds / 1e9
         self._protocol.receive_data(data)
         for event in self._protocol.events_received():
-            if isinstance(event, Response):
-                continue
             if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
                 self._read(bytes(event.data), received)
         self._write()
@@ -108,18 +141,38 @@ class Watcher(asyncio.Protocol):
             return
         if b'"bridge:reset"' in payload:
             self.resets += 1
-        for seq, sent_at in self.fleet.pattern.findall(payload):
-            number = int(seq)
-            if number in self._seen:
-                self.duplicates += 1
-                continue
-            self._seen.add(number)
-            self.seqs.append(number)
-            self.latencies.append(received - float(sent_at))
+        marker = self.fleet.marker
+        count = payload.count(marker)
+        if not count:
+            return
+        start, end = payload.find(marker) + len(marker), payload.rfind(marker) + len(marker)
+        first, last = _number(payload, start), _number(payload, end)
+        seen = self._seen
+        if last - first + 1 == count and not any(seen[first : last + 1]):
+            # The usual frame: the next events, in order, counted without a loop.
+            seen[first : last + 1] = b"\x01" * count
+            self.seqs.extend(range(first, last + 1))
+            if self.timed:
+                found = self.fleet.pattern.findall(payload)
+                self.latencies.extend(received - float(sent_at) for _, sent_at in found)
+        else:
+            self._read_one_by_one(payload, received)
         marks = self.fleet.marks
-        while self._passed < len(marks) and len(self._seen) >= marks[self._passed]:
+        while self._passed < len(marks) and len(self.seqs) >= marks[self._passed]:
             self.fleet.passed(self._passed)
             self._passed += 1
+
+    def _read_one_by_one(self, payload: bytes, received: float) -> None:
+        seen = self._seen
+        for seq, sent_at in self.fleet.pattern.findall(payload):
+            number = int(seq)
+            if seen[number]:
+                self.duplicates += 1
+                continue
+            seen[number] = 1
+            self.seqs.append(number)
+            if self.timed:
+                self.latencies.append(received - float(sent_at))
 
     # Writing
 
@@ -129,22 +182,23 @@ class Watcher(asyncio.Protocol):
         self._write()
 
     def _write(self) -> None:
-        if self._protocol is None or self._transport is None:
+        if self._protocol is None or self._sock is None:
             return
         for data in self._protocol.data_to_send():
             if data:
-                self._transport.write(data)
+                # A handshake, a pong or a close: far less than an empty socket buffer.
+                sent = self._sock.send(data)
+                assert sent == len(data), f"sent {sent} of {len(data)} bytes"
             else:
-                self._transport.close()
+                self._sock.shutdown(socket.SHUT_WR)
 
     def stop_reading(self) -> None:
         """Stop reading the socket, as a frozen tab would."""
-        assert self._transport is not None
-        self._transport.pause_reading()
+        assert self._sock is not None
+        asyncio.get_running_loop().remove_reader(self._sock.fileno())
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
+        self._drop_socket()
 
     # What it saw
 
@@ -157,7 +211,21 @@ class Watcher(asyncio.Protocol):
         return all(a < b for a, b in zip(self.seqs, self.seqs[1:], strict=False))
 
     def lost(self, sent: int) -> int:
-        return sent - len(self._seen)
+        return sent - len(self.seqs)
+
+
+def _number(data: bytes, start: int) -> int:
+    end = start
+    while data[end] in _DIGITS:
+        end += 1
+    return int(data[start:end])
+
+
+_DIGITS = frozenset(b"0123456789")
+
+
+def _p99(values: list[float]) -> float:
+    return sorted(values)[int(0.99 * (len(values) - 1))]
 
 
 class Fleet:
@@ -172,9 +240,8 @@ class Fleet:
         self.marks = marks
         self.path = path
         # The test's events are dashboard updates whose data is {"run", "seq", "sentAt"}.
-        self.pattern = re.compile(
-            rb'"run":"' + re.escape(run.encode()) + rb'","seq":(\d+),"sentAt":([0-9.eE+-]+)'
-        )
+        self.marker = b'"run":"' + run.encode() + b'","seq":'
+        self.pattern = re.compile(re.escape(self.marker) + rb'(\d+),"sentAt":([0-9.eE+-]+)')
         self.watchers: list[Watcher] = []
         self.reconnect_to: int | None = None
         self._short_of = [0] * len(marks)
@@ -187,7 +254,9 @@ class Fleet:
 
         async def one() -> None:
             async with gate:
-                watcher = Watcher(self)
+                # Every client gets the same frames at nearly the same time: a tenth of
+                # them timing every event is the whole's latency, for a tenth of the work.
+                watcher = Watcher(self, timed=len(self.watchers) % TIMED_EVERY == 0)
                 self.watchers.append(watcher)
                 self._short_of = [short + 1 for short in self._short_of]
                 for reached in self._reached:
@@ -220,9 +289,15 @@ class Fleet:
         """Wait until every client has seen ``count`` (one of the marks) distinct events."""
         await asyncio.wait_for(self._reached[self.marks.index(count)].wait(), timeout)
 
-    def latencies(self) -> Iterator[float]:
+    def p99(self, block: int | None = None) -> list[float]:
+        """The 99th percentile of the latency of every event at the timed clients, or
+        one for each ``block`` consecutive events of the run."""
+        blocks: dict[int, list[float]] = {}
         for watcher in self.watchers:
-            yield from watcher.latencies
+            if watcher.timed:
+                for seq, latency in zip(watcher.seqs, watcher.latencies, strict=True):
+                    blocks.setdefault(0 if block is None else seq // block, []).append(latency)
+        return [_p99(blocks[number]) for number in sorted(blocks)]
 
     async def close(self) -> None:
         self.reconnect_to = None

@@ -59,6 +59,8 @@ def test_the_password_never_shows(tmp_path: Path) -> None:
         (["--port", "70000"], "Invalid value for '--port'"),
         (["--instance", "a b"], "--instance 'a b': use 1 to 200 letters"),
         (["--history-size", "0"], "Invalid value for '--history-size'"),
+        (["--max-send-buffer", "10"], "Invalid value for '--max-send-buffer'"),
+        (["--batch-window", "0"], "Invalid value for '--batch-window'"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(args: list[str], says: str) -> None:
@@ -85,6 +87,8 @@ def test_serve_help_lists_every_option_with_its_variable() -> None:
         ("--allowed-origins", "BRIDGE_ALLOWED_ORIGINS"),
         ("--instance", "BRIDGE_INSTANCE"),
         ("--compression", "BRIDGE_COMPRESSION"),
+        ("--max-send-buffer", "BRIDGE_MAX_SEND_BUFFER"),
+        ("--batch-window", "BRIDGE_BATCH_WINDOW"),
     ]:
         assert option in done.stdout
         assert env in done.stdout

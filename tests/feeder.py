@@ -1,0 +1,40 @@
+"""Publish a run of test events from a process of its own.
+
+A test process that also reads a thousand sockets would stamp ``sentAt``
+long before its publish leaves; alone, this one writes each event as soon as
+it is stamped. Exits 0 once RabbitMQ confirmed every event.
+
+    python -m tests.feeder AMQP_URL RUN COUNT RATE
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from tests.load import Publisher
+
+
+async def feed(amqp_url: str, run: str, count: int, rate: float) -> None:
+    publisher = Publisher(amqp_url)
+    try:
+        await publisher.steady(run, count, rate, {}, inflight=16)
+    finally:
+        await publisher.close()
+
+
+async def started(amqp_url: str, run: str, count: int, rate: float) -> asyncio.subprocess.Process:
+    """Start publishing events 0 … count-1 of ``run`` at ``rate`` per second."""
+    args = [amqp_url, run, str(count), str(rate)]
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "tests.feeder", *args)
+
+
+async def finished(feeder: asyncio.subprocess.Process, timeout: float) -> None:
+    """Wait for the feeder to have every event confirmed."""
+    code = await asyncio.wait_for(feeder.wait(), timeout)
+    assert code == 0, f"the feeder exited with {code}"
+
+
+if __name__ == "__main__":
+    url, run, count, rate = sys.argv[1:]
+    asyncio.run(feed(url, run, int(count), float(rate)))
