@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -40,10 +41,8 @@ def _drop_stale_vhosts() -> None:
                 _rabbitmqctl("delete_vhost", name)
 
 
-@pytest.fixture(scope="session")
-def amqp_url() -> Iterator[str]:
-    """The URL of a vhost that only this test run uses; it is deleted afterwards."""
-    _drop_stale_vhosts()
+@contextlib.contextmanager
+def _vhost() -> Iterator[str]:
     vhost = f"{_PREFIX}{int(time.time())}-{uuid.uuid4().hex[:8]}"
     parts = urlsplit(BROKER)
     user = parts.username or "guest"
@@ -53,3 +52,19 @@ def amqp_url() -> Iterator[str]:
         yield urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
     finally:
         _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """The URL of a vhost that only this test run uses; it is deleted afterwards."""
+    _drop_stale_vhosts()
+    with _vhost() as url:
+        yield url
+
+
+@pytest.fixture
+def own_amqp_url(amqp_url: str) -> Iterator[str]:
+    """A vhost for one test alone: no queue of an earlier test's bridge (each keeps
+    its queue for an hour) takes a copy of every event it publishes."""
+    with _vhost() as url:
+        yield url

@@ -56,7 +56,7 @@ async def dead_letters(amqp_url: str, prefix: str) -> dict[str, str]:
 
 
 async def test_poison_messages_are_dead_lettered_and_the_good_ones_arrive_on_time(
-    amqp_url: str, tmp_path: Path
+    own_amqp_url: str, tmp_path: Path
 ) -> None:
     """Issue 8, scenario 5: 100 malformed messages mixed into 10,000 good ones.
 
@@ -75,17 +75,17 @@ async def test_poison_messages_are_dead_lettered_and_the_good_ones_arrive_on_tim
     }
     total = len(blocks) * block
     run = uuid.uuid4().hex[:8]
-    publisher = Publisher(amqp_url)
+    publisher = Publisher(own_amqp_url)
     tally = Tally(expected=total)
     async with (
-        BridgeProcess(amqp_url, "faults-poison", tmp_path) as bridge,
+        BridgeProcess(own_amqp_url, "faults-poison", tmp_path) as bridge,
         counting(bridge.port, run, tally),
     ):
         await bridge.logged("connected to", 15)
         await publisher.steady(run, total, rate, poison, inflight=50)
         await tally.received()
     await publisher.close()
-    reasons = await dead_letters(amqp_url, f"poison-{run}-")
+    reasons = await dead_letters(own_amqp_url, f"poison-{run}-")
     latency = dict(zip(tally.seqs, tally.latencies, strict=True))
     by_block = [[latency[s] for s in range(n * block, (n + 1) * block)] for n in range(len(blocks))]
     mixed = [x for n, values in enumerate(by_block) if n in poisoned_blocks for x in values]
@@ -112,13 +112,13 @@ async def test_poison_messages_are_dead_lettered_and_the_good_ones_arrive_on_tim
 
 
 async def test_a_dropped_rabbitmq_connection_is_back_within_10_s_and_nothing_is_lost(
-    amqp_url: str, tmp_path: Path
+    own_amqp_url: str, tmp_path: Path
 ) -> None:
     """Issue 8, scenario 4: ``rabbitmqctl close_all_connections`` under load."""
     sent, rate = 3000, 300.0
     run = uuid.uuid4().hex[:8]
-    publisher = Publisher(amqp_url)
-    async with BridgeProcess(amqp_url, "faults-dropped", tmp_path) as bridge:
+    publisher = Publisher(own_amqp_url)
+    async with BridgeProcess(own_amqp_url, "faults-dropped", tmp_path) as bridge:
         await bridge.logged("connected to", 15)
         tallies = [Tally(expected=sent) for _ in range(10)]
         async with contextlib.AsyncExitStack() as clients:
@@ -130,7 +130,13 @@ async def test_a_dropped_rabbitmq_connection_is_back_within_10_s_and_nothing_is_
             dropped = time.monotonic()
             await asyncio.to_thread(
                 subprocess.run,
-                ["rabbitmqctl", "close_all_connections", "-p", vhost_of(amqp_url), "fault test"],
+                [
+                    "rabbitmqctl",
+                    "close_all_connections",
+                    "-p",
+                    vhost_of(own_amqp_url),
+                    "fault test",
+                ],
                 check=True,
                 capture_output=True,
             )
@@ -170,9 +176,9 @@ async def churn(bridge: BridgeProcess, count: int, concurrency: int = 20) -> Non
     await bridge.counted("connection closed", closed, timeout=30)
 
 
-async def test_connection_churn_leaves_no_leak(amqp_url: str, tmp_path: Path) -> None:
+async def test_connection_churn_leaves_no_leak(own_amqp_url: str, tmp_path: Path) -> None:
     """Issue 8, scenario 7: 10,000 connects and disconnects in a minute."""
-    async with BridgeProcess(amqp_url, "faults-churn", tmp_path) as bridge:
+    async with BridgeProcess(own_amqp_url, "faults-churn", tmp_path) as bridge:
         await bridge.logged("connected to", 15)
         await churn(bridge, 1000)  # warm-up: the allocator's pools, the imports
         files, memory = open_files(bridge.pid), resident_kib(bridge.pid)
@@ -191,7 +197,7 @@ async def test_connection_churn_leaves_no_leak(amqp_url: str, tmp_path: Path) ->
 
 @pytest.mark.timeout(180)
 async def test_a_killed_instance_s_clients_resume_on_the_other_exactly_once_in_order(
-    amqp_url: str, tmp_path: Path
+    own_amqp_url: str, tmp_path: Path
 ) -> None:
     """Issue 8, scenario 3: an instance SIGKILLed under load, 200 events/s to 1,000 clients.
 
@@ -206,14 +212,14 @@ async def test_a_killed_instance_s_clients_resume_on_the_other_exactly_once_in_o
         bridges = []
         for name in ("faults-killed", "faults-survivor"):
             # 10 s of events at 200/s: room for every client's reconnection (docs/operations.md).
-            bridge = BridgeProcess(amqp_url, name, tmp_path, "--history-size", "2000")
+            bridge = BridgeProcess(own_amqp_url, name, tmp_path, "--history-size", "2000")
             bridges.append(await stack.enter_async_context(bridge))
             await bridges[-1].logged("connected to", 15)
         doomed, survivor = bridges
         try:
             await fleet.open(doomed.port, clients)
             fleet.reconnect_to = survivor.port
-            feeder = await feeding.started(amqp_url, run, sent, rate)
+            feeder = await feeding.started(own_amqp_url, run, sent, rate)
             await fleet.reached(sent // 3, timeout=60)
             doomed.kill()
             killed = time.monotonic()
@@ -250,7 +256,7 @@ def resident_mib(pid: int) -> float:
 
 @pytest.mark.timeout(180)
 async def test_a_client_that_stops_reading_is_dropped_and_the_others_stay_on_time(
-    amqp_url: str, tmp_path: Path
+    own_amqp_url: str, tmp_path: Path
 ) -> None:
     """Issue 8, scenario 6: one client stops reading while 1,000 others get 200 events/s.
 
@@ -267,7 +273,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_the_others_stay_on_tim
     fleet = Fleet(run, marks=(sent,))
     frozen = Fleet(run, marks=(sent,), path="/ws")
     args = ("--max-send-buffer", str(limit))
-    async with BridgeProcess(amqp_url, "faults-slow", tmp_path, *args) as bridge:
+    async with BridgeProcess(own_amqp_url, "faults-slow", tmp_path, *args) as bridge:
         await bridge.logged("connected to", 15)
         try:
             await fleet.open(bridge.port, clients)
@@ -278,7 +284,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_the_others_stay_on_tim
             dropped = asyncio.create_task(bridge.logged("slow client dropped", 60))
             # Nobody else closes meanwhile: the next connection closed is the frozen one.
             closed = asyncio.create_task(bridge.logged("connection closed", 60))
-            feeder = await feeding.started(amqp_url, run, sent, rate)
+            feeder = await feeding.started(own_amqp_url, run, sent, rate)
             await dropped
             noticed = time.monotonic() - stopped
             await closed
