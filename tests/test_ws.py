@@ -269,29 +269,44 @@ async def test_a_stalled_client_is_dropped_and_does_not_delay_the_others(tmp_pat
         writer.close()
 
 
-async def test_a_client_on_a_slow_link_that_resumes_a_large_replay_is_not_dropped(
-    tmp_path: Path,
-) -> None:
-    # A replay is a burst the bridge chose to send: 1.2 MB here against a 64 KiB
-    # limit, to a client whose link takes about 1 MB/s (a 16 KiB receive buffer,
-    # read at a pace). As long as it keeps reading, it is not too slow.
-    limits = Limits(resume_window=0.2, max_send_buffer=64 * 1024)
-    big = {"services": {"total": 1, "blob": "x" * 6_000}}
-    async with running(settings(tmp_path, limits=limits, history_size=300)) as bridge:
+#: Limits under which a resume's replay of 200 events of 6 KB is far over the send limit.
+REPLAY_LIMITS = Limits(resume_window=0.2, max_send_buffer=64 * 1024)
+
+
+def big_event(n: int) -> Event:
+    return Event.of(
+        DashboardUpdate.model_validate({"services": {"total": 1, "blob": "x" * 6_000}}),
+        id=f"d{n}",
+    )
+
+
+@contextlib.asynccontextmanager
+async def large_replay(tmp_path: Path) -> AsyncIterator[tuple[Bridge, socket.socket]]:
+    """A bridge holding d0 … d199 (1.2 MB), and a socket on a slow link to it: a
+    16 KiB receive buffer, so the kernel cannot take the replay in for its reader."""
+    async with running(settings(tmp_path, limits=REPLAY_LIMITS, history_size=300)) as bridge:
         for n in range(200):
-            await bridge.broker.publish(Event.of(DashboardUpdate.model_validate(big), id=f"d{n}"))
+            await bridge.broker.publish(big_event(n))
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", bridge.port))
+        yield bridge, sock
+
+
+async def test_a_client_on_a_slow_link_that_resumes_a_large_replay_is_not_dropped(
+    tmp_path: Path,
+) -> None:
+    # A replay is a burst the bridge chose to send, here to a client whose link
+    # takes about 1 MB/s. As long as it keeps reading, it is not too slow.
+    async with large_replay(tmp_path) as (bridge, sock):
         async with connect(url(bridge, token=token(bridge)), sock=sock, max_queue=4) as ws:
             assert (await recv_json(ws))["type"] == "bridge:welcome"
             await ws.send('{"op": "resume", "after": "d0"}')
             got = []
             for n in range(209):
                 if n < 10:  # live events come while the replay is still on its way
-                    event = Event.of(DashboardUpdate.model_validate(big), id=f"d{200 + n}")
-                    await bridge.broker.publish(event)
+                    await bridge.broker.publish(big_event(200 + n))
                 got.append((await recv_json(ws))["id"])
                 await asyncio.sleep(0.005)  # the link's pace, not a wait for something
         assert got == [f"d{n}" for n in range(1, 210)]  # and never closed with 1013
@@ -300,15 +315,7 @@ async def test_a_client_on_a_slow_link_that_resumes_a_large_replay_is_not_droppe
 async def test_a_client_that_stops_reading_during_a_large_replay_is_still_dropped(
     tmp_path: Path,
 ) -> None:
-    limits = Limits(resume_window=0.2, max_send_buffer=64 * 1024)
-    big = {"services": {"total": 1, "blob": "x" * 6_000}}
-    async with running(settings(tmp_path, limits=limits, history_size=300)) as bridge:
-        for n in range(200):
-            await bridge.broker.publish(Event.of(DashboardUpdate.model_validate(big), id=f"d{n}"))
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", bridge.port))
+    async with large_replay(tmp_path) as (bridge, sock):
         frozen_url = url(bridge, token=token(bridge))
         # It never reads the bridge's close: no need to wait long for it on the way out.
         async with connect(frozen_url, sock=sock, max_queue=1, close_timeout=0.1) as frozen:
@@ -321,8 +328,7 @@ async def test_a_client_that_stops_reading_during_a_large_replay_is_still_droppe
                 # flushed; counted from when the replay went out.
                 after_replay = 0
                 for n in range(200, 260):
-                    event = Event.of(DashboardUpdate.model_validate(big), id=f"d{n}")
-                    await bridge.broker.publish(event)
+                    await bridge.broker.publish(big_event(n))
                     assert (await recv_json(other))["id"] == f"d{n}"
                     after_replay += conn.allowance > 0
                     if conn.closing:
