@@ -152,38 +152,36 @@ class Client:
         if not entries:
             return
         buffered = self.transport.get_write_buffer_size()
-        # Drained bytes of a burst need no more allowance.
-        self.allowance = min(self.allowance, buffered)
         limit = self.hub.limits.max_send_buffer
-        if buffered > limit + self.allowance:
-            log.warning("slow client dropped", extra={"conn": self.id, "buffered": buffered})
-            self.hub.metrics.slow_clients.inc()
-            self.close(CLOSE_TOO_SLOW, "too slow: reconnect and resume")
+        if buffered > limit:
+            # Drained bytes of a burst need no more allowance.
+            self.allowance = min(self.allowance, buffered)
+            if buffered > limit + self.allowance:
+                log.warning("slow client dropped", extra={"conn": self.id, "buffered": buffered})
+                self.hub.metrics.slow_clients.inc()
+                self.close(CLOSE_TOO_SLOW, "too slow: reconnect and resume")
+                return
+        elif self.allowance:
+            self.allowance = 0
+        if self.deflate:
+            self._write_deflated(entries)
             return
-        self._write_entries(entries, batch_frame)
-        waiting = self.transport.get_write_buffer_size()
-        if waiting - buffered > limit and buffered <= limit:
+        if self.batch:
+            key = tuple(e.seq for e in entries)
+            data = batch_frame.get(key)
+            if data is None:
+                payload = b"\n".join(e.json for e in entries)
+                data = batch_frame[key] = Frame(Opcode.TEXT, payload).serialize(mask=False)
+        elif len(entries) == 1:
+            data = entries[0].frame
+        else:
+            data = b"".join(e.frame for e in entries)
+        self.transport.write(data)
+        if len(data) > limit and buffered <= limit:
             # One write over the limit, to a client that was keeping up, is a burst the
             # bridge chose to send (a resume's replay, most likely): it may drain it at
             # its own pace. If it stops reading, ``limit`` more gets it dropped.
-            self.allowance = waiting
-
-    def _write_entries(
-        self, entries: list[Entry], batch_frame: dict[tuple[int, ...], bytes]
-    ) -> None:
-        if self.deflate:
-            self._write_deflated(entries)
-        elif self.batch:
-            key = tuple(e.seq for e in entries)
-            frame = batch_frame.get(key)
-            if frame is None:
-                payload = b"\n".join(e.json for e in entries)
-                frame = batch_frame[key] = Frame(Opcode.TEXT, payload).serialize(mask=False)
-            self.transport.write(frame)
-        elif len(entries) == 1:
-            self.transport.write(entries[0].frame)
-        else:
-            self.transport.write(b"".join(e.frame for e in entries))
+            self.allowance = self.transport.get_write_buffer_size()
 
     def ping(self) -> bool:
         """Send a keepalive ping; false if the last one went unanswered (the peer is dead)."""
