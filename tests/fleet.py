@@ -5,10 +5,10 @@ on it, so that one test process could not follow 1,000 clients at 200 events/s.
 Each :class:`Watcher` is a bare non-blocking socket around the library's
 Sans-I/O :class:`~websockets.client.ClientProtocol` (the handshake, framing,
 pings and closes stay the library's), and reads from each frame only the
-number and send time of the test's events, with a regular expression. Its
-latency is measured to the kernel's receive timestamp (``SO_TIMESTAMPNS``),
-so that the test process falling behind a thousand sockets does not count
-as the bridge's delay. It
+numbers of the test's events: a frame of the next events in order is counted
+from its first and last number. One client in ten also times every event to
+the kernel's receive timestamp (``SO_TIMESTAMPNS``), so that the test process
+falling behind a thousand sockets does not count as the bridge's delay. It
 counts what arrived as ``/client.js`` would show it: duplicates (by id)
 dropped, the rest in the order received. It can reconnect elsewhere and
 resume after the last event it saw, as ``/client.js`` does.
@@ -28,6 +28,8 @@ import time
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
+
+from tests.load import p99
 
 __all__ = ["Fleet", "Watcher"]
 
@@ -59,7 +61,6 @@ class Watcher:
         self.reconnects = 0
         #: When its latest connection was welcomed (time.monotonic()).
         self.welcomed = 0.0
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._seen = bytearray(fleet.marks[-1])
         self._welcomed: asyncio.Future[None] | None = None
         self._protocol: ClientProtocol | None = None
@@ -93,14 +94,12 @@ class Watcher:
         await asyncio.wait_for(self._welcomed, OPEN_TIMEOUT)
 
     def _lost(self, reason: object) -> None:
-        self._drop_socket()
+        self.close()
         if self._welcomed is not None and not self._welcomed.done():
             self._welcomed.set_exception(ConnectionError(f"closed before the welcome: {reason}"))
-        if not self.closed.done():
-            self.closed.set_result(None)
         self.fleet.lost(self)
 
-    def _drop_socket(self) -> None:
+    def close(self) -> None:
         if self._sock is not None:
             asyncio.get_running_loop().remove_reader(self._sock.fileno())
             self._sock.close()
@@ -197,9 +196,6 @@ class Watcher:
         assert self._sock is not None
         asyncio.get_running_loop().remove_reader(self._sock.fileno())
 
-    def close(self) -> None:
-        self._drop_socket()
-
     # What it saw
 
     @property
@@ -210,9 +206,6 @@ class Watcher:
     def in_order(self) -> bool:
         return all(a < b for a, b in zip(self.seqs, self.seqs[1:], strict=False))
 
-    def lost(self, sent: int) -> int:
-        return sent - len(self.seqs)
-
 
 def _number(data: bytes, start: int) -> int:
     end = start
@@ -222,10 +215,6 @@ def _number(data: bytes, start: int) -> int:
 
 
 _DIGITS = frozenset(b"0123456789")
-
-
-def _p99(values: list[float]) -> float:
-    return sorted(values)[int(0.99 * (len(values) - 1))]
 
 
 class Fleet:
@@ -297,7 +286,16 @@ class Fleet:
             if watcher.timed:
                 for seq, latency in zip(watcher.seqs, watcher.latencies, strict=True):
                     blocks.setdefault(0 if block is None else seq // block, []).append(latency)
-        return [_p99(blocks[number]) for number in sorted(blocks)]
+        return [p99(blocks[number]) for number in sorted(blocks)]
+
+    def totals(self, sent: int) -> tuple[int, int, int]:
+        """Events delivered, lost and shown twice (dropped by id), all clients together."""
+        delivered = sum(len(w.seqs) for w in self.watchers)
+        return (
+            delivered,
+            sent * len(self.watchers) - delivered,
+            sum(w.duplicates for w in self.watchers),
+        )
 
     async def close(self) -> None:
         self.reconnect_to = None

@@ -232,9 +232,7 @@ async def test_a_killed_instance_s_clients_resume_on_the_other_exactly_once_in_o
         finally:
             await fleet.close()
     watchers = fleet.watchers
-    delivered = sum(len(w.seqs) for w in watchers)
-    lost = sum(w.lost(sent) for w in watchers)
-    duplicates = sum(w.duplicates for w in watchers)
+    delivered, lost, duplicates = fleet.totals(sent)
     print(
         f"killed instance: sent {sent} x {clients} clients at {rate:.0f}/s, delivered {delivered} "
         f"after dropping {duplicates} repeats by id, lost {lost}; "
@@ -300,9 +298,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_the_others_stay_on_tim
             await frozen.close()
     buffered = int(re.findall(r"slow client dropped.* buffered=(\d+)", bridge.log.read_text())[0])
     watchers = fleet.watchers
-    delivered = sum(len(w.seqs) for w in watchers)
-    lost = sum(w.lost(sent) for w in watchers)
-    duplicates = sum(w.duplicates for w in watchers)
+    delivered, lost, duplicates = fleet.totals(sent)
     (latency,), blocks = fleet.p99(), fleet.p99(block=500)
     typical = statistics.median(blocks)
     print(
