@@ -54,6 +54,8 @@ from websockets.frames import Frame, Opcode
 from schemas.topology import EVENTS, instance_queue
 
 HERE = Path(__file__).resolve().parent
+#: The servers' environment: the example project's catalog (api_rest.events) is importable.
+SERVER_ENV = {**os.environ, "PYTHONPATH": str(HERE.parent / "example")}
 BASELINES = HERE / "baselines"
 sys.path.insert(0, str(BASELINES))
 from feed import SEND_TIMEOUT as FEED_SEND_TIMEOUT  # noqa: E402 - beside this file, not a package
@@ -400,6 +402,9 @@ def server_specs(
         "serve",
         *("--port", "0", "--broker", broker_url, "--instance", BRIDGE_INSTANCE),
         *("--jwt-secret", JWT_SECRET, "--allow-anonymous", "--state-dir", str(state_dir)),
+        # The example project's catalog, whose dashboard:update types the events sent: the
+        # bridge validates each one as a project's bridge would.
+        *("--catalog", "api_rest.events:catalog"),
     )
     baseline = (sys.executable, str(HERE / "baseline_broadcast.py"), "--port", "0")
     batch = not args.no_batch
@@ -528,7 +533,7 @@ async def served(spec: ServerSpec, log_path: Path) -> AsyncIterator[Running]:
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
             "taskset", "-c", str(SERVER_CORE), *spec.command,
-            stdout=subprocess.PIPE, stderr=log,
+            stdout=subprocess.PIPE, stderr=log, env=SERVER_ENV,
         )  # fmt: skip
         discard: asyncio.Task[None] | None = None
         try:

@@ -272,13 +272,13 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> float:
 def django_rows(  # noqa: PLR0915 - one sequence of measurements sharing one database
     args: argparse.Namespace, broker_url: str, down_url: str
 ) -> list[Row]:
-    from api_rest import signals  # noqa: PLC0415 - after django.setup()
-    from api_rest.models import Categoria, Cliente, Reserva  # noqa: PLC0415
     from django.conf import settings  # noqa: PLC0415
     from django.contrib.auth.models import User  # noqa: PLC0415
     from django.db import connection, transaction  # noqa: PLC0415
     from django.db.models.signals import post_save  # noqa: PLC0415
 
+    from api_rest import signals  # noqa: PLC0415 - after django.setup()
+    from api_rest.models import Categoria, Cliente, Reserva  # noqa: PLC0415
     from producer.entities import declare  # noqa: PLC0415
     from producer.models import OutboxEvent  # noqa: PLC0415
     from producer.notifier import publisher  # noqa: PLC0415
@@ -475,10 +475,12 @@ def outbox_down(
 
 
 def reserva_event(data: dict[str, object]) -> tuple[dict[str, object], str]:
-    from schemas.requests import ENDPOINTS  # noqa: PLC0415
+    from api_rest.events import catalog  # noqa: PLC0415 - the example project's
+    from schemas import Reader  # noqa: PLC0415
     from schemas.topology import routing_key  # noqa: PLC0415
 
-    event = ENDPOINTS["emit-event"].read(json.dumps({"type": "reserva:creada", "data": data}))
+    body = json.dumps({"type": "reserva:creada", "data": data})
+    event = Reader(catalog, strict=True).body("emit-event", body)
     return event.model_dump(mode="json"), routing_key(event)
 
 

@@ -38,7 +38,7 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError, PublishErr
 from pamqp.common import FieldTable
 
 from bridge.broker import OnEvent, tell_state
-from bridge.decode import decode
+from bridge.decode import Decoder
 from bridge.exceptions import BrokerUnavailable, ConfigError, Undecodable
 from schemas import Event
 from schemas.topology import (
@@ -86,7 +86,8 @@ class RabbitBroker:
     ``confirm_timeout`` seconds for RabbitMQ's confirm. While RabbitMQ is
     unreachable it retries every ``min_backoff`` seconds, doubling up to
     ``max_backoff``, with jitter. ``on_state`` is called with the new value
-    of :attr:`connected` each time it changes.
+    of :attr:`connected` each time it changes. ``decoder`` reads messages
+    against the bridge's catalog (default: none, every event untyped).
 
     Raises :class:`~bridge.exceptions.ConfigError` for a URL or instance name
     that cannot work.
@@ -103,8 +104,10 @@ class RabbitBroker:
         min_backoff: float = 0.5,
         max_backoff: float = 30.0,
         on_state: Callable[[bool], None] | None = None,
+        decoder: Decoder | None = None,
     ) -> None:
         self.display_url = display_url(url)
+        self._decoder = decoder or Decoder()
         self._url = url
         self._instance = instance
         self._queue_spec = _checked_queue(self.display_url, instance, prefetch)
@@ -306,7 +309,7 @@ class RabbitBroker:
         # Nothing is awaited before on_event: aio-pika starts one task per
         # delivery, in order, so events reach on_event in queue order.
         try:
-            event = decode(message.body, message.headers, message.content_type)
+            event = self._decoder.decode(message.body, message.headers, message.content_type)
         except Undecodable as exc:
             await self._dead_letter(session, message, str(exc))
             return

@@ -25,7 +25,7 @@ from bridge.hub import Hub
 from bridge.metrics import Metrics
 from bridge.ratelimit import RateLimiter
 from bridge.router import ANONYMOUS, Principal
-from schemas import InvalidEvent, NotJSON
+from schemas import InvalidEvent, NotJSON, Reader
 from schemas.requests import ENDPOINTS
 
 __all__ = ["Api", "StaticFile"]
@@ -92,6 +92,7 @@ class Api:
     authenticator: Authenticator
     metrics: Metrics
     documents: dict[str, StaticFile]
+    reader: Reader
 
     def routes(self) -> dict[tuple[str, str], Handler]:
         """Every ``(method, path)`` the bridge answers, with CORS where a browser may call."""
@@ -123,7 +124,7 @@ class Api:
                 401, "send the API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
             )
         try:
-            event = ENDPOINTS[endpoint].read(request.body)
+            event = self.reader.body(endpoint, request.body)
         except NotJSON as exc:
             return Response.error(400, str(exc))
         except InvalidEvent as exc:
@@ -198,7 +199,11 @@ class Api:
                     "total": len(self.hub.clients),
                     "byRole": self.hub.router.count_by_role(),
                 },
-                "events": {"byType": dict(sorted(self.hub.counts_by_type.items()))},
+                "events": {
+                    "byType": dict(sorted(self.hub.counts.by_type.items())),
+                    "untypedByType": dict(sorted(self.hub.counts.untyped.items())),
+                },
+                "catalog": list(self.reader.catalog),
                 "dashboard": json.loads(snapshot.json)["data"] if snapshot else None,
             },
         )

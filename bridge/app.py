@@ -22,6 +22,7 @@ from bridge.api import Api, StaticFile
 from bridge.auth import Authenticator
 from bridge.broker import Broker
 from bridge.config import Settings
+from bridge.decode import Decoder
 from bridge.handshake import Handshake
 from bridge.history import HistoryFile
 from bridge.http import HttpProtocol
@@ -31,6 +32,7 @@ from bridge.metrics import Metrics
 from bridge.openapi import openapi
 from bridge.router import Router
 from bridge.websocket import Client
+from schemas import Reader
 
 __all__ = ["Bridge", "open_broker", "run"]
 
@@ -40,21 +42,27 @@ log = logging.getLogger("bridge")
 DASHBOARD_TOKEN_TTL = timedelta(hours=12)
 
 
-def open_broker(settings: Settings) -> Broker:
-    """The broker the settings name: the embedded ``memory://`` one, or RabbitMQ."""
+def open_broker(settings: Settings, reader: Reader | None = None) -> Broker:
+    """The broker the settings name: the embedded ``memory://`` one, or RabbitMQ.
+
+    RabbitMQ's messages are read with ``reader`` (default: one for the settings).
+    """
     if settings.broker_url.startswith("memory://"):
         return MemoryBroker()
     return RabbitBroker(
-        settings.broker_url, instance=settings.instance, prefetch=settings.limits.prefetch
+        settings.broker_url,
+        instance=settings.instance,
+        prefetch=settings.limits.prefetch,
+        decoder=Decoder(reader or Reader(settings.catalog, strict=settings.strict_events)),
     )
 
 
 _TYPES = {".ts": "application/typescript", ".js": "text/javascript"}
 
 
-def documents(*, api_key: bool = False) -> dict[str, StaticFile]:
+def documents(reader: Reader, *, api_key: bool = False) -> dict[str, StaticFile]:
     """The files served as they are: the OpenAPI document and everything in ``bridge/static``."""
-    document = openapi(version("event-bridge"), api_key=api_key)
+    document = openapi(version("event-bridge"), reader, api_key=api_key)
     served = {"/openapi.json": StaticFile(json.dumps(document).encode(), "application/json")}
     for item in resources.files("bridge").joinpath("static").iterdir():
         # Python takes .ts for a Qt translation file; here it is TypeScript.
@@ -69,11 +77,18 @@ def documents(*, api_key: bool = False) -> dict[str, StaticFile]:
 class Bridge:
     """A bridge instance; :meth:`start` it, then :meth:`stop` it."""
 
-    def __init__(self, settings: Settings, broker: Broker) -> None:
+    def __init__(self, settings: Settings, broker: Broker, reader: Reader | None = None) -> None:
         self.settings = settings
         self.broker = broker
+        #: Reads what callers publish, strict or not as the settings say.
+        self.reader = reader or Reader(settings.catalog, strict=settings.strict_events)
         self.authenticator = Authenticator(settings.jwt_secret)
-        self.history = HistoryFile(settings.history_file, size=settings.history_size)
+        # The history holds what was delivered: it is read back as it was, even if
+        # the bridge is strict now or the catalog changed since.
+        lenient = self.reader if not self.reader.strict else Reader(settings.catalog)
+        self.history = HistoryFile(
+            settings.history_file, size=settings.history_size, reader=lenient
+        )
         self.router: Router[Client] = Router(
             history_size=settings.history_size, dedup_size=settings.limits.dedup_size
         )
@@ -90,9 +105,12 @@ class Bridge:
             instance=settings.instance,
             record=self.history.append,
             metrics=self.metrics,
+            catalog=settings.catalog,
         )
-        served = documents(api_key=settings.api_key is not None)
-        self.api = Api(settings, broker, self.hub, self.authenticator, self.metrics, served)
+        served = documents(self.reader, api_key=settings.api_key is not None)
+        self.api = Api(
+            settings, broker, self.hub, self.authenticator, self.metrics, served, self.reader
+        )
         self._server: asyncio.Server | None = None
         self._connections: set[HttpProtocol] = set()
         self._keepalive: asyncio.Task[None] | None = None
@@ -152,7 +170,8 @@ class Bridge:
 
 async def run(settings: Settings, announce: Callable[[Bridge], None]) -> None:
     """Run a bridge until SIGTERM or SIGINT, then stop it gracefully."""
-    bridge = Bridge(settings, open_broker(settings))
+    reader = Reader(settings.catalog, strict=settings.strict_events)
+    bridge = Bridge(settings, open_broker(settings, reader), reader)
     await bridge.start()
     # What is loaded by now lives as long as the process. Frozen, it is left out
     # of the cyclic collector's full passes, which otherwise stopped delivery

@@ -24,9 +24,10 @@ from bridge import tail as tail_module
 from bridge.app import Bridge, run
 from bridge.auth import Authenticator
 from bridge.config import Limits, Settings
+from bridge.decode import Decoder
 from bridge.exceptions import ConfigError
 from bridge.logs import configure
-from schemas import event_schema
+from schemas import Catalog, CatalogError, Reader, event_schema, load_catalog
 from schemas.topology import Queue, display_url, instance_queue
 
 __all__ = ["cli", "main"]
@@ -54,6 +55,47 @@ def cli() -> None:
     Django enqueues typed events; each bridge instance consumes them and sends
     them over WebSocket to the browsers allowed to see them.
     """
+
+
+_CATALOG_HELP = (
+    "Your project's event types: the module that holds its Catalog, e.g. shop.events "
+    "(or shop.events:catalog), importable from the current directory or PYTHONPATH. "
+    "Default: none, every event is untyped and delivered as sent."
+)
+
+
+def _catalog_option(help_text: str = _CATALOG_HELP) -> Callable[[F], F]:
+    return click.option(
+        "--catalog", envvar="BRIDGE_CATALOG", show_envvar=True, metavar="MODULE", help=help_text
+    )
+
+
+def _strict_option() -> Callable[[F], F]:
+    return click.option(
+        "--strict-events",
+        envvar="BRIDGE_STRICT_EVENTS",
+        show_envvar=True,
+        is_flag=True,
+        help="Refuse events whose type is not in the catalog or whose data does not fit "
+        "it (422, or dead-lettered), instead of delivering them as sent.",
+    )
+
+
+def _catalog(spec: str | None) -> Catalog:
+    """The catalog ``spec`` names, or an empty one; a bad one is a usage error (exit 2)."""
+    if not spec:
+        return Catalog()
+    # As uvicorn does: a module beside where the command runs is importable.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return load_catalog(spec)
+    except CatalogError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--catalog'") from exc
+    except Exception as exc:
+        raise click.BadParameter(
+            f"importing {spec!r} failed: {type(exc).__name__}: {exc}", param_hint="'--catalog'"
+        ) from exc
 
 
 def _default_state_dir() -> Path:
@@ -205,6 +247,8 @@ def _default_state_dir() -> Path:
     help="How long a ?batch=1 connection's events may wait to share one frame: shorter "
     "is fresher, longer costs less CPU per event.",
 )
+@_catalog_option()
+@_strict_option()
 def serve(
     host: str,
     port: int,
@@ -223,6 +267,8 @@ def serve(
     api_burst_per_key: int,
     max_send_buffer: int,
     batch_window: float,
+    catalog: str | None,
+    strict_events: bool,
 ) -> None:
     """Run one bridge instance until SIGTERM or Ctrl-C.
 
@@ -255,6 +301,9 @@ def serve(
                 max_send_buffer=max_send_buffer,
                 batch_window=batch_window,
             ),
+            catalog=_catalog(catalog),
+            catalog_spec=catalog,
+            strict_events=strict_events,
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -268,9 +317,14 @@ def _announce(bridge: Bridge) -> None:
     auth = "JWT, random secret for this run" if settings.jwt_secret_generated else "JWT"
     if settings.allow_anonymous:
         auth += ", anonymous allowed"
+    if settings.catalog_spec:
+        types = f"catalog {settings.catalog_spec} ({len(settings.catalog)} types"
+        types += ", others refused)" if settings.strict_events else ", others untyped)"
+    else:
+        types = "no catalog (every event untyped)"
     click.echo(
         f"event-bridge: instance {settings.instance} on ws://{settings.host}:{bridge.port}/ws, "
-        f"broker {display_url(settings.broker_url)}{embedded}, auth {auth}"
+        f"broker {display_url(settings.broker_url)}{embedded}, auth {auth}, {types}"
     )
     if settings.jwt_secret_generated:
         click.echo(f"dashboard: {bridge.dashboard_link()}")
@@ -284,15 +338,17 @@ def _announce(bridge: Bridge) -> None:
     show_default=True,
     help="Spaces per level; 0 prints one line.",
 )
-def schema(indent: int) -> None:
-    """Print the JSON Schema of every event.
+@_catalog_option()
+def schema(indent: int, catalog: str | None) -> None:
+    """Print the JSON Schema of every event type of the catalog.
 
     One document, draft 2020-12: a union of the event types told apart by
     their "type" field. Feed it to a type generator for the frontend, e.g.
 
-        event-bridge schema > event.schema.json
+        event-bridge schema --catalog shop.events > event.schema.json
     """
-    click.echo(json.dumps(event_schema(), indent=indent or None, ensure_ascii=False))
+    document = event_schema(_catalog(catalog))
+    click.echo(json.dumps(document, indent=indent or None, ensure_ascii=False))
 
 
 # Operator commands: RabbitMQ, one event, a live tail, dead letters.
@@ -415,6 +471,8 @@ def topology(broker: str, instance: str | None, check: bool) -> None:
 @click.option(
     "--api-key", envvar="BRIDGE_API_KEY", show_envvar=True, help="For --via http, if it needs one."
 )
+@_catalog_option()
+@_strict_option()
 def emit(
     type_: str,
     data: str,
@@ -425,12 +483,16 @@ def emit(
     broker: str | None,
     url: str,
     api_key: str | None,
+    catalog: str | None,
+    strict_events: bool,
 ) -> None:
     """Send one event and print its id.
 
-    TYPE is an event type of the catalog (see 'event-bridge schema') and JSON
-    its data, checked against the schema before anything is sent: a field
-    that does not fit exits 2 and says which. The event is for everyone unless
+    TYPE is an event type and JSON its data. A type of the catalog is checked
+    against its schema before anything is sent: with --strict-events a field
+    that does not fit exits 2 and says which, and so does a type outside the
+    catalog; without it, such an event is sent as it is, with a warning. The
+    event is for everyone unless
     --role or --user says otherwise. It exits 1 when RabbitMQ or the bridge
     does not take it. For example:
 
@@ -440,10 +502,14 @@ def emit(
     """
     if role is not None and user is not None:
         raise click.UsageError("give --role or --user, not both")
+    reader = Reader(_catalog(catalog), strict=strict_events)
     try:
-        draft = emit_module.draft(type_, data, role=role, user=user, id=id_)
+        draft = emit_module.draft(type_, data, reader=reader, role=role, user=user, id=id_)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    if not draft.event.typed:
+        why = "does not fit its schema" if type_ in reader.catalog else "is not in the catalog"
+        click.echo(f"event-bridge: warning: {type_} {why}: sent untyped, as given", err=True)
     if via == "amqp":
         if broker is None:
             raise click.UsageError("--via amqp needs --broker (or BRIDGE_BROKER_URL)")
@@ -615,7 +681,16 @@ def _preview(body: bytes, size: int = 100) -> str:
     "--id", "ids", multiple=True, metavar="ID", help="The message with this id; repeat for more."
 )
 @click.option("--dry-run", is_flag=True, help="Say what would be replayed; change nothing.")
-def replay_dead_letters(broker: str, everything: bool, ids: tuple[str, ...], dry_run: bool) -> None:
+@_catalog_option("The catalog the bridges run with (their --catalog), to decode as they do.")
+@_strict_option()
+def replay_dead_letters(
+    broker: str,
+    everything: bool,
+    ids: tuple[str, ...],
+    dry_run: bool,
+    catalog: str | None,
+    strict_events: bool,
+) -> None:
     """Send dead letters that now decode back to bridge.events.
 
     Each selected message is decoded again, as the bridge would: one that is
@@ -631,12 +706,14 @@ def replay_dead_letters(broker: str, everything: bool, ids: tuple[str, ...], dry
     if everything == bool(ids):
         raise click.UsageError("give --all or at least one --id")
     wanted = frozenset(ids)
+    decoder = Decoder(Reader(_catalog(catalog), strict=strict_events))
     with _rabbit(broker) as connection:
         try:
             outcomes = rabbitadmin.replay(
                 connection,
                 lambda letter: everything or letter.message_id in wanted,
                 dry_run=dry_run,
+                decoder=decoder,
             )
         except rabbitadmin.AdminError as exc:
             raise click.ClickException(str(exc)) from exc

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.exceptions import ConfigError
+from schemas import Catalog
 from schemas.topology import display_url, instance_queue
 
 __all__ = ["MIN_SECRET_LENGTH", "Limits", "Settings"]
@@ -56,6 +57,9 @@ class Limits:
     prefetch: int = 256
     #: Event ids remembered to drop duplicates.
     dedup_size: int = 10_000
+    #: Event type names outside the catalog counted apart in stats and metrics;
+    #: past this many, callers' new names are counted together as "(other)".
+    max_event_types: int = 1000
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,12 @@ class Settings:
     compression: bool
     state_dir: Path
     limits: Limits = Limits()
+    #: The project's event types; empty: every event is untyped, delivered as sent.
+    catalog: Catalog = field(default_factory=Catalog)
+    #: The module path the catalog was loaded from, for the startup line.
+    catalog_spec: str | None = None
+    #: Refuse events whose type is not in the catalog or whose data does not fit it.
+    strict_events: bool = False
 
     def __post_init__(self) -> None:
         if not self.broker_url.startswith(("memory://", "amqp://", "amqps://")):
@@ -93,6 +103,11 @@ class Settings:
             raise ConfigError(
                 f"--jwt-secret must be at least {MIN_SECRET_LENGTH} characters; "
                 "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        if self.strict_events and not self.catalog:
+            raise ConfigError(
+                "--strict-events refuses every type outside the catalog: give --catalog "
+                "with your event types (or leave out --strict-events)"
             )
         if self.history_size < 1:
             raise ConfigError("--history-size must be at least 1")

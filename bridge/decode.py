@@ -6,6 +6,7 @@ Two kinds of message carry events, both JSON:
   the body is ``[args, kwargs, embed]`` with ``args`` exactly ``[event]``;
 - a bare event, as :meth:`schemas.Event.to_json` writes it.
 
+Both are read against the bridge's catalog (:class:`~schemas.reader.Reader`).
 Anything else raises :class:`~bridge.exceptions.Undecodable`, whose message is
 one line fit for a dead-letter header.
 """
@@ -15,14 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
-
 from bridge.exceptions import Undecodable
-from schemas import Event, InvalidEvent, SchemaError, parse_event
-from schemas.envelope import UNION_TAGS, AnyEvent
+from schemas import Catalog, Event, InvalidEvent, Reader, SchemaError
 from schemas.exceptions import FieldError
 
-__all__ = ["MAX_REASON", "TASK_NAME", "decode"]
+__all__ = ["MAX_REASON", "TASK_NAME", "Decoder"]
 
 #: The Celery task whose messages carry events.
 TASK_NAME = "bridge.publish"
@@ -32,29 +30,56 @@ MAX_REASON = 1000
 
 _JSON = "application/json"
 
-# One pass over the body: strict JSON mode reads "2024-11-15" as a date, which
-# validating the decoded Python objects would refuse.
-_TASK_BODY: TypeAdapter[tuple[tuple[Event], dict[str, Any], dict[str, Any]]] = TypeAdapter(
-    tuple[tuple[AnyEvent], dict[str, Any], dict[str, Any]]
-)
-
 # Names for the three parts of a task body, used in error locations.
 _TASK_PARTS = ("args", "kwargs", "embed")
 
 
-def decode(body: bytes, headers: Mapping[str, object], content_type: str | None) -> Event:
-    """The event that a message carries.
+class Decoder:
+    """Decodes messages against one catalog; lenient or strict as its reader is."""
 
-    ``headers`` and ``content_type`` are the message's AMQP properties. Raises
-    :class:`~bridge.exceptions.Undecodable` saying why when the message is not
-    JSON, is a task other than ``bridge.publish``, or does not fit the schema;
-    such a message should be dead-lettered, never retried.
-    """
-    _check_content_type(content_type)
-    task = headers.get("task")
-    if task is None:
-        return _bare_event(body)
-    return _task_event(body, _text(task))
+    def __init__(self, reader: Reader | None = None) -> None:
+        self.reader = reader or Reader(Catalog())
+        # One pass over the body: strict JSON mode reads "2024-11-15" as a date, which
+        # validating the decoded Python objects would refuse.
+        self._task_body = self.reader.validator(
+            lambda event: tuple[tuple[event], dict[str, Any], dict[str, Any]]  # type: ignore[valid-type]
+        )
+
+    def decode(self, body: bytes, headers: Mapping[str, object], content_type: str | None) -> Event:
+        """The event that a message carries.
+
+        ``headers`` and ``content_type`` are the message's AMQP properties. Raises
+        :class:`~bridge.exceptions.Undecodable` saying why when the message is not
+        JSON, is a task other than ``bridge.publish``, or does not fit the schema
+        (in strict mode, an event type outside the catalog does not); such a
+        message should be dead-lettered, never retried.
+        """
+        _check_content_type(content_type)
+        task = headers.get("task")
+        if task is None:
+            return self._bare_event(body)
+        return self._task_event(body, _text(task))
+
+    def _bare_event(self, body: bytes) -> Event:
+        try:
+            return self.reader.event(body)
+        except SchemaError as exc:
+            raise Undecodable(_one_line(str(exc))) from exc
+
+    def _task_event(self, body: bytes, task: str) -> Event:
+        if task != TASK_NAME:
+            raise Undecodable(
+                _one_line(f"unknown task {task!r}; only {TASK_NAME!r} carries events")
+            )
+        try:
+            args, _kwargs, _embed = self._task_body.read(body)
+            event: Event = self.reader.accept(args[0])
+        except InvalidEvent as exc:
+            error = InvalidEvent([_in_task(e) for e in exc.errors])
+            raise Undecodable(_one_line(f"task {TASK_NAME}: {error}")) from exc
+        except SchemaError as exc:
+            raise Undecodable(_one_line(f"task {TASK_NAME}: {exc}")) from exc
+        return event
 
 
 def _check_content_type(content_type: str | None) -> None:
@@ -62,26 +87,6 @@ def _check_content_type(content_type: str | None) -> None:
     media_type = (content_type or _JSON).partition(";")[0].strip().lower()
     if media_type != _JSON:
         raise Undecodable(f"only JSON is accepted, not content type {content_type!r}")
-
-
-def _bare_event(body: bytes) -> Event:
-    try:
-        return parse_event(body)
-    except SchemaError as exc:
-        raise Undecodable(_one_line(str(exc))) from exc
-
-
-def _task_event(body: bytes, task: str) -> Event:
-    if task != TASK_NAME:
-        raise Undecodable(_one_line(f"unknown task {task!r}; only {TASK_NAME!r} carries events"))
-    try:
-        args, _kwargs, _embed = _TASK_BODY.validate_json(body)
-    except ValidationError as exc:
-        error = SchemaError.from_validation(exc, UNION_TAGS)
-        if isinstance(error, InvalidEvent):
-            error = InvalidEvent([_in_task(e) for e in error.errors])
-        raise Undecodable(_one_line(f"task {TASK_NAME}: {error}")) from exc
-    return args[0]
 
 
 def _in_task(error: FieldError) -> FieldError:

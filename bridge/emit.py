@@ -10,9 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from producer.publisher import Publisher, PublishError
-from schemas import Event, InvalidEvent, NotJSON
-from schemas.catalog import DashboardUpdate
-from schemas.requests import ENDPOINTS
+from schemas import DASHBOARD, Event, InvalidEvent, NotJSON, Reader
 
 __all__ = ["Draft", "EmitError", "draft", "send_amqp", "send_http"]
 
@@ -34,13 +32,15 @@ def draft(
     type_: str,
     data: str,
     *,
+    reader: Reader,
     role: str | None = None,
     user: str | None = None,
     id: str | None = None,
 ) -> Draft:
     """The event of type ``type_`` with ``data`` (JSON text) for everyone, ``role`` or ``user``.
 
-    Raises :class:`ValueError` saying which fields are wrong.
+    ``reader`` checks it against the catalog, as the bridge would. Raises
+    :class:`ValueError` saying which fields are wrong.
     """
     try:
         payload: Any = json.loads(data)
@@ -50,7 +50,7 @@ def draft(
         endpoint, body = "notify-role", {"role": role, "event": type_, "payload": payload}
     elif user is not None:
         endpoint, body = "notify-user", {"userId": user, "event": type_, "payload": payload}
-    elif type_ == DashboardUpdate.event_type:
+    elif type_ == DASHBOARD:
         endpoint, body = "update-dashboard", payload
     else:
         endpoint, body = "emit-event", {"type": type_, "data": payload}
@@ -58,13 +58,18 @@ def draft(
             body["id"] = id
     raw = json.dumps(body).encode()
     try:
-        event = ENDPOINTS[endpoint].read(raw)
+        event = reader.body(endpoint, raw)
     except InvalidEvent as exc:
         raise ValueError(f"{type_} does not fit: {_errors(exc, endpoint)}") from exc
     except NotJSON as exc:  # pragma: no cover - json.dumps wrote it
         raise ValueError(str(exc)) from exc
     if id is not None and event.id != id:
-        event = Event.of(event.data, audience=event.audience, id=id, timestamp=event.timestamp)
+        # Only emit-event's body takes an id: give it to the others' envelope.
+        envelope = json.loads(event.to_json())
+        try:
+            event = reader.event(json.dumps({**envelope, "id": id}))
+        except InvalidEvent as exc:
+            raise ValueError(f"--id {id!r}: {exc}") from exc
     return Draft(event, endpoint, raw)
 
 

@@ -14,7 +14,7 @@ from collections import deque
 from pathlib import Path
 from typing import BinaryIO
 
-from schemas import Event, SchemaError, parse_event
+from schemas import Event, Reader, SchemaError
 
 __all__ = ["HistoryFile"]
 
@@ -24,10 +24,11 @@ _COMPACT_FACTOR = 4
 
 
 class HistoryFile:
-    """Appends events to ``path`` and reads back the last ``size`` of them."""
+    """Appends events to ``path`` and reads back the last ``size`` of them with ``reader``."""
 
-    def __init__(self, path: Path, *, size: int) -> None:
+    def __init__(self, path: Path, *, size: int, reader: Reader) -> None:
         self._path = path
+        self._reader = reader
         self._recent: deque[bytes] = deque(maxlen=size)
         self._lines = 0
         self._file: BinaryIO | None = None
@@ -43,7 +44,7 @@ class HistoryFile:
                 for line in file:
                     self._lines += 1
                     self._recent.append(line.rstrip(b"\n"))
-        events = [event for line in self._recent if (event := _parse(line, self._path))]
+        events = [event for line in self._recent if (event := self._parse(line))]
         self._reopen()
         return events
 
@@ -61,6 +62,13 @@ class HistoryFile:
             self._file.close()
             self._file = None
 
+    def _parse(self, line: bytes) -> Event | None:
+        try:
+            return self._reader.event(line)
+        except SchemaError as exc:
+            log.warning("history line skipped", extra={"path": str(self._path), "reason": str(exc)})
+            return None
+
     def _reopen(self) -> None:
         self.close()
         if self._lines > _COMPACT_FACTOR * (self._recent.maxlen or 1):
@@ -69,11 +77,3 @@ class HistoryFile:
             os.replace(partial, self._path)
             self._lines = len(self._recent)
         self._file = self._path.open("ab", buffering=0)
-
-
-def _parse(line: bytes, path: Path) -> Event | None:
-    try:
-        return parse_event(line)
-    except SchemaError as exc:
-        log.warning("history line skipped", extra={"path": str(path), "reason": str(exc)})
-        return None

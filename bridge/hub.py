@@ -14,19 +14,22 @@ nobody else waits.
 from __future__ import annotations
 
 import asyncio
-import collections
 import itertools
+import json
 import logging
 import time
 from collections.abc import Callable
 
+from pydantic import ValidationError
+
 from bridge.auth import Authenticator, Unauthorized
 from bridge.config import Limits
+from bridge.counts import Kind, TypeCounts
 from bridge.mailbox import Mailbox
 from bridge.metrics import Metrics
 from bridge.router import Principal, Router
 from bridge.websocket import CLOSE_UNAUTHORIZED, Client
-from schemas import Event, SchemaError
+from schemas import Catalog, Event, SchemaError
 from schemas.protocol import (
     AuthMessage,
     PingMessage,
@@ -57,6 +60,7 @@ class Hub:
         instance: str,
         record: Callable[[bytes], None],
         metrics: Metrics,
+        catalog: Catalog,
     ) -> None:
         self.router = router
         self.metrics = metrics
@@ -71,8 +75,11 @@ class Hub:
         self._batched: set[Client] = set()
         self._batch_timer: asyncio.TimerHandle | None = None
         self._batch_flushed = -float("inf")
-        #: Events accepted since start, by type.
-        self.counts_by_type: collections.Counter[str] = collections.Counter()
+        self.catalog = catalog
+        #: Events accepted since start, by type, typed and untyped apart.
+        self.counts = TypeCounts(catalog, limit=limits.max_event_types)
+        # Catalog types whose misfit was logged: once each is enough to act on.
+        self._misfits_logged: set[str] = set()
         # When each event not yet written was received, for the latency histogram.
         self._received: list[float] = []
         #: Set whenever the last connection closes.
@@ -93,11 +100,26 @@ class Hub:
         for client in recipients:
             if client.mailbox is not None and client.mailbox.push(entry):
                 (batched if client.batch else dirty).add(client)
-        self.counts_by_type[event.type] += 1
-        self.metrics.events_in.labels(event.type).inc()
-        self.metrics.events_out.labels(event.type).inc(len(recipients))
+        kind = self.counts.kind(event)
+        name = self.counts.count(event, kind)
+        if kind is not Kind.TYPED:
+            self._untyped(event, name, kind)
+        self.metrics.events_in.labels(name).inc()
+        self.metrics.events_out.labels(name).inc(len(recipients))
         self._received.append(time.perf_counter())
         self._schedule_flush()
+
+    def _untyped(self, event: Event, name: str, kind: Kind) -> None:
+        self.metrics.untyped.labels(name, kind.value).inc()
+        if kind is Kind.MISFIT and event.type not in self._misfits_logged:
+            self._misfits_logged.add(event.type)
+            log.warning(
+                "event type %r does not fit its model in the catalog, delivered as sent "
+                "(logged once per type; bridge_events_untyped_total counts them): %s",
+                event.type,
+                _misfit_reason(self.catalog, event),
+                extra={"event_id": event.id},
+            )
 
     def _schedule_flush(self) -> None:
         loop = asyncio.get_running_loop()
@@ -267,3 +289,12 @@ class Hub:
         self._flush_batched()
         for client in list(self.clients):
             client.close(code, reason)
+
+
+def _misfit_reason(catalog: Catalog, event: Event) -> str:
+    # Read again, once per type: the hot path keeps no reasons.
+    try:
+        catalog[event.type].payload.model_validate_json(json.dumps(event.data))
+    except ValidationError as exc:
+        return str(SchemaError.from_validation(exc, ()))  # field errors, not the values
+    return "it fits now"

@@ -19,7 +19,11 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 
 class Metrics:
-    """What an operator alerts on; see docs/operations.md."""
+    """What an operator alerts on; see docs/operations.md.
+
+    Type labels are the names :class:`~bridge.counts.TypeCounts` gives, so
+    callers inventing names cannot grow them without bound.
+    """
 
     def __init__(
         self,
@@ -37,6 +41,13 @@ class Metrics:
             "bridge_events_delivered",
             "Events queued for a connection, by type (one per recipient).",
             ["type"],
+            registry=self.registry,
+        )
+        self.untyped = Counter(
+            "bridge_events_untyped",
+            "Events delivered as sent, by type and why: unknown (not in the catalog) or "
+            "misfit (in the catalog, but the data does not fit).",
+            ["type", "reason"],
             registry=self.registry,
         )
         self.duplicates = Counter(

@@ -6,8 +6,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from schemas.envelope import AnyEvent
-from schemas.requests import ENDPOINTS
+from schemas import Reader
 
 __all__ = ["openapi"]
 
@@ -42,8 +41,8 @@ _SUMMARIES = {
 }
 
 
-def openapi(version: str, *, api_key: bool = False) -> dict[str, Any]:
-    """OpenAPI 3.1 for ``/api/*``: every request body and event is the schemas' own.
+def openapi(version: str, reader: Reader, *, api_key: bool = False) -> dict[str, Any]:
+    """OpenAPI 3.1 for ``/api/*``: every request body and event is ``reader``'s catalog's own.
 
     With ``api_key`` the POST endpoints require the key; without, it is optional.
     """
@@ -52,10 +51,10 @@ def openapi(version: str, *, api_key: bool = False) -> dict[str, Any]:
     security: list[dict[str, list[str]]] = [{"apiKey": []}, {"bearer": []}]
     if not api_key:
         security.insert(0, {})
-    for name, endpoint in ENDPOINTS.items():
-        post = _post(name, _schema(endpoint.body, components))
+    for name, body in reader.bodies.items():
+        post = _post(name, _schema(TypeAdapter(body), components))
         paths[f"/api/dashboard/{name}"] = {"post": {**post, "security": security}}
-    events = _schema(TypeAdapter(list[AnyEvent]), components)
+    events = _schema(TypeAdapter(list[reader.any_event]), components)  # type: ignore[name-defined]
     paths["/api/dashboard/history"] = {"get": _get("The recent events, oldest first.", events)}
     paths["/api/dashboard/stats"] = {"get": _get("Connections by role, events by type, dashboard.")}
     paths["/api/health"] = {

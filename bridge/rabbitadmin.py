@@ -18,7 +18,7 @@ import amqp
 from amqp.exceptions import ChannelError, NotFound, PreconditionFailed
 from kombu import Connection
 
-from bridge.decode import decode
+from bridge.decode import Decoder
 from bridge.exceptions import Undecodable
 from producer.entities import declare
 from schemas.topology import (
@@ -325,10 +325,12 @@ def replay(
     *,
     dry_run: bool = False,
     confirm_timeout: float = 5.0,
+    decoder: Decoder | None = None,
 ) -> list[Replayed]:
     """Republish the selected dead letters that now decode; keep the others.
 
-    Each selected message is decoded again: one that still is not an event
+    Each selected message is decoded again, by ``decoder`` as the bridge
+    would (default: no catalog, lenient): one that still is not an event
     stays in ``bridge.dead``. The others are published to ``bridge.events``
     with the routing key of their event, mandatory and confirmed, and only
     then acknowledged in ``bridge.dead``. Messages not selected, and every
@@ -345,7 +347,9 @@ def replay(
             for letter in _read(reader, None):
                 if not selected(letter):
                     continue
-                outcome = _replay_one(letter, reader, writer, returned, dry_run, confirm_timeout)
+                outcome = _replay_one(
+                    letter, reader, writer, returned, dry_run, confirm_timeout, decoder or Decoder()
+                )
                 outcomes.append(outcome)
     except NotFound as exc:
         raise AdminError(
@@ -361,9 +365,10 @@ def _replay_one(
     returned: list[str],
     dry_run: bool,
     confirm_timeout: float,
+    decoder: Decoder,
 ) -> Replayed:
     try:
-        event = decode(letter.body, letter.headers, letter.properties.get("content_type"))
+        event = decoder.decode(letter.body, letter.headers, letter.properties.get("content_type"))
     except Undecodable as exc:
         return Replayed(letter, None, f"still not an event: {exc}")
     key = routing_key(event)

@@ -15,8 +15,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from websockets.frames import Frame, Opcode
 
-from schemas import Event, Everyone, Role, User
-from schemas.catalog import DashboardUpdate
+from schemas import DASHBOARD, Event, Everyone, Role, User
 
 __all__ = ["ANONYMOUS", "Entry", "Principal", "Router", "Subscriber"]
 
@@ -138,7 +137,7 @@ class Router(Generic[S]):
         self._seq += 1
         entry = Entry(self._seq, event, event.to_json())
         self._history.append(entry)
-        if isinstance(event.data, DashboardUpdate) and isinstance(event.audience, Everyone):
+        if event.type == DASHBOARD and isinstance(event.audience, Everyone):
             self.snapshot = entry
         return entry
 

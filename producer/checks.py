@@ -9,10 +9,12 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import connections
 from django.utils.module_loading import import_string
 
-from producer.conf import DELIVERIES, OUTBOX, producer_settings
+from producer.conf import DELIVERIES, OUTBOX, producer_reader, producer_settings
+from producer.events import declared_types
 from producer.models import OUTBOX_TABLE
+from schemas import CatalogError
 
-__all__ = ["check_outbox_table", "check_settings"]
+__all__ = ["check_catalog", "check_outbox_table", "check_settings"]
 
 #: HS256 needs a key of at least 256 bits, as the bridge insists.
 MIN_SECRET_LENGTH = 32
@@ -64,6 +66,34 @@ def check_settings(**_: Any) -> list[CheckMessage]:
             id="event_bridge.E005",
         ))  # fmt: skip
     return found
+
+
+@register()
+def check_catalog(**_: Any) -> list[CheckMessage]:
+    """event_bridge.E006 and E007: the catalog loads, and knows every model_events type."""
+    config = producer_settings()
+    try:
+        catalog = producer_reader(strict=False).catalog
+    except CatalogError as exc:
+        return [Error(
+            f"EVENT_BRIDGE['CATALOG'] cannot be loaded: {exc}",
+            hint="Give the dotted path of the module holding your Catalog, e.g. 'shop.events'.",
+            id="event_bridge.E006",
+        )]  # fmt: skip
+    if not config.strict_models:
+        return []
+    where = f"catalog {config.catalog}" if config.catalog else "catalog (none is set)"
+    return [
+        Error(
+            f"model_events({label}) sends {event_type!r}, which is not in the {where}.",
+            hint=f"Register it: @catalog.register({event_type!r}) on its payload class, and "
+            "set EVENT_BRIDGE['CATALOG'] to that module; or set EVENT_BRIDGE['STRICT'] = "
+            "False to send it untyped.",
+            id="event_bridge.E007",
+        )
+        for label, event_type in declared_types()
+        if event_type not in catalog
+    ]
 
 
 def _sqlite_without_immediate() -> list[CheckMessage]:

@@ -5,7 +5,10 @@
     EVENT_BRIDGE = {
         "BROKER_URL": "amqp://guest:guest@localhost:5672//",  # default: CELERY_BROKER_URL
         "DELIVERY": "outbox",     # or "direct": publish on commit, lost if RabbitMQ is down
-        "STRICT": False,          # True: a failed send raises instead of returning False
+        "CATALOG": "shop.events", # your event types (a module without Django); default: none
+        "STRICT": True,           # refuse types outside the catalog and data that does not
+                                  # fit, raising; default: DEBUG for model_events, False for
+                                  # the seed's notifier methods
         "PUBLISH_TIMEOUT": 2.0,   # seconds one send may take, retries included
         "JWT_SECRET": "…",        # the bridge's --jwt-secret, for the token view
         "TOKEN_TTL": 300,         # seconds a browser token lives
@@ -19,11 +22,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from django.conf import settings
 
-__all__ = ["DELIVERIES", "DIRECT", "OUTBOX", "ProducerSettings", "producer_settings"]
+from schemas import Catalog, Reader, load_catalog
+
+__all__ = [
+    "DELIVERIES",
+    "DIRECT",
+    "OUTBOX",
+    "ProducerSettings",
+    "producer_reader",
+    "producer_settings",
+]
 
 #: Events are written to the outbox table in the caller's transaction; the relay sends them.
 OUTBOX = "outbox"
@@ -35,7 +48,13 @@ DELIVERIES = (OUTBOX, DIRECT)
 @dataclass(frozen=True)
 class ProducerSettings:
     broker_url: str | None
+    #: The seed's notifier methods: strict only when ``STRICT`` says so, since legacy
+    #: code sends names and shapes nobody declared.
     strict: bool
+    #: ``model_events``, the producer's own typed API: ``STRICT``, or ``DEBUG`` when
+    #: unset, so a mistake surfaces in development where it is made.
+    strict_models: bool
+    catalog: str | None
     publish_timeout: float
     jwt_secret: str | None
     token_ttl: int
@@ -52,6 +71,8 @@ def producer_settings() -> ProducerSettings:
     return ProducerSettings(
         broker_url=given.get("BROKER_URL") or getattr(settings, "CELERY_BROKER_URL", None),
         strict=bool(given.get("STRICT", False)),
+        strict_models=bool(given.get("STRICT", settings.DEBUG)),
+        catalog=given.get("CATALOG") or None,
         publish_timeout=float(given.get("PUBLISH_TIMEOUT", 2.0)),
         jwt_secret=given.get("JWT_SECRET"),
         token_ttl=int(given.get("TOKEN_TTL", 300)),
@@ -61,3 +82,14 @@ def producer_settings() -> ProducerSettings:
         relay_poll_interval=float(given.get("RELAY_POLL_INTERVAL", 0.2)),
         relay_batch_size=int(given.get("RELAY_BATCH_SIZE", 100)),
     )
+
+
+def producer_reader(*, strict: bool) -> Reader:
+    """The reader of the configured catalog; raises :class:`~schemas.CatalogError`."""
+    return _reader(producer_settings().catalog, strict)
+
+
+@cache
+def _reader(spec: str | None, strict: bool) -> Reader:
+    # Built once per process: a reader compiles the catalog's validators.
+    return Reader(load_catalog(spec) if spec else Catalog(), strict=strict)

@@ -15,9 +15,12 @@
     )
 
 Call it from your ``AppConfig.ready()``. On each save the payload is built,
-validated against the event type's schema, and enqueued with the save's
-transaction (by default written to the outbox in it), exactly as
-:class:`~producer.notifier.WebSocketNotifier` sends it.
+validated against the event type's model in the project's catalog, and
+enqueued with the save's transaction (by default written to the outbox in it),
+exactly as :class:`~producer.notifier.WebSocketNotifier` sends it. While
+``EVENT_BRIDGE["STRICT"]`` holds (by default, when ``DEBUG`` does) a type
+outside the catalog, or a payload that does not fit, raises in the save and is
+reported by ``manage.py check``; otherwise it is sent untyped.
 """
 
 from __future__ import annotations
@@ -28,12 +31,21 @@ from typing import Any
 from django.db.models import Model
 from django.db.models.signals import post_save
 
+from producer.conf import producer_settings
 from producer.notifier import WebSocketNotifier
 from schemas import Payload
 
-__all__ = ["model_events"]
+__all__ = ["declared_types", "model_events"]
 
 PayloadBuilder = Callable[[Any], dict[str, Any] | Payload]
+
+# The event types each model declared, by dispatch uid, for manage.py check.
+_declared: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+
+def declared_types() -> list[tuple[str, str]]:
+    """``(model label, event type)`` for every ``model_events`` declaration."""
+    return [(label, t) for label, types in _declared.values() for t in types]
 
 
 def model_events(
@@ -58,7 +70,9 @@ def model_events(
         if event_type is None:
             return
         # The save's own database decides when its transaction commits.
-        sender_of = notifier or WebSocketNotifier(using=using)
+        sender_of = notifier or WebSocketNotifier(
+            strict=producer_settings().strict_models, using=using
+        )
         try:
             data = payload(instance)
         except Exception as exc:
@@ -70,7 +84,6 @@ def model_events(
         sender_of.emit_event(event_type, data)
 
     created_type = created
-
-    post_save.connect(
-        receiver, sender=model, weak=False, dispatch_uid=f"event-bridge:{model._meta.label}"
-    )
+    uid = f"event-bridge:{model._meta.label}"
+    _declared[uid] = (model._meta.label, tuple(t for t in (created, updated) if t is not None))
+    post_save.connect(receiver, sender=model, weak=False, dispatch_uid=uid)

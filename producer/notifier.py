@@ -22,10 +22,9 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
-from producer.conf import OUTBOX, producer_settings
+from producer.conf import OUTBOX, producer_reader, producer_settings
 from producer.publisher import Publisher, PublishError
-from schemas import Event, SchemaError
-from schemas.requests import ENDPOINTS
+from schemas import CatalogError, Event, SchemaError
 
 __all__ = ["WebSocketNotifier", "publisher"]
 
@@ -48,13 +47,17 @@ def publisher() -> Publisher:
 class WebSocketNotifier:
     """Sends events to browsers through RabbitMQ, as the seed's class did over HTTP.
 
-    Each method validates the event, then enqueues it with the current
-    transaction: nothing leaves if it rolls back. In ``"outbox"`` delivery (the
+    Each method reads the event against the project's catalog
+    (``EVENT_BRIDGE["CATALOG"]``), then enqueues it with the current
+    transaction: nothing leaves if it rolls back. A type outside the catalog,
+    or one whose data does not fit it, is sent untyped, as given (the latter
+    with a warning, once per type), unless strict. In ``"outbox"`` delivery (the
     default) ``True`` means the event is stored in the outbox (in the caller's
     transaction, or committed at once outside one); in ``"direct"`` delivery
     it means RabbitMQ confirmed it (outside a transaction) or that it will be
-    published on commit. ``False`` comes with the reason logged; with
-    ``strict=True`` (or ``EVENT_BRIDGE["STRICT"]``) it raises instead.
+    published on commit. ``False`` comes with the reason logged. With
+    ``strict=True`` (or ``EVENT_BRIDGE["STRICT"]``) types outside the catalog
+    and data that does not fit are refused, and every failure raises instead.
     """
 
     def __init__(self, *, strict: bool | None = None, using: str = DEFAULT_DB_ALIAS) -> None:
@@ -104,19 +107,28 @@ class WebSocketNotifier:
         """Now, as the seed wrote timestamps."""
         return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
+    @property
+    def strict(self) -> bool:
+        """Whether this notifier refuses untyped events and raises when it cannot send."""
+        return producer_settings().strict if self._strict is None else self._strict
+
     def failed(self, reason: str, exc: Exception, *, after_commit: bool = False) -> bool:
         """Log why an event was not sent and return ``False``; in strict mode, raise ``exc``."""
-        strict = producer_settings().strict if self._strict is None else self._strict
-        if strict and not after_commit:
+        if self.strict and not after_commit:
             raise exc
         log.warning("event-bridge: %s", reason)
         return False
 
     def _read(self, endpoint: str, body: dict[str, Any]) -> bool:
         try:
-            event = ENDPOINTS[endpoint].read(json.dumps(body, cls=DjangoJSONEncoder))
+            reader = producer_reader(strict=self.strict)
+            event = reader.body(endpoint, json.dumps(body, cls=DjangoJSONEncoder))
+        except CatalogError as exc:
+            return self.failed(f"EVENT_BRIDGE['CATALOG'] cannot be loaded, not sent: {exc}", exc)
         except (SchemaError, TypeError) as exc:
             return self.failed(f"event not valid, not sent: {exc}", exc)
+        if not event.typed and event.type in reader.catalog:
+            _misfit(event.type)
         return self.send(event)
 
     def _store(self, event: Event) -> bool:
@@ -139,3 +151,17 @@ class WebSocketNotifier:
         except PublishError as exc:
             return self.failed(str(exc), exc, after_commit=after_commit)
         return True
+
+
+#: Catalog types whose misfit was logged: one line each is enough to act on.
+_misfits_logged: set[str] = set()
+
+
+def _misfit(event_type: str) -> None:
+    if event_type not in _misfits_logged:
+        _misfits_logged.add(event_type)
+        log.warning(
+            "event-bridge: %s does not fit its model in the catalog: sent untyped, as given "
+            "(logged once per type; set EVENT_BRIDGE['STRICT'] = True to see why)",
+            event_type,
+        )

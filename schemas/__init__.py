@@ -1,38 +1,47 @@
-"""Typed events shared by the Django producer, the bridge and browsers.
+"""The machinery of typed events, shared by the Django producer, the bridge and browsers.
 
-Build an event from a payload and send it anywhere as JSON::
+A project declares its own event types in a catalog (see :mod:`schemas.catalog`),
+builds events from them and sends them anywhere as JSON::
 
-    from schemas import Event, Reserva, ReservaCreada
+    from schemas import Event, Reader
+    from shop.events import Order, OrderCreated, catalog
 
-    event = Event.of(ReservaCreada(reserva=Reserva(id=1, estado="confirmada")))
-    event.to_json()
+    event = Event.of(OrderCreated(order=Order(id=1, total=12.5)))
+    assert Reader(catalog).event(event.to_json()) == event
 
-Read one with :func:`parse_event`; the RabbitMQ names live in
-:mod:`schemas.topology`, the HTTP bodies in :mod:`schemas.requests`.
+The RabbitMQ names live in :mod:`schemas.topology`, the HTTP bodies in
+:mod:`schemas.requests`.
 """
 
 from schemas.audience import Audience, Everyone, Role, User
-from schemas.catalog import *  # noqa: F403 - the catalog's __all__ is the list of payloads
-from schemas.catalog import __all__ as _catalog
-from schemas.envelope import Event, parse_event
+from schemas.catalog import Catalog, CatalogError, EventType, load_catalog
+from schemas.envelope import DASHBOARD, Event, UntypedEvent
 from schemas.exceptions import FieldError, InvalidEvent, NotJSON, SchemaError
 from schemas.jsonschema import event_schema
-from schemas.payload import Catalog, Category, Payload
+from schemas.payload import Category, Clock, Money, Name, Payload
+from schemas.reader import Reader
 
-__all__ = [  # noqa: PLE0604 - extended by the catalog's names
+__all__ = [
+    "DASHBOARD",
     "Audience",
     "Catalog",
+    "CatalogError",
     "Category",
+    "Clock",
     "Event",
+    "EventType",
     "Everyone",
     "FieldError",
     "InvalidEvent",
+    "Money",
+    "Name",
     "NotJSON",
     "Payload",
+    "Reader",
     "Role",
     "SchemaError",
+    "UntypedEvent",
     "User",
     "event_schema",
-    "parse_event",
-    *_catalog,
+    "load_catalog",
 ]

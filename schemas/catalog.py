@@ -1,225 +1,151 @@
-"""Every event type the system knows, each as one small payload model.
+"""A project's event types: the catalog that names them, and loading one by its module's name.
 
-To add an event type, add one class here::
+A project declares its events in a module of its own that does not import
+Django, so that the bridge can load it too::
 
-    @CATALOG.register("factura:emitida", Category.BUSINESS)
-    class FacturaEmitida(Payload):
-        \"\"\"An invoice was issued.\"\"\"
+    # shop/events.py
+    from schemas import Catalog, Category, Money, Payload
 
-        factura_id: int
+    catalog = Catalog()
+
+
+    class Order(Payload):
+        id: int
         total: Money
 
-That is all: the producer, the bridge, the HTTP API and ``event-bridge schema``
-pick it up. Python fields are snake_case; on the wire they are camelCase
-(``factura_id`` is ``facturaId``). Entities such as :class:`Reserva` carry a
-required ``id`` and optional other fields, because an event may carry only what
-changed, as the seed's test event does.
+
+    @catalog.register("order:created")
+    class OrderCreated(Payload):
+        \"\"\"An order was placed.\"\"\"
+
+        order: Order
+
+Django finds it through ``EVENT_BRIDGE["CATALOG"] = "shop.events"``, the
+bridge through ``event-bridge serve --catalog shop.events``.
 """
 
 from __future__ import annotations
 
-from datetime import date
-
-from pydantic import ConfigDict
-
-from schemas.payload import Catalog, Category, Clock, Money, Payload
-
-__all__ = [
-    "CATALOG",
-    "Calificacion",
-    "CalificacionCreada",
-    "Cliente",
-    "ClienteNuevo",
-    "Counts",
-    "DashboardUpdate",
-    "NuevaReserva",
-    "NuevaSolicitud",
-    "Pago",
-    "PagoProcesado",
-    "Persona",
-    "Proveedor",
-    "ProveedorNuevo",
-    "Reserva",
-    "ReservaActualizada",
-    "ReservaCancelada",
-    "ReservaConfirmada",
-    "ReservaCreada",
-    "Servicio",
-    "ServicioActualizado",
-    "ServicioCreado",
-]
-
-CATALOG = Catalog()
-
-
-# Entities, as the seed's Django code serialises them.
-
-
-class Reserva(Payload):
-    """A booking."""
-
-    id: int
-    cliente_id: int | None = None
-    estado: str | None = None
-    fecha: date | None = None
-    hora: Clock | None = None
-    total_estimado: Money | None = None
-
-
-class Servicio(Payload):
-    """A service a provider offers."""
-
-    id: int
-    nombre: str | None = None
-    precio: Money | None = None
-    proveedor_id: int | None = None
-    categoria_id: int | None = None
-
-
-class Calificacion(Payload):
-    """A rating a client gave a service."""
-
-    id: int
-    puntuacion: int | None = None
-    servicio_id: int | None = None
-
-
-class Persona(Payload):
-    """A registered person: the seed sends the username as ``nombre``."""
-
-    id: int
-    nombre: str | None = None
-    email: str | None = None
-
-
-class Cliente(Persona):
-    """A client."""
-
-
-class Proveedor(Persona):
-    """A provider."""
-
-
-class Pago(Payload):
-    """A payment for a booking."""
-
-    id: int
-    reserva_id: int | None = None
-    monto: Money | None = None
-    estado: str | None = None
-    metodo: str | None = None
-
-
-# Business events: what happened in the domain, for everyone who may see it.
-
-
-@CATALOG.register("reserva:creada", Category.BUSINESS)
-class ReservaCreada(Payload):
-    """A booking was created."""
-
-    reserva: Reserva
-
-
-@CATALOG.register("reserva:actualizada", Category.BUSINESS)
-class ReservaActualizada(Payload):
-    """A booking changed."""
-
-    reserva: Reserva
-
-
-@CATALOG.register("reserva:cancelada", Category.BUSINESS)
-class ReservaCancelada(Payload):
-    """A booking was cancelled."""
-
-    reserva: Reserva
-    motivo: str | None = None
-
-
-@CATALOG.register("servicio:creado", Category.BUSINESS)
-class ServicioCreado(Payload):
-    """A provider published a service."""
-
-    servicio: Servicio
-
-
-@CATALOG.register("servicio:actualizado", Category.BUSINESS)
-class ServicioActualizado(Payload):
-    """A service changed."""
-
-    servicio: Servicio
-
-
-@CATALOG.register("calificacion:creada", Category.BUSINESS)
-class CalificacionCreada(Payload):
-    """A client rated a service."""
-
-    calificacion: Calificacion
-
-
-@CATALOG.register("cliente:nuevo", Category.BUSINESS)
-class ClienteNuevo(Payload):
-    """A client registered."""
-
-    cliente: Cliente
-
-
-@CATALOG.register("proveedor:nuevo", Category.BUSINESS)
-class ProveedorNuevo(Payload):
-    """A provider registered."""
-
-    proveedor: Proveedor
-
-
-@CATALOG.register("pago:procesado", Category.BUSINESS)
-class PagoProcesado(Payload):
-    """A payment went through."""
-
-    pago: Pago
-
-
-# Notifications: addressed to one role or one user, as in the seed's views.
-
-
-@CATALOG.register("nueva_solicitud", Category.NOTIFICATION)
-class NuevaSolicitud(Payload):
-    """A client asked a provider for a service."""
-
-    servicio_id: int
-    cliente_id: int
-
-
-@CATALOG.register("nueva_reserva", Category.NOTIFICATION)
-class NuevaReserva(Payload):
-    """Providers: a client booked."""
-
-    reserva_id: int
-    cliente_nombre: str
-
-
-@CATALOG.register("reserva_confirmada", Category.NOTIFICATION)
-class ReservaConfirmada(Payload):
-    """A user's booking was confirmed."""
-
-    reserva_id: int
-
-
-# The live dashboard: any JSON object, with the seed's counters typed.
-
-
-class Counts(Payload):
-    """A pair of counters on the dashboard; other counters may sit beside them."""
-
-    model_config = ConfigDict(extra="allow")
-
-    total: int | None = None
-    activos: int | None = None
-
-
-@CATALOG.register("dashboard:update", Category.DASHBOARD)
-class DashboardUpdate(Payload):
-    """A new snapshot of the dashboard; each new connection gets the latest."""
-
-    model_config = ConfigDict(extra="allow")
-
-    services: Counts | None = None
-    clients: Counts | None = None
+import importlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from pydantic import create_model
+
+from schemas.envelope import Event, check_type_name
+from schemas.payload import Category, Payload
+
+__all__ = ["Catalog", "CatalogError", "EventType", "load_catalog"]
+
+P = TypeVar("P", bound=type[Payload])
+
+
+class CatalogError(Exception):
+    """A catalog that cannot be loaded or added to; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class EventType:
+    """One registered event type."""
+
+    name: str
+    category: Category
+    payload: type[Payload]
+    #: The event whose ``type`` is ``name`` and ``data`` a ``payload``.
+    model: type[Event]
+
+
+class Catalog(Mapping[str, EventType]):
+    """A project's event types, by name, in the order they were registered.
+
+    Register every type when its module is imported: once a
+    :class:`~schemas.reader.Reader` reads with the catalog, it takes no more.
+    """
+
+    def __init__(self) -> None:
+        self._types: dict[str, EventType] = {}
+        self._frozen = False
+
+    def register(self, name: str, category: Category = Category.BUSINESS) -> Callable[[P], P]:
+        """Class decorator: make ``name`` an event type whose data is the class."""
+
+        def add(cls: P) -> P:
+            try:
+                check_type_name(name)
+            except ValueError as exc:
+                raise CatalogError(f"cannot register {cls.__name__}: {exc}") from exc
+            if name in self._types:
+                raise CatalogError(f"event type {name!r} is registered twice")
+            if "__event_type__" in cls.__dict__:
+                raise CatalogError(
+                    f"{cls.__name__} is already the event type {cls.__event_type__.name!r}"  # type: ignore[attr-defined]
+                )
+            if self._frozen:
+                raise CatalogError(
+                    f"cannot register {name!r}: the catalog is in use already; register "
+                    "every type in its module, before anything reads events with it"
+                )
+            model = create_model(
+                f"{cls.__name__}Event",
+                __base__=Event,
+                __module__=cls.__module__,
+                __doc__=cls.__doc__,
+                **{"type": (Literal[name], ...), "data": (cls, ...)},  # type: ignore[call-overload]
+            )
+            event_type = EventType(name, category, cls, model)
+            cls.__event_type__ = event_type  # type: ignore[attr-defined]
+            self._types[name] = event_type
+            return cls
+
+        return add
+
+    def freeze(self) -> None:
+        """Take no more types: readers are built from what is registered now."""
+        self._frozen = True
+
+    def __getitem__(self, name: str) -> EventType:
+        return self._types[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._types)
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+    def __repr__(self) -> str:
+        return f"Catalog({', '.join(self._types)})"
+
+
+def load_catalog(spec: str) -> Catalog:
+    """The catalog that ``spec`` names: ``"shop.events"``, or ``"shop.events:catalog"``.
+
+    Without ``:attribute``, the module must hold exactly one :class:`Catalog`.
+    Raises :class:`CatalogError` saying what is wrong.
+    """
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CatalogError(
+            f"cannot import {module_name!r}: {exc}; its folder must be on PYTHONPATH "
+            "(or the current directory, for event-bridge)"
+        ) from exc
+    if attribute:
+        found: Any = getattr(module, attribute, None)
+        if not isinstance(found, Catalog):
+            raise CatalogError(f"{spec!r}: {module_name} has no Catalog named {attribute!r}")
+        return found
+    names: dict[int, str] = {}
+    catalogs: dict[int, Catalog] = {}
+    for name, value in vars(module).items():
+        if isinstance(value, Catalog):  # one catalog may have several names
+            names.setdefault(id(value), name)
+            catalogs[id(value)] = value
+    if len(catalogs) != 1:
+        found_names = ", ".join(sorted(names.values())) or "none"
+        raise CatalogError(
+            f"{module_name} must hold one Catalog (found: {found_names}); "
+            f"name the one to use: '{module_name}:catalog'"
+        )
+    return next(iter(catalogs.values()))

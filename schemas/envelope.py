@@ -2,53 +2,98 @@
 
 ::
 
-    {"id": "…", "type": "reserva:creada", "data": {…},
+    {"id": "…", "type": "order:created", "data": {…},
      "timestamp": "2024-11-15T14:30:00Z", "audience": {"kind": "all"}}
 
-Read events with :func:`parse_event`; build them with :meth:`Event.of`; write
-them with :meth:`Event.to_json`.
+An event is *typed* when its type is in the catalog and its data fits that
+type's payload model, and *untyped* otherwise: its data is then the JSON it
+was sent with, delivered as is. Build typed events with :meth:`Event.of`,
+untyped ones with :meth:`Event.untyped`; read them with a
+:class:`~schemas.reader.Reader`; write them with :meth:`Event.to_json`.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     SerializationInfo,
     StringConstraints,
-    TypeAdapter,
-    ValidationError,
-    create_model,
+    WithJsonSchema,
     field_serializer,
 )
+from pydantic_core import PydanticCustomError
 
 from schemas.audience import Audience, Everyone
-from schemas.catalog import CATALOG
-from schemas.exceptions import SchemaError
 from schemas.payload import Payload
 
+if TYPE_CHECKING:
+    from schemas.catalog import EventType
+
 __all__ = [
-    "EVENTS",
-    "EVENT_VARIANTS",
-    "UNION_TAGS",
-    "AnyEvent",
+    "DASHBOARD",
     "Event",
     "EventId",
     "Timestamp",
-    "discriminated",
-    "parse_event",
-    "tagged_union",
+    "TypeName",
+    "UntypedEvent",
+    "check_type_name",
 ]
+
+#: The type of dashboard snapshots (``POST /api/dashboard/update-dashboard``):
+#: each new connection gets the latest one for everyone.
+DASHBOARD = "dashboard:update"
 
 #: An event id: printable ASCII, no spaces. Producers may choose it (for
 #: idempotency); otherwise it is a random UUID.
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[!-~]+$")]
+
+# A type becomes part of a routing key (at most 255 bytes) and of every message
+# a browser reads; "bridge:" messages come from the bridge itself, never a producer.
+_TYPE_NAME = re.compile(r"[!-~]{1,128}")
+_RESERVED = "bridge:"
+_TYPE_HINT = (
+    "an event type is 1 to 128 printable ASCII characters without spaces, "
+    "not starting with 'bridge:'"
+)
+
+
+def check_type_name(name: str) -> str:
+    """``name`` if it may be an event type; :class:`ValueError` saying why not otherwise."""
+    if not _TYPE_NAME.fullmatch(name) or name.startswith(_RESERVED):
+        raise ValueError(f"{name!r}: {_TYPE_HINT}")
+    return name
+
+
+def _type_name(name: str) -> str:
+    try:
+        return check_type_name(name)
+    except ValueError:
+        raise PydanticCustomError("event_type", _TYPE_HINT) from None
+
+
+#: Any event type's name, in a catalog or not.
+TypeName = Annotated[
+    str,
+    AfterValidator(_type_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 128,
+            "pattern": "^[!-~]+$",
+            "not": {"pattern": f"^{_RESERVED}"},
+        }
+    ),
+]
 
 
 def _assume_utc(moment: datetime) -> datetime:
@@ -69,20 +114,29 @@ def _now() -> datetime:
 
 
 class Event(BaseModel):
-    """One event. Each type in the catalog has a subclass whose ``data`` is its payload."""
+    """One event. Each catalog type has a subclass whose ``data`` is its payload model;
+    :class:`UntypedEvent` carries any other type, its data as sent."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     id: EventId = Field(default_factory=_new_id)
     type: str
-    data: Payload
+    #: The payload model of a typed event; the JSON it was sent with for an untyped one.
+    data: Any
     timestamp: Timestamp = Field(default_factory=_now)
     audience: Audience = Field(default_factory=Everyone)
 
+    @property
+    def typed(self) -> bool:
+        """Whether ``data`` was checked against the catalog's model of ``type``."""
+        return isinstance(self.data, Payload)
+
     @field_serializer("data")
-    def _given_fields_only(self, data: Payload, info: SerializationInfo) -> dict[str, Any]:
+    def _given_fields_only(self, data: Any, info: SerializationInfo) -> Any:
         # Browsers get what the producer wrote, not nulls for every optional field.
-        return data.model_dump(mode=info.mode, exclude_unset=True)
+        if isinstance(data, Payload):
+            return data.model_dump(mode=info.mode, exclude_unset=True)
+        return data
 
     @classmethod
     def of(
@@ -93,66 +147,55 @@ class Event(BaseModel):
         id: str | None = None,
         timestamp: datetime | None = None,
     ) -> Event:
-        """Wrap a payload; its class says the type. Omitted fields get a new id, now, everyone."""
-        fields: dict[str, Any] = {"type": data.event_type, "data": data}
-        for name, value in (("audience", audience), ("id", id), ("timestamp", timestamp)):
-            if value is not None:
-                fields[name] = value
-        return EVENT_VARIANTS[data.event_type](**fields)
+        """Wrap a payload; its class says the type. Omitted fields get a new id, now, everyone.
+
+        Raises :class:`TypeError` when the payload's class is not registered in a catalog.
+        """
+        event_type: EventType | None = type(data).__dict__.get("__event_type__")
+        if event_type is None:
+            raise TypeError(
+                f"{type(data).__name__} is not an event type: register it in your catalog "
+                "with @catalog.register('your:type')"
+            )
+        return event_type.model(**_fields(data, event_type.name, audience, id, timestamp))
+
+    @classmethod
+    def untyped(
+        cls,
+        type: str,
+        data: JsonValue,
+        *,
+        audience: Audience | None = None,
+        id: str | None = None,
+        timestamp: datetime | None = None,
+    ) -> Event:
+        """An event whose data is delivered as given, whatever the catalog says of ``type``.
+
+        Raises :class:`pydantic.ValidationError` for a type name or id that cannot be.
+        """
+        return UntypedEvent(**_fields(data, type, audience, id, timestamp))
 
     def to_json(self) -> bytes:
         """The event as UTF-8 JSON, as RabbitMQ and browsers receive it."""
         return self.model_dump_json().encode()
 
 
-B = TypeVar("B", bound=BaseModel)
+class UntypedEvent(Event):
+    """An event of a type the catalog does not know, or whose data does not fit it."""
+
+    type: TypeName
+    data: JsonValue
 
 
-def tagged_union(base: type[B], *, tag: str, body: str, suffix: str) -> dict[str, type[B]]:
-    """One subclass of ``base`` per event type: ``tag`` is the type name, ``body`` its payload.
-
-    Validating against the union of these picks the payload model by the tag
-    and, for a tag it does not know, lists the known ones.
-    """
-    return {
-        name: create_model(
-            f"{payload.__name__}{suffix}",
-            __base__=base,
-            __module__=base.__module__,
-            __doc__=payload.__doc__,
-            **{tag: (Literal[name], ...), body: (payload, ...)},  # type: ignore[call-overload]
-        )
-        for name, payload in CATALOG.items()
-    }
-
-
-def discriminated(variants: dict[str, type[B]], tag: str) -> Any:
-    """The union of ``variants``, told apart by their ``tag`` field, as an annotation."""
-    union: Any = Union[tuple(variants.values())]  # noqa: UP007 - built at run time
-    return Annotated[union, Field(discriminator=tag)]
-
-
-#: Every name that picks a model inside a union, for error messages.
-UNION_TAGS = frozenset(CATALOG) | {"all", "role", "user"}
-
-#: The model of each event type, by name.
-EVENT_VARIANTS = tagged_union(Event, tag="type", body="data", suffix="Event")
-
-#: Any event, its payload model chosen by ``type``: an annotation for larger models.
-AnyEvent: Any = discriminated(EVENT_VARIANTS, "type")
-
-#: Validates any event.
-EVENTS: TypeAdapter[Event] = TypeAdapter(AnyEvent)
-
-
-def parse_event(raw: bytes | str) -> Event:
-    """Read one event from JSON.
-
-    Raises :class:`~schemas.exceptions.NotJSON` or
-    :class:`~schemas.exceptions.InvalidEvent`; the latter lists every field
-    that is wrong and, for an unknown ``type``, the known ones.
-    """
-    try:
-        return EVENTS.validate_json(raw)
-    except ValidationError as exc:
-        raise SchemaError.from_validation(exc, UNION_TAGS) from exc
+def _fields(
+    data: Any,
+    type_: str,
+    audience: Audience | None,
+    id: str | None,
+    timestamp: datetime | None,
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {"type": type_, "data": data}
+    for name, value in (("audience", audience), ("id", id), ("timestamp", timestamp)):
+        if value is not None:
+            fields[name] = value
+    return fields

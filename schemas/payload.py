@@ -1,25 +1,23 @@
-"""The base of every event payload, the field types they share, and the catalog that names them.
+"""The base of every event payload and the field types payloads share.
 
 A payload is the ``data`` of an event. Each event type is one :class:`Payload`
-subclass registered in a :class:`Catalog` under its type name; see
-``schemas/catalog.py`` for how to add one.
+subclass registered in a project's :class:`~schemas.catalog.Catalog` under its
+type name.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
 from datetime import time
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, ClassVar, TypeVar
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 __all__ = [
-    "Catalog",
     "Category",
     "Clock",
     "Money",
@@ -102,46 +100,3 @@ class Payload(BaseModel):
         validate_by_alias=True,
         serialize_by_alias=True,
     )
-
-    #: Set by :meth:`Catalog.register` on each registered subclass.
-    event_type: ClassVar[str]
-    category: ClassVar[Category]
-
-
-P = TypeVar("P", bound=type[Payload])
-
-_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*(:[a-z][a-z0-9_]*)*$")
-
-
-class Catalog(Mapping[str, type[Payload]]):
-    """Every known event type, by name, in the order they were registered."""
-
-    def __init__(self) -> None:
-        self._types: dict[str, type[Payload]] = {}
-
-    def register(self, name: str, category: Category) -> Callable[[P], P]:
-        """Class decorator: make ``name`` an event type whose data is the class."""
-
-        def add(cls: P) -> P:
-            if not _TYPE_NAME.match(name):
-                raise ValueError(
-                    f"event type {name!r} must be lowercase words joined by ':', "
-                    "like 'reserva:creada'"
-                )
-            if name in self._types:
-                raise ValueError(f"event type {name!r} is registered twice")
-            cls.event_type = name
-            cls.category = category
-            self._types[name] = cls
-            return cls
-
-        return add
-
-    def __getitem__(self, name: str) -> type[Payload]:
-        return self._types[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._types)
-
-    def __len__(self) -> int:
-        return len(self._types)

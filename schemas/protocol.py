@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
-from schemas.envelope import UNION_TAGS, EventId
+from schemas.envelope import EventId
 from schemas.exceptions import SchemaError
 
 __all__ = [
@@ -69,7 +69,7 @@ def parse_client_message(raw: bytes | str) -> AuthMessage | ResumeMessage | Ping
     try:
         return _CLIENT_MESSAGES.validate_json(raw)
     except ValidationError as exc:
-        raise SchemaError.from_validation(exc, UNION_TAGS | {"auth", "resume", "ping"}) from exc
+        raise SchemaError.from_validation(exc, {"auth", "resume", "ping"}) from exc
 
 
 class WelcomeMessage(BaseModel):

@@ -1,58 +1,81 @@
 """The bodies of the four POST endpoints of the HTTP API, as the seed sends them.
 
-``ENDPOINTS["emit-event"].read(body)`` returns the event a raw body asks for,
-or says what is wrong with it.
+Each body names an event type and carries its data; a
+:class:`~schemas.reader.Reader` picks the model of a catalog type, or the
+untyped one for any other name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import cast
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from schemas.audience import Everyone, Role, User
-from schemas.catalog import DashboardUpdate
-from schemas.envelope import UNION_TAGS, Event, EventId, Timestamp, discriminated, tagged_union
-from schemas.exceptions import SchemaError
+from schemas.audience import Audience, Everyone, Role, User
+from schemas.envelope import Event, EventId, Timestamp
 from schemas.payload import Name, Payload
 
-__all__ = ["ENDPOINTS", "EmitEvent", "Endpoint", "NotifyRole", "NotifyUser"]
+__all__ = ["ENDPOINTS", "Body", "EmitEvent", "NotifyRole", "NotifyUser"]
+
+#: The POST endpoints of ``/api/dashboard/``, by their last path segment.
+ENDPOINTS = ("emit-event", "update-dashboard", "notify-role", "notify-user")
 
 _CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
-class EmitEvent(BaseModel):
-    """``POST /api/dashboard/emit-event``: a business event for every connection."""
+class Body(BaseModel):
+    """A body that names its event type in one field and carries the data in another."""
 
     model_config = _CONFIG
 
+    def to_event(self) -> Event:
+        """The event the body asks for."""
+        raise NotImplementedError
+
+
+def _event(
+    type_: str,
+    data: object,
+    audience: Audience,
+    *,
+    id: str | None = None,
+    timestamp: datetime | None = None,
+) -> Event:
+    # The reader chose the model: a payload when the catalog types it, JSON as sent otherwise.
+    if isinstance(data, Payload):
+        return Event.of(data, audience=audience, id=id, timestamp=timestamp)
+    return Event.untyped(
+        type_, cast(JsonValue, data), audience=audience, id=id, timestamp=timestamp
+    )
+
+
+class EmitEvent(Body):
+    """``POST /api/dashboard/emit-event``: an event for every connection."""
+
     type: str
-    data: Payload
+    data: object
     timestamp: Timestamp | None = None
     id: EventId | None = Field(
         default=None, description="Send the same id twice and it is delivered once."
     )
 
     def to_event(self) -> Event:
-        return Event.of(self.data, audience=Everyone(), id=self.id, timestamp=self.timestamp)
+        return _event(self.type, self.data, Everyone(), id=self.id, timestamp=self.timestamp)
 
 
-class NotifyRole(BaseModel):
+class NotifyRole(Body):
     """``POST /api/dashboard/notify-role``: an event for every connection with a role."""
-
-    model_config = _CONFIG
 
     role: Name
     event: str
-    payload: Payload
+    payload: object
 
     def to_event(self) -> Event:
-        return Event.of(self.payload, audience=Role(role=self.role))
+        return _event(self.event, self.payload, Role(role=self.role))
 
 
-class NotifyUser(BaseModel):
+class NotifyUser(Body):
     """``POST /api/dashboard/notify-user``: an event for every connection of one user."""
 
     model_config = ConfigDict(
@@ -61,55 +84,7 @@ class NotifyUser(BaseModel):
 
     user_id: Name = Field(alias="userId")
     event: str
-    payload: Payload
+    payload: object
 
     def to_event(self) -> Event:
-        return Event.of(self.payload, audience=User(user=self.user_id))
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """How one POST endpoint reads its body: its validator, and the event the body asks for."""
-
-    body: TypeAdapter[Any]
-    to_event: Callable[[Any], Event]
-
-    def read(self, raw: bytes | str) -> Event:
-        """The event to publish for this raw body.
-
-        Raises :class:`~schemas.exceptions.NotJSON` (answer 400) or
-        :class:`~schemas.exceptions.InvalidEvent` (answer 422).
-        """
-        try:
-            body = self.body.validate_json(raw)
-        except ValidationError as exc:
-            raise SchemaError.from_validation(exc, UNION_TAGS) from exc
-        return self.to_event(body)
-
-
-#: Each POST endpoint of ``/api/dashboard/``, by its last path segment.
-ENDPOINTS: dict[str, Endpoint] = {
-    "emit-event": Endpoint(
-        TypeAdapter(
-            discriminated(tagged_union(EmitEvent, tag="type", body="data", suffix="Emit"), "type")
-        ),
-        EmitEvent.to_event,
-    ),
-    "update-dashboard": Endpoint(TypeAdapter(DashboardUpdate), Event.of),
-    "notify-role": Endpoint(
-        TypeAdapter(
-            discriminated(
-                tagged_union(NotifyRole, tag="event", body="payload", suffix="ForRole"), "event"
-            )
-        ),
-        NotifyRole.to_event,
-    ),
-    "notify-user": Endpoint(
-        TypeAdapter(
-            discriminated(
-                tagged_union(NotifyUser, tag="event", body="payload", suffix="ForUser"), "event"
-            )
-        ),
-        NotifyUser.to_event,
-    ),
-}
+        return _event(self.event, self.payload, User(user=self.user_id))

@@ -22,8 +22,7 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from schemas.audience import Everyone, Role, User
-from schemas.catalog import DashboardUpdate
-from schemas.envelope import Event
+from schemas.envelope import DASHBOARD, Event
 
 __all__ = [
     "DEAD_LETTERS",
@@ -131,7 +130,7 @@ def routing_key(event: Event) -> str:
             return f"role.{role}"
         case User(user=user):
             return f"user.{user}"
-        case Everyone() if isinstance(event.data, DashboardUpdate):
+        case Everyone() if event.type == DASHBOARD:
             return "dashboard"
         case _:
             return "event." + event.type.replace(":", ".")

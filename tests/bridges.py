@@ -17,11 +17,14 @@ from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from api_rest.events import catalog
 from bridge.amqp import RabbitBroker
 from bridge.app import Bridge, open_broker
 from bridge.auth import Authenticator
 from bridge.broker import Broker
 from bridge.config import Limits, Settings
+from bridge.decode import Decoder
+from schemas import Reader
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 EVENT_BRIDGE = str(Path(sys.executable).parent / "event-bridge")
@@ -42,6 +45,8 @@ def settings(state_dir: Path, **changes: Any) -> Settings:
         compression=False,
         state_dir=state_dir,
         limits=Limits(resume_window=0.2),
+        catalog=catalog,
+        catalog_spec="api_rest.events",
     )
     return replace(base, **changes)
 
@@ -61,7 +66,11 @@ class Watch:
 def rabbit(config: Settings, watch: Watch) -> RabbitBroker:
     """The RabbitMQ broker a bridge with ``config`` would open, reporting to ``watch``."""
     return RabbitBroker(
-        config.broker_url, instance=config.instance, min_backoff=0.1, on_state=watch.on_state
+        config.broker_url,
+        instance=config.instance,
+        min_backoff=0.1,
+        on_state=watch.on_state,
+        decoder=Decoder(Reader(config.catalog, strict=config.strict_events)),
     )
 
 

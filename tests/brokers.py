@@ -10,9 +10,10 @@ from typing import Any
 
 from kombu import Connection
 
+from api_rest.events import Reserva, ReservaCreada
 from bridge.broker import Broker
 from producer.entities import queue
-from schemas import Event, Reserva, ReservaCreada
+from schemas import Event
 from schemas.topology import instance_queue
 
 #: How long any one wait in these tests may take before it fails.

@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from api_rest.events import Reserva, ReservaCancelada
 from bridge.app import Bridge
-from schemas import Event, Reserva, ReservaCancelada
+from schemas import Event
 from tests.bridges import Watch, rabbit, recv_json, running, settings, url
 from tests.rabbit import publish_to
 

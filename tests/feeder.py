@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from tests.load import Publisher
+from tests.load import SERVE_ENV, Publisher
 
 
 async def feed(amqp_url: str, run: str, count: int, rate: float) -> None:
@@ -26,7 +26,9 @@ async def feed(amqp_url: str, run: str, count: int, rate: float) -> None:
 async def started(amqp_url: str, run: str, count: int, rate: float) -> asyncio.subprocess.Process:
     """Start publishing events 0 … count-1 of ``run`` at ``rate`` per second."""
     args = [amqp_url, run, str(count), str(rate)]
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "tests.feeder", *args)
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.feeder", *args, env=SERVE_ENV
+    )
 
 
 async def finished(feeder: asyncio.subprocess.Process, timeout: float) -> None:

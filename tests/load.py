@@ -21,7 +21,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from websockets.asyncio.client import ClientConnection, connect
 
-from schemas import DashboardUpdate, Event
+from schemas import DASHBOARD, Event
 from schemas.topology import EVENTS, routing_key
 from tests.bridges import EVENT_BRIDGE, SECRET
 
@@ -30,12 +30,15 @@ CONFIRM_TIMEOUT = 5.0
 #: How long opening a connection may take, and how many a publish may try.
 CONNECT_TIMEOUT = 5.0
 ATTEMPTS = 20
+#: The bridges' environment: ``--catalog api_rest.events``, the example's, is importable.
+SERVE_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "example")}
 
 
 def event(run: str, seq: int) -> Event:
     """A dashboard update that names its run and number, stamped when it leaves."""
     data = {"run": run, "seq": seq, "sentAt": time.time()}
-    return Event.of(DashboardUpdate.model_validate(data), id=f"{run}-{seq}")
+    # Written as any producer writes it; a bridge with the example's catalog reads it typed.
+    return Event.untyped(DASHBOARD, data, id=f"{run}-{seq}")
 
 
 @dataclass
@@ -96,7 +99,7 @@ class BridgeProcess:
 
     async def __aenter__(self) -> BridgeProcess:
         self.proc = await asyncio.create_subprocess_exec(
-            *self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ)
+            *self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=SERVE_ENV
         )
         assert self.proc.stdout is not None
         assert self.proc.stderr is not None

@@ -22,10 +22,12 @@ from aio_pika.abc import AbstractIncomingMessage
 from celery import Celery
 from kombu import Connection, Producer
 
+from api_rest.events import Reserva, ReservaCreada, catalog
 from bridge.amqp import RabbitBroker
+from bridge.decode import Decoder
 from bridge.exceptions import BrokerUnavailable, ConfigError
 from producer.entities import exchange
-from schemas import Event, Reserva, ReservaCreada
+from schemas import Event, Reader
 from schemas.topology import DEAD_LETTER_QUEUE, EVENTS, instance_queue, routing_key
 from tests.brokers import (
     TIMEOUT,
@@ -35,6 +37,9 @@ from tests.brokers import (
     running,
     unique_instance,
 )
+
+#: Reads against the seed's catalog, strictly: the poison tests need refusals.
+SEED = Decoder(Reader(catalog, strict=True))
 
 # Every test here talks to RabbitMQ; a missing broker fails them, never skips them.
 
@@ -119,7 +124,8 @@ def test_a_celery_task_published_by_kombu_reaches_on_event(amqp_url: str, instan
     async def scenario() -> None:
         recorder = Recorder()
         async with running(
-            RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state), recorder
+            RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state, decoder=SEED),
+            recorder,
         ):
             await asyncio.to_thread(publish_celery_task, amqp_url, event)
             await recorder.until(lambda: bool(recorder.events))
@@ -137,7 +143,8 @@ def test_a_poison_message_is_dead_lettered_with_its_reason_once(
     async def scenario() -> None:
         recorder = Recorder()
         async with running(
-            RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state), recorder
+            RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state, decoder=SEED),
+            recorder,
         ) as broker:
             await asyncio.to_thread(
                 kombu_publish,
@@ -179,7 +186,7 @@ def test_an_event_whose_handler_keeps_failing_is_dead_lettered_after_the_deliver
 
     async def scenario() -> None:
         recorder = Recorder()
-        broker = RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state)
+        broker = RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state, decoder=SEED)
         await broker.start(fail)
         try:
             await recorder.until_connected()
@@ -208,7 +215,7 @@ def test_after_rabbitmq_drops_the_connection_it_reconnects_and_gets_what_was_sen
         recorder = Recorder()
         # A longer first backoff leaves room to publish while the broker is down.
         broker = RabbitBroker(
-            amqp_url, instance=instance, min_backoff=3.0, on_state=recorder.on_state
+            amqp_url, instance=instance, min_backoff=3.0, on_state=recorder.on_state, decoder=SEED
         )
         async with running(broker, recorder):
             await asyncio.to_thread(
@@ -230,7 +237,7 @@ def test_after_rabbitmq_drops_the_connection_it_reconnects_and_gets_what_was_sen
 def test_operators_see_which_host_and_instance_consume_what(amqp_url: str, instance: str) -> None:
     async def scenario() -> tuple[str, str]:
         recorder = Recorder()
-        broker = RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state)
+        broker = RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state, decoder=SEED)
         async with running(broker, recorder):
             where = ("-p", vhost(amqp_url), "--silent")
             consumers = await asyncio.to_thread(
@@ -253,7 +260,8 @@ def test_a_deleted_queue_is_declared_again(amqp_url: str, instance: str) -> None
     async def scenario() -> None:
         recorder = Recorder()
         async with running(
-            RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state), recorder
+            RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state, decoder=SEED),
+            recorder,
         ) as broker:
             await asyncio.to_thread(delete_instance_queue, amqp_url, instance)
             await recorder.until(lambda: recorder.states[-2:] == [False, True])

@@ -66,7 +66,8 @@ async def test_the_seeds_notifier_class_works_unchanged(bridge: Bridge, tmp_path
         "print(n.emit_event('reserva:creada', {'reserva': {'id': 1, 'estado': 'confirmada'}}))\n"
         "print(n.notify_role('proveedor', 'nueva_reserva', {'reservaId': 1, 'clienteNombre': 'ana'}))\n"
         "print(n.notify_user('user_123', 'reserva_confirmada', {'reservaId': 1}))\n"
-        "print(n.emit_event('reserva:borrada', {}))\n"
+        "print(n.emit_event('reserva:borrada', {}))\n"  # outside the catalog: as sent
+        "print(n.notify_role('proveedor', 'nueva_solicitud', {'servicioId': 1}))\n"  # misfit
     )
     async with client(bridge, token=token(None, "user_123", ("proveedor",))) as ws:
         await ws.send('{"op": "ping"}')
@@ -76,17 +77,42 @@ async def test_the_seeds_notifier_class_works_unchanged(bridge: Bridge, tmp_path
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, err = await asyncio.wait_for(proc.communicate(), 30)
-        assert out.decode().split() == ["True", "True", "True", "False"], err.decode()
-        types = [(await recv_json(ws))["type"] for _ in range(3)]
-    assert types == ["reserva:creada", "nueva_reserva", "reserva_confirmada"]
+        assert out.decode().split() == ["True"] * 5, err.decode()
+        received = [await recv_json(ws) for _ in range(5)]
+    assert [e["type"] for e in received] == [
+        "reserva:creada",
+        "nueva_reserva",
+        "reserva_confirmada",
+        "reserva:borrada",
+        "nueva_solicitud",
+    ]
+    assert [e["data"] for e in received[3:]] == [{}, {"servicioId": 1}]
+    stats = (await request(bridge.port, "GET", "/api/dashboard/stats")).json()
+    assert stats["events"]["untypedByType"] == {"nueva_solicitud": 1, "reserva:borrada": 1}
+
+
+async def test_a_strict_bridge_refuses_what_the_catalog_does_not_know(tmp_path: Path) -> None:
+    async with running(settings(tmp_path, strict_events=True)) as bridge:
+        for body, says in [
+            (b'{"type": "reserva:creada", "data": {"reserva": {"id": "1"}}}', "valid integer"),
+            (b'{"type": "reserva:borrada", "data": {}}', "unknown event type 'reserva:borrada'"),
+        ]:
+            got, answer = await post(bridge, "emit-event", body)
+            assert got == 422
+            assert isinstance(answer, dict)
+            assert says in answer["error"]
+            assert answer["detail"][0]["msg"]
+        notify = b'{"role": "proveedor", "event": "promo", "payload": {}}'
+        got, answer = await post(bridge, "notify-role", notify)
+        assert (got, answer["detail"][0]["loc"]) == (422, ["event"])  # type: ignore[index]
 
 
 @pytest.mark.parametrize(
     ("body", "status", "says"),
     [
         (b"{not json", 400, "not valid JSON"),
-        (b'{"type": "reserva:creada", "data": {"reserva": {"id": "1"}}}', 422, "valid integer"),
-        (b'{"type": "reserva:borrada", "data": {}}', 422, "unknown event type 'reserva:borrada'"),
+        (b'{"type": "bridge:reset", "data": {}}', 422, "not starting with 'bridge:'"),
+        (b'{"type": "promo"}', 422, "Field required"),
         (b"[]", 422, "object"),
     ],
 )
@@ -287,7 +313,8 @@ async def test_openapi_describes_the_endpoints(bridge: Bridge) -> None:
         f"/api/dashboard/{n}"
         for n in ("emit-event", "update-dashboard", "notify-role", "notify-user")
     }
-    assert "ReservaCreadaEmit" in doc["components"]["schemas"]
+    # The loaded catalog's types, and the untyped body any other name may take.
+    assert {"ReservaCreadaEmitEvent", "UntypedEmitEvent"} <= set(doc["components"]["schemas"])
     for path, operations in doc["paths"].items():
         for operation in operations.values():
             limited = "429" in operation["responses"]

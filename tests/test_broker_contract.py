@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 
+from api_rest.events import catalog
 from bridge.amqp import RabbitBroker
+from bridge.decode import Decoder
 from bridge.exceptions import BrokerUnavailable
 from bridge.memory import MemoryBroker
+from schemas import Reader
 from tests.brokers import (
     MakeBroker,
     Recorder,
@@ -33,7 +36,9 @@ def make_broker(request: pytest.FixtureRequest) -> Iterator[MakeBroker]:
         return
     amqp_url: str = request.getfixturevalue("amqp_url")
     instance = unique_instance("contract")
-    yield lambda on_state: RabbitBroker(amqp_url, instance=instance, on_state=on_state)
+    yield lambda on_state: RabbitBroker(
+        amqp_url, instance=instance, on_state=on_state, decoder=Decoder(Reader(catalog))
+    )
     delete_instance_queue(amqp_url, instance)
 
 

@@ -20,19 +20,17 @@ import pytest
 import requests
 from playwright.async_api import Browser, Page, expect
 
-from bridge.app import Bridge
-from schemas import (
-    Event,
+from api_rest.events import (
     NuevaSolicitud,
     Pago,
     PagoProcesado,
     Reserva,
     ReservaCreada,
-    Role,
     Servicio,
     ServicioCreado,
-    User,
 )
+from bridge.app import Bridge
+from schemas import Event, Role, User
 from tests.bridges import client, running, settings, token
 from tests.browser import chromium
 
@@ -192,6 +190,27 @@ async def test_history_then_live_events_counts_snapshot_and_broker(
         roles = page.locator("#roles")
         await expect(roles.locator('[data-role="proveedor"] .n')).to_have_text("1", timeout=WAIT_MS)
         await expect(page.locator("#conns")).to_have_text("2 connections")
+
+
+async def test_typed_and_untyped_events_are_shown_apart(bridge: Bridge, page: Page) -> None:
+    await post(bridge, "emit-event", SEED_BODY)  # typed
+    await post(bridge, "notify-role", {"role": "cliente", "event": "promo", "payload": {"x": 1}})
+    misfit = {"role": "proveedor", "event": "nueva_solicitud", "payload": {"servicioId": 1}}
+    await post(bridge, "notify-role", misfit)
+    await page.goto(dashboard_url(bridge))
+    counts = page.locator("#types")
+    await expect(counts.locator('[data-type="promo"] .untyped')).to_have_text(
+        " untyped", timeout=WAIT_MS
+    )
+    await expect(counts.locator('[data-type="nueva_solicitud"] .untyped')).to_have_text(" untyped")
+    await expect(counts.locator('[data-type="reserva:creada"] .untyped')).to_have_count(0)
+    # A name outside the catalog is marked in the feed as it arrives.
+    live = await post(bridge, "emit-event", {"type": "algo:nuevo", "data": {}})
+    assert live is not None
+    await expect(feed_item(page, live).locator(".untyped")).to_have_text(
+        " untyped", timeout=WAIT_MS
+    )
+    await expect(counts.locator('[data-type="algo:nuevo"] .untyped')).to_have_text(" untyped")
 
 
 async def test_event_text_is_shown_as_text_never_as_html(bridge: Bridge, page: Page) -> None:

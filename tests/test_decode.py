@@ -1,4 +1,8 @@
-"""Messages from RabbitMQ become events, or are refused with a reason fit for a header."""
+"""Messages from RabbitMQ become events, or are refused with a reason fit for a header.
+
+Most tests read strictly, against the seed's catalog, to see each refusal; the
+bridge's default, lenient reading, takes what does not fit untyped.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,13 @@ import pytest
 from celery import Celery
 from kombu.serialization import dumps
 
-from bridge.decode import MAX_REASON, decode
+from api_rest.events import Reserva, ReservaCreada, catalog
+from bridge.decode import MAX_REASON, Decoder
 from bridge.exceptions import Undecodable
-from schemas import (
-    Event,
-    Reserva,
-    ReservaCreada,
-    Role,
-)
+from schemas import Catalog, Event, Reader, Role
+
+decode = Decoder(Reader(catalog, strict=True)).decode
+lenient = Decoder(Reader(catalog)).decode
 
 EVENT = Event.of(
     ReservaCreada(reserva=Reserva(id=1, estado="confirmada")), audience=Role(role="proveedor")
@@ -118,3 +121,27 @@ def test_a_reason_is_one_bounded_line() -> None:
 def test_the_task_header_may_arrive_as_bytes() -> None:
     body, headers, content_type = celery_message(wire(EVENT))
     assert decode(body, headers | {"task": b"bridge.publish"}, content_type) == EVENT
+
+
+def test_lenient_decoding_takes_unknown_types_and_misfits_as_sent() -> None:
+    unknown = {"type": "promo", "data": {"x": [1, 2]}, "audience": {"kind": "role", "role": "c"}}
+    misfit = wire(EVENT) | {"data": {"reserva": {"id": "1"}}}
+    for sent in (unknown, misfit):
+        body, headers, content_type = celery_message(sent)
+        event = lenient(body, headers, content_type)
+        assert (event.typed, wire(event)["data"]) == (False, sent["data"])
+        assert not Decoder().decode(json.dumps(sent).encode(), {}, None).typed
+
+
+def test_lenient_decoding_still_refuses_what_is_not_an_event() -> None:
+    body, headers, content_type = celery_message({"type": "promo"})
+    with pytest.raises(Undecodable, match=r"args\.0\.data: Field required"):
+        lenient(body, headers, content_type)
+    with pytest.raises(Undecodable, match="not starting with 'bridge:'"):
+        Decoder(Reader(Catalog())).decode(b'{"type": "bridge:pong", "data": {}}', {}, None)
+
+
+def test_strict_decoding_refuses_a_type_outside_the_catalog_in_a_task() -> None:
+    body, headers, content_type = celery_message({"type": "promo", "data": {}})
+    with pytest.raises(Undecodable, match=r"task bridge\.publish: .*unknown event type 'promo'"):
+        decode(body, headers, content_type)

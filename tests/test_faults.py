@@ -78,7 +78,13 @@ async def test_poison_messages_are_dead_lettered_and_the_good_ones_arrive_on_tim
     publisher = Publisher(own_amqp_url)
     tally = Tally(expected=total)
     async with (
-        BridgeProcess(own_amqp_url, "faults-poison", tmp_path) as bridge,
+        # Strict, with the seed's catalog: an unknown type and a misfit are poison too.
+        BridgeProcess(
+            own_amqp_url,
+            "faults-poison",
+            tmp_path,
+            *("--catalog", "api_rest.events", "--strict-events"),
+        ) as bridge,
         counting(bridge.port, run, tally),
     ):
         await bridge.logged("connected to", 15)

@@ -18,11 +18,16 @@ import schemathesis
 from schemathesis import GenerationMode
 from schemathesis.schemas import BaseSchema
 
+from api_rest.events import catalog
 from bridge.openapi import openapi
+from schemas import Reader
 from tests.bridges import EVENT_BRIDGE, SECRET
 from tests.http import request
 
 API_KEY = "fuzz-api-key-0123456789"
+#: The bridges run with the seed's catalog, from the example project's folder.
+EXAMPLE = Path(__file__).resolve().parent.parent / "example"
+READER = Reader(catalog)
 
 
 def _serve(state: Path, *args: str) -> Iterator[str]:
@@ -43,8 +48,11 @@ def _serve(state: Path, *args: str) -> Iterator[str]:
             "--state-dir",
             str(state),
             *limits,
+            "--catalog",
+            "api_rest.events",
             *args,
         ],
+        cwd=EXAMPLE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -73,7 +81,9 @@ def keyed_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def _schema(*, api_key: bool) -> BaseSchema:
     """The OpenAPI document the bridge serves (``GET /openapi.json``), with or without a key."""
-    schema = schemathesis.openapi.from_dict(openapi(version("event-bridge"), api_key=api_key))
+    schema = schemathesis.openapi.from_dict(
+        openapi(version("event-bridge"), READER, api_key=api_key)
+    )
     schema.config.generation.update(
         modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=30
     )
@@ -97,4 +107,4 @@ async def test_the_fuzzed_document_is_the_one_served(open_url: str, keyed_url: s
     for url, api_key in ((open_url, False), (keyed_url, True)):
         port = int(url.rpartition(":")[2])
         served = (await request(port, "GET", "/openapi.json")).json()
-        assert served == openapi(version("event-bridge"), api_key=api_key)
+        assert served == openapi(version("event-bridge"), READER, api_key=api_key)

@@ -11,7 +11,8 @@ from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.client import ClientConnection
 
-from schemas import Event, Reserva, ReservaCreada
+from api_rest.events import Reserva, ReservaCreada
+from schemas import Event
 from tests.bridges import Served, Watch, client, rabbit, recv_json, running, settings, token
 from tests.rabbit import publish_to
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import uuid
@@ -13,7 +14,8 @@ import pytest
 from kombu import Connection, Exchange, Producer
 from websockets.asyncio.client import ClientConnection
 
-from schemas import DashboardUpdate, Event, Reserva, ReservaCreada
+from api_rest.events import DashboardUpdate, Reserva, ReservaCreada
+from schemas import Event
 from tests.bridges import (
     EVENT_BRIDGE,
     SECRET,
@@ -26,17 +28,20 @@ from tests.bridges import (
     token,
 )
 
+#: The example project's catalog (api_rest.events) is importable, as PYTHONPATH makes it.
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "example")}
+
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [EVENT_BRIDGE, *args], capture_output=True, text=True, check=False, timeout=30
+        [EVENT_BRIDGE, *args], capture_output=True, text=True, check=False, timeout=30, env=ENV
     )
 
 
 async def arun(*args: str) -> tuple[int, str, str]:
     """The command in a subprocess, without blocking a bridge running in this loop."""
     proc = await asyncio.create_subprocess_exec(
-        EVENT_BRIDGE, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        EVENT_BRIDGE, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
@@ -121,13 +126,24 @@ def test_an_unreachable_broker_exits_1() -> None:
 # emit
 
 
-def test_a_bad_payload_exits_2_with_the_field() -> None:
-    done = run("emit", "reserva:creada", '{"reserva": {}}', "--via", "http")
+def test_a_bad_payload_exits_2_with_the_field_when_strict() -> None:
+    strict = ("--via", "http", "--catalog", "api_rest.events", "--strict-events")
+    done = run("emit", "reserva:creada", '{"reserva": {}}', *strict)
     assert done.returncode == 2
     assert "data.reserva.id: Field required" in done.stderr
-    unknown = run("emit", "reserva:borrada", "{}", "--role", "admin", "--via", "http")
+    unknown = run("emit", "reserva:borrada", "{}", "--role", "admin", *strict)
     assert unknown.returncode == 2
     assert "unknown event type 'reserva:borrada'" in unknown.stderr
+
+
+def test_an_untyped_event_is_sent_with_a_warning(amqp_url: str) -> None:
+    catalog = ("--catalog", "api_rest.events", "--broker", amqp_url)
+    misfit = run("emit", "reserva:creada", '{"reserva": {}}', *catalog)
+    assert misfit.returncode == 0, misfit.stderr
+    assert "warning: reserva:creada does not fit its schema: sent untyped" in misfit.stderr
+    unknown = run("emit", "promo", '{"x": 1}', "--role", "cliente", *catalog)
+    assert unknown.returncode == 0, unknown.stderr
+    assert "warning: promo is not in the catalog: sent untyped" in unknown.stderr
 
 
 async def test_emit_via_amqp_reaches_a_client_of_a_running_bridge(

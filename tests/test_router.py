@@ -8,17 +8,10 @@ from functools import cache
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from api_rest.events import DashboardUpdate, Reserva, ReservaCreada
 from bridge.mailbox import Mailbox
 from bridge.router import ANONYMOUS, Principal, Router
-from schemas import (
-    DashboardUpdate,
-    Event,
-    Everyone,
-    Reserva,
-    ReservaCreada,
-    Role,
-    User,
-)
+from schemas import Event, Everyone, Role, User
 from schemas.audience import Audience
 
 

@@ -1,4 +1,8 @@
-"""The schemas accept every payload of the seed as written and reject wrong input clearly."""
+"""The schemas accept every payload of the seed as written and reject wrong input clearly.
+
+The seed's types are the example project's catalog, ``api_rest.events``. Strict
+readers refuse what does not fit; lenient ones (the default) take it untyped.
+"""
 
 from __future__ import annotations
 
@@ -10,29 +14,42 @@ from typing import Any
 
 import pytest
 
+from api_rest.events import Reserva, ReservaCreada, catalog
 from schemas import (
-    CATALOG,
     Catalog,
+    CatalogError,
     Category,
     Event,
     InvalidEvent,
     NotJSON,
     Payload,
-    Reserva,
-    ReservaCreada,
+    Reader,
     Role,
     SchemaError,
     User,
-    parse_event,
 )
-from schemas.requests import ENDPOINTS
 from schemas.topology import routing_key
 from tests.seed import PYTHON_CALLS, SEED, curls
 
-read_emit_event = ENDPOINTS["emit-event"].read
-read_update_dashboard = ENDPOINTS["update-dashboard"].read
-read_notify_role = ENDPOINTS["notify-role"].read
-read_notify_user = ENDPOINTS["notify-user"].read
+STRICT = Reader(catalog, strict=True)
+LENIENT = Reader(catalog)
+parse_event = STRICT.event
+
+
+def read_emit_event(body: bytes | str) -> Event:
+    return STRICT.body("emit-event", body)
+
+
+def read_update_dashboard(body: bytes | str) -> Event:
+    return STRICT.body("update-dashboard", body)
+
+
+def read_notify_role(body: bytes | str) -> Event:
+    return STRICT.body("notify-role", body)
+
+
+def read_notify_user(body: bytes | str) -> Event:
+    return STRICT.body("notify-user", body)
 
 
 def wire(event: Event) -> dict[str, Any]:
@@ -51,14 +68,14 @@ def test_the_seed_has_its_five_curl_examples() -> None:
 
 def test_the_catalog_has_every_business_type_of_the_seed() -> None:
     listed = re.findall(r"^- `([a-z]+:[a-z]+)` - ", SEED.read_text(), re.M)
-    business = [name for name, p in CATALOG.items() if p.category is Category.BUSINESS]
+    business = [name for name, t in catalog.items() if t.category is Category.BUSINESS]
     assert listed == business
     assert len(listed) == 9
 
 
 @pytest.mark.parametrize("curl", curls(), ids=lambda c: c.endpoint)
 def test_each_seed_curl_body_becomes_an_event_carrying_it_unchanged(curl: Any) -> None:
-    event = wire(ENDPOINTS[curl.endpoint].read(curl.body))
+    event = wire(STRICT.body(curl.endpoint, curl.body))
     body = curl.json
     match curl.endpoint:
         case "emit-event":
@@ -83,7 +100,7 @@ def test_each_payload_the_seeds_django_code_builds_is_valid(
     sent = {"type": type_, "data": data, "audience": audience}
     event = parse_event(json.dumps(sent))
     assert wire(event)["data"] == data
-    assert isinstance(event.data, CATALOG[type_])
+    assert isinstance(event.data, catalog[type_].payload)
 
 
 def test_an_event_gets_an_id_a_utc_timestamp_and_everyone_when_left_out() -> None:
@@ -332,17 +349,104 @@ def test_a_new_type_is_one_small_model() -> None:
     class FacturaEmitida(Payload):
         factura_id: int
 
-    assert catalog["factura:emitida"] is FacturaEmitida
-    assert FacturaEmitida.event_type == "factura:emitida"
-    assert FacturaEmitida.model_validate_json('{"facturaId": 3}').factura_id == 3
+    assert catalog["factura:emitida"].payload is FacturaEmitida
+    assert catalog["factura:emitida"].category is Category.BUSINESS
+    event = Reader(catalog).event(Event.of(FacturaEmitida(factura_id=3)).to_json())
+    assert event.type == "factura:emitida"
+    assert event.data == FacturaEmitida(factura_id=3)
 
 
 @pytest.mark.parametrize(
     ("name", "says"),
-    [("Factura Emitida", "lowercase words joined by ':'"), ("reserva:creada", "registered twice")],
+    [
+        ("Factura Emitida", "printable ASCII characters without spaces"),
+        ("bridge:welcome", "not starting with 'bridge:'"),
+        ("x" * 129, "1 to 128"),
+        ("reserva:creada", "registered twice"),
+    ],
 )
 def test_a_badly_named_or_repeated_type_fails_at_import(name: str, says: str) -> None:
     catalog = Catalog()
     catalog.register("reserva:creada", Category.BUSINESS)(type("A", (Payload,), {}))
-    with pytest.raises(ValueError, match=says):
+    with pytest.raises(CatalogError, match=says):
         catalog.register(name, Category.BUSINESS)(type("B", (Payload,), {}))
+
+
+def test_a_catalog_in_use_takes_no_more_types() -> None:
+    catalog = Catalog()
+    Reader(catalog)
+    with pytest.raises(CatalogError, match="in use already"):
+        catalog.register("late:type")(type("Late", (Payload,), {}))
+
+
+def test_a_payload_outside_every_catalog_is_not_an_event_type() -> None:
+    class Loose(Payload):
+        x: int
+
+    with pytest.raises(TypeError, match="register it in your catalog"):
+        Event.of(Loose(x=1))
+
+
+# Lenient reading, the default: what legacy callers send arrives as sent.
+
+UNKNOWN = [
+    ("emit-event", {"type": "algo:nuevo", "data": {"cualquier": ["cosa", 1]}}, "data"),
+    ("notify-role", {"role": "cliente", "event": "promo", "payload": {"x": 1}}, "payload"),
+    ("notify-user", {"userId": "u1", "event": "solo_u1", "payload": [1, 2]}, "payload"),
+    ("emit-event", {"type": "Order.Created", "data": "text"}, "data"),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "body", "field"), UNKNOWN, ids=lambda v: str(v)[:20])
+def test_a_type_outside_the_catalog_is_taken_untyped_and_refused_when_strict(
+    endpoint: str, body: dict[str, Any], field: str
+) -> None:
+    event = LENIENT.body(endpoint, json.dumps(body))
+    assert not event.typed
+    assert wire(event)["data"] == body[field]
+    with pytest.raises(InvalidEvent, match="unknown event type"):
+        STRICT.body(endpoint, json.dumps(body))
+
+
+def test_a_catalog_type_whose_data_does_not_fit_is_taken_as_sent() -> None:
+    body = {"role": "proveedor", "event": "nueva_solicitud", "payload": {"servicioId": 1}}
+    event = LENIENT.body("notify-role", json.dumps(body))
+    assert (event.type, event.typed, event.data) == ("nueva_solicitud", False, {"servicioId": 1})
+    assert wire(event)["audience"] == {"kind": "role", "role": "proveedor"}
+    with pytest.raises(InvalidEvent, match="clienteId"):
+        STRICT.body("notify-role", json.dumps(body))
+
+
+def test_an_untyped_event_is_read_back_as_it_was_written() -> None:
+    event = Event.untyped("promo", {"a": [1, None, "b"]}, audience=Role(role="cliente"))
+    assert LENIENT.event(event.to_json()) == event
+    assert Reader(Catalog()).event(event.to_json()) == event
+
+
+def test_lenient_reading_still_refuses_a_broken_envelope() -> None:
+    for body, says in [
+        (b'{"type": "bridge:reset", "data": {}}', "not starting with 'bridge:'"),
+        (b'{"type": "promo", "data": {}, "id": "two words"}', "match pattern"),
+        (b'{"type": "promo"}', "Field required"),
+        (b'{"type": "a b", "data": {}}', "without spaces"),
+    ]:
+        with pytest.raises(InvalidEvent, match=re.escape(says)):
+            LENIENT.event(body)
+
+
+def test_a_dashboard_update_is_typed_only_by_a_catalog_that_has_it() -> None:
+    body = b'{"services": {"total": 3}, "otro": true}'
+    assert LENIENT.body("update-dashboard", body).typed
+    untyped = Reader(Catalog()).body("update-dashboard", body)
+    assert (untyped.type, untyped.typed) == ("dashboard:update", False)
+    assert wire(untyped)["data"] == {"services": {"total": 3}, "otro": True}
+    assert routing_key(untyped) == "dashboard"
+
+
+def test_untyped_data_nested_too_deep_is_refused_not_a_crash() -> None:
+    # Untyped data is any JSON; the parser's depth limit still bounds it.
+    deep = b'{"type": "promo", "data": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    with pytest.raises(NotJSON, match="recursion limit exceeded"):
+        LENIENT.body("emit-event", deep)
+    with pytest.raises(NotJSON, match="recursion limit exceeded"):
+        LENIENT.event(deep)

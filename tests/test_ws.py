@@ -15,9 +15,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from api_rest.events import DashboardUpdate, Reserva, ReservaCreada
 from bridge.app import Bridge
 from bridge.config import Limits
-from schemas import DashboardUpdate, Event, Reserva, ReservaCreada, Role, User
+from schemas import Event, Role, User
 from tests.bridges import client, recv, recv_json, running, settings, token, url
 
 

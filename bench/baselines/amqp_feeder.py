@@ -1,6 +1,6 @@
 """The feeder of the bridge and the bare ``websockets`` baseline: AMQP with confirms.
 
-It publishes each event (``Event.of(DashboardUpdate)``, routing key ``dashboard``,
+It publishes each event (a ``dashboard:update`` event, routing key ``dashboard``,
 persistent) to the ``bridge.events`` exchange on a channel with publisher confirms;
 an event counts as published once RabbitMQ confirmed it. Publishes are pipelined: the
 next goes out on schedule while earlier ones wait for their confirms, in order (one

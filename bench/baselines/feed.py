@@ -50,11 +50,10 @@ def fields(run: str, seq: int, pad: int) -> dict[str, Any]:
 
 
 def event_body(run: str, seq: int, pad: int) -> bytes:
-    """A bare dashboard event (``Event.of(DashboardUpdate)``), ``sentAt`` the placeholder."""
-    from schemas import Event  # noqa: PLC0415 - only the feeders that send events need it
-    from schemas.catalog import DashboardUpdate  # noqa: PLC0415
+    """A bare dashboard event (``dashboard:update``), ``sentAt`` the placeholder."""
+    from schemas import DASHBOARD, Event  # noqa: PLC0415 - only the feeders that send events need it
 
-    return Event.of(DashboardUpdate.model_validate(fields(run, seq, pad))).to_json()
+    return Event.untyped(DASHBOARD, fields(run, seq, pad)).to_json()
 
 
 class _Stamps:

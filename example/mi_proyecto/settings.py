@@ -99,6 +99,8 @@ REST_FRAMEWORK = {
 # Roles are the user's group names: "cliente", "proveedor", "admin".
 EVENT_BRIDGE = {
     "BROKER_URL": os.environ.get("BRIDGE_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+    # The seed's event types, in api_rest/events.py; the bridge loads the same module.
+    "CATALOG": "api_rest.events",
     "JWT_SECRET": os.environ.get("BRIDGE_JWT_SECRET"),
     "BRIDGE_URL": os.environ.get("BRIDGE_URL", "ws://127.0.0.1:4000/ws"),
 }

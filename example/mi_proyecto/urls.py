@@ -1,6 +1,7 @@
-from api_rest.views import crear_reserva, live
 from django.contrib import admin
 from django.urls import include, path
+
+from api_rest.views import crear_reserva, live
 
 urlpatterns = [
     path("", live, name="live"),

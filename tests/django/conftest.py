@@ -55,7 +55,11 @@ def _database_only_when_asked(django_db_blocker: DjangoDbBlocker) -> Iterator[No
 @pytest.fixture(autouse=True)
 def event_bridge(settings: Settings, amqp_url: str) -> dict[str, Any]:
     """``EVENT_BRIDGE`` for this run's vhost and the test bridges' secret."""
-    settings.EVENT_BRIDGE = {"BROKER_URL": amqp_url, "JWT_SECRET": SECRET}
+    settings.EVENT_BRIDGE = {
+        "BROKER_URL": amqp_url,
+        "JWT_SECRET": SECRET,
+        "CATALOG": "api_rest.events",
+    }
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     config: dict[str, Any] = settings.EVENT_BRIDGE
     return config

@@ -6,8 +6,9 @@ from datetime import date, time
 from decimal import Decimal
 from typing import Any
 
-from api_rest.models import Calificacion, Categoria, Cliente, Proveedor, Reserva, Servicio
 from django.contrib.auth.models import Group, User
+
+from api_rest.models import Calificacion, Categoria, Cliente, Proveedor, Reserva, Servicio
 
 PASSWORD = "a-password-for-tests"
 

@@ -45,6 +45,8 @@ def test_a_missing_broker_is_event_bridge_e001(event_bridge: dict[str, Any]) -> 
         ({"JWT_SECRET": "too-short"}, "event_bridge.E004"),
         ({"JWT_SECRET": None}, "event_bridge.W001"),
         ({"DELIVERY": "later"}, "event_bridge.E005"),
+        ({"CATALOG": "api_rest.nowhere"}, "event_bridge.E006"),
+        ({"CATALOG": "api_rest.models"}, "event_bridge.E006"),  # holds no Catalog
     ],
 )
 def test_each_setting_that_cannot_work_is_reported(
@@ -84,3 +86,22 @@ def test_sqlite_with_deferred_transactions_and_the_outbox_is_event_bridge_w003(
             assert event_bridge_ids() == []  # no relay writes then
     finally:
         options["transaction_mode"] = "IMMEDIATE"
+
+
+def test_a_model_events_type_outside_the_catalog_is_e007_while_strict(
+    event_bridge: dict[str, Any],
+) -> None:
+    # The example declares model_events for the seed's types; without its catalog none is known.
+    no_catalog = {k: v for k, v in event_bridge.items() if k != "CATALOG"}
+    with override_settings(EVENT_BRIDGE={**no_catalog, "STRICT": True}):
+        found = [m for m in checks.run_checks() if m.id == "event_bridge.E007"]
+        assert found, "the example's model_events types should be reported"
+        assert "model_events(api_rest.Reserva) sends 'reserva:creada'" in found[0].msg
+        assert "@catalog.register('reserva:creada')" in (found[0].hint or "")
+    with override_settings(EVENT_BRIDGE={**no_catalog, "STRICT": False}):
+        assert event_bridge_ids() == []
+    # STRICT left out: DEBUG decides, so development is strict and production is not.
+    with override_settings(EVENT_BRIDGE=no_catalog, DEBUG=True):
+        assert "event_bridge.E007" in event_bridge_ids()
+    with override_settings(EVENT_BRIDGE=no_catalog, DEBUG=False):
+        assert event_bridge_ids() == []

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 import requests
-from api_rest.models import Cliente, Proveedor, Servicio
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from websockets.asyncio.client import connect
 
+from api_rest.models import Cliente, Proveedor, Servicio
 from tests.bridges import token
 from tests.django_live import LiveBridge
 from tests.output import Output

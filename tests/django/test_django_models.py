@@ -13,9 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from api_rest.models import Cliente
 from django.db import transaction
 
+from api_rest.models import Cliente
 from tests.bridges import token
 from tests.django import factories
 from tests.django.rollback import Boom, fail_in_a_transaction

@@ -11,11 +11,11 @@ from typing import Any
 
 import jwt
 import pytest
-from api_rest.models import Reserva
 from django.test import Client, override_settings
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from api_rest.models import Reserva
 from producer import WebSocketNotifier
 from producer.publisher import PublishError
 from schemas import SchemaError
@@ -224,8 +224,15 @@ def test_in_strict_mode_an_unreachable_rabbitmq_raises(
         WebSocketNotifier(strict=True).notify_user("7", "reserva_confirmada", {"reservaId": 1})
 
 
-def test_an_event_that_does_not_fit_its_type_is_refused_before_rabbitmq() -> None:
-    notifier = WebSocketNotifier()
-    assert notifier.emit_event("reserva:creada", {"reserva": {"id": "1"}}) is False
-    with pytest.raises(SchemaError, match="reserva:borrada"):
-        WebSocketNotifier(strict=True).emit_event("reserva:borrada", {})
+def test_a_strict_notifier_refuses_what_the_catalog_does_not_know_before_rabbitmq() -> None:
+    strict = WebSocketNotifier(strict=True)
+    with pytest.raises(SchemaError, match=r"data\.reserva\.id: Input should be a valid integer"):
+        strict.emit_event("reserva:creada", {"reserva": {"id": "1"}})
+    with pytest.raises(SchemaError, match="unknown event type 'reserva:borrada'"):
+        strict.emit_event("reserva:borrada", {})
+
+
+def test_a_notifier_that_is_not_strict_refuses_only_what_cannot_be_an_event() -> None:
+    notifier = WebSocketNotifier(strict=False)
+    assert notifier.emit_event("bridge:welcome", {}) is False
+    assert notifier.notify_user("two words", "promo", {}) is False
