@@ -31,6 +31,7 @@ from bridge.memory import MemoryBroker
 from bridge.metrics import Metrics
 from bridge.openapi import openapi
 from bridge.router import Router
+from bridge.typescript import client_js, client_types
 from bridge.websocket import Client
 from schemas import Reader
 
@@ -61,17 +62,29 @@ _TYPES = {".ts": "application/typescript", ".js": "text/javascript"}
 
 
 def documents(reader: Reader, *, api_key: bool = False) -> dict[str, StaticFile]:
-    """The files served as they are: the OpenAPI document and everything in ``bridge/static``."""
+    """The files served as they are: the OpenAPI document, everything in ``bridge/static``,
+    and the browser client's table of event types and ``client.d.ts`` for the catalog."""
+    catalog = reader.catalog
     document = openapi(version("event-bridge"), reader, api_key=api_key)
     served = {"/openapi.json": StaticFile(json.dumps(document).encode(), "application/json")}
     for item in resources.files("bridge").joinpath("static").iterdir():
-        # Python takes .ts for a Qt translation file; here it is TypeScript.
-        kind = _TYPES.get(Path(item.name).suffix) or mimetypes.guess_type(item.name)[0]
-        kind = kind or "application/octet-stream"
-        if kind.startswith("text/") or kind.endswith(("javascript", "json")):
-            kind += "; charset=utf-8"
-        served["/" + item.name] = StaticFile(item.read_bytes(), kind)
+        body = item.read_bytes()
+        if item.name == "client.js":
+            body = client_js(body.decode(), catalog).encode()
+        served["/" + item.name] = StaticFile(body, _content_type(item.name))
+    served["/client.d.ts"] = StaticFile(
+        client_types(catalog).encode(), _content_type("client.d.ts")
+    )
     return served
+
+
+def _content_type(name: str) -> str:
+    # Python takes .ts for a Qt translation file; here it is TypeScript.
+    kind = _TYPES.get(Path(name).suffix) or mimetypes.guess_type(name)[0]
+    kind = kind or "application/octet-stream"
+    if kind.startswith("text/") or kind.endswith(("javascript", "json")):
+        kind += "; charset=utf-8"
+    return kind
 
 
 class Bridge:

@@ -19,7 +19,7 @@ import click
 from kombu import Connection as KombuConnection
 
 from bridge import emit as emit_module
-from bridge import rabbitadmin
+from bridge import rabbitadmin, typescript
 from bridge import tail as tail_module
 from bridge.app import Bridge, run
 from bridge.auth import Authenticator
@@ -349,6 +349,31 @@ def schema(indent: int, catalog: str | None) -> None:
     """
     document = event_schema(_catalog(catalog))
     click.echo(json.dumps(document, indent=indent or None, ensure_ascii=False))
+
+
+@cli.command("client-types")
+@_catalog_option()
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write it to this file instead of printing it.",
+)
+def client_types_command(catalog: str | None, out: Path | None) -> None:
+    """Print the TypeScript types of the browser client for a catalog.
+
+    The same client.d.ts a bridge started with this --catalog serves at
+    /client.d.ts, for a frontend built without a bridge running: handlers of
+    your event types are checked against their payloads. For example:
+
+    \b
+        event-bridge client-types --catalog shop.events --out src/bridge/client.d.ts
+    """
+    text = typescript.client_types(_catalog(catalog))
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.write_text(text)
+    click.echo(f"wrote {out}", err=True)
 
 
 # Operator commands: RabbitMQ, one event, a live tail, dead letters.

@@ -125,16 +125,19 @@ async def recv_json(ws: ClientConnection, timeout: float = 5) -> dict[str, Any]:
 class Served:
     """``event-bridge serve`` in a subprocess, with its output read line by line."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         self.args = [EVENT_BRIDGE, "serve", "--port", "0", "--jwt-secret", SECRET, *args]
         self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
 
     async def start(self) -> str:
         """Start it and return its startup line (which names the port)."""
         self.proc = await asyncio.create_subprocess_exec(
-            *self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env
+            *self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env, cwd=self.cwd
         )
         assert self.proc.stdout is not None
         line = (await asyncio.wait_for(self.proc.stdout.readline(), 15)).decode()

@@ -13,8 +13,6 @@ import json
 import re
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,8 @@ import pytest
 import requests
 from playwright.async_api import Browser, Page, WebSocket, WebSocketRoute
 
+from api_rest.events import catalog
+from bridge import typescript
 from tests.bridges import Served, token
 from tests.browser import chromium
 
@@ -45,18 +45,6 @@ PAGE = """<!doctype html>
 
 #: The ids of the events the page received, in order.
 IDS = "window.log.filter((m) => m.id !== undefined).map((m) => m.id)"
-
-
-def test_client_types_are_up_to_date() -> None:
-    done = subprocess.run(
-        [sys.executable, "scripts/gen_client_types.py", "--check"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.fixture
@@ -217,8 +205,9 @@ def event(n: int, event_type: str = "reserva:creada") -> str:
 
 
 async def serve_client_js(page: Page) -> None:
-    """Serve ``client.js`` from the fake bridge's origin and open the test page there."""
-    client_js = (STATIC / "client.js").read_text()
+    """Serve ``client.js``, as a bridge with the seed's catalog fills it in, from the fake
+    bridge's origin and open the test page there."""
+    client_js = typescript.client_js((STATIC / "client.js").read_text(), catalog)
     await page.route(
         f"{FAKE}/client.js",
         lambda route: route.fulfill(body=client_js, content_type="text/javascript"),
