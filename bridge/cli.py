@@ -363,16 +363,21 @@ def client_types_command(catalog: str | None, out: Path | None) -> None:
 
     The same client.d.ts a bridge started with this --catalog serves at
     /client.d.ts, for a frontend built without a bridge running: handlers of
-    your event types are checked against their payloads. For example:
+    your event types are checked against their payloads, and names outside the
+    catalog still get untyped events. Without --catalog every event is untyped.
+    For example:
 
     \b
         event-bridge client-types --catalog shop.events --out src/bridge/client.d.ts
     """
-    text = typescript.client_types(_catalog(catalog))
+    try:
+        text = typescript.client_types(_catalog(catalog))
+    except typescript.HelperNameError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--catalog'") from exc
     if out is None:
         click.echo(text, nl=False)
         return
-    out.write_text(text)
+    out.write_text(text, encoding="utf-8")
     click.echo(f"wrote {out}", err=True)
 
 

@@ -31,7 +31,7 @@ from pydantic.json_schema import models_json_schema
 from schemas import Catalog, Category, UntypedEvent, event_schema, protocol
 from schemas.audience import Audience
 
-__all__ = ["SchemaTooNew", "client_js", "client_types"]
+__all__ = ["HelperNameError", "SchemaTooNew", "client_js", "client_types", "helpers"]
 
 #: The audiences' definitions, written as `Audience`.
 _AUDIENCES = ("Everyone", "Role", "User")
@@ -63,6 +63,10 @@ _IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 
 class SchemaTooNew(Exception):
     """The schema uses something this converter does not know; extend it."""
+
+
+class HelperNameError(ValueError):
+    """A payload class whose name cannot make a client helper; the message says which."""
 
 
 # JSON Schema to TypeScript
@@ -192,12 +196,37 @@ def protocol_models() -> list[type[BaseModel]]:
 # The outputs
 
 
-def helper_name(catalog: Catalog, event_type: str) -> str:
-    """``on`` and the payload's class name: "reserva:creada" is ``onReservaCreada``."""
-    name = "on" + catalog[event_type].payload.__name__
-    if not _IDENTIFIER.fullmatch(name) or name in RESERVED:
-        raise SchemaTooNew(f"{event_type!r}: helper name {name!r} is taken or not an identifier")
-    return name
+def helpers(catalog: Catalog) -> dict[str, str]:
+    """The client helper of each event type, by type: ``on`` and its payload's class name.
+
+    "reserva:creada", whose payload is ``ReservaCreada``, gets ``onReservaCreada``.
+    Raises :class:`HelperNameError` when a name is one of the client's own members
+    (:data:`RESERVED`), or two types' payload classes share a name.
+    """
+    found: dict[str, str] = {}
+    by_name: dict[str, str] = {}
+    for event_type, entry in catalog.items():
+        cls = entry.payload.__name__
+        name = "on" + cls
+        if not _IDENTIFIER.fullmatch(name):
+            raise HelperNameError(
+                f"{event_type!r}: its payload class {cls} would give the client helper "
+                f"{name!r}, which is not an ASCII identifier; rename the class"
+            )
+        if name in RESERVED:
+            raise HelperNameError(
+                f"{event_type!r}: its payload class {cls} would give the client helper "
+                f"{name}, which is the client's own ({', '.join(sorted(RESERVED))}); "
+                "rename the class"
+            )
+        if name in by_name:
+            raise HelperNameError(
+                f"{by_name[name]!r} and {event_type!r} both have a payload class named {cls}, "
+                f"so both would be the client helper {name}; rename one of the classes"
+            )
+        by_name[name] = event_type
+        found[event_type] = name
+    return found
 
 
 @dataclass(frozen=True)
@@ -255,7 +284,13 @@ class Schemas:
 
 
 def client_types(catalog: Catalog) -> str:
-    """The whole of ``client.d.ts`` for ``catalog``'s event types."""
+    """The whole text of ``client.d.ts`` for ``catalog``'s event types.
+
+    An empty catalog gives valid types in which every event is an ``UntypedEvent``.
+    Raises :class:`HelperNameError` for a payload class that cannot name a helper,
+    :class:`SchemaTooNew` for a model this converter cannot write.
+    """
+    names = helpers(catalog)  # first: a clash is reported before the schema is built
     schemas = Schemas.read(catalog)
     events, messages = schemas.events, schemas.messages
     plain = [n for n in schemas.defs if n not in events.values()]
@@ -325,10 +360,10 @@ def client_types(catalog: Catalog) -> str:
     ]
     for alias, event_type in SEED_ALIASES.items():
         if event_type in catalog:
-            note = f"The seed's name for `{helper_name(catalog, event_type)}`."
+            note = f"The seed's name for `{names[event_type]}`."
             out += _helper(schemas, alias, event_type, note)
     for event_type in catalog:
-        out += _helper(schemas, helper_name(catalog, event_type), event_type)
+        out += _helper(schemas, names[event_type], event_type)
     out += [_CLIENT_TAIL.strip("\n"), ""]
     return "\n".join(out)
 
@@ -348,9 +383,10 @@ def _helper(schemas: Schemas, name: str, event_type: str, note: str = "") -> lis
 
 def client_table(catalog: Catalog) -> str:
     """The filled-in section of ``client.js``: every event type, its category and helper."""
+    names = helpers(catalog)
     rows = [
         f"  {json.dumps(t)}: {{ category: {json.dumps(e.category.value)}, "
-        f"helper: {json.dumps(helper_name(catalog, t))} }},"
+        f"helper: {json.dumps(names[t])} }},"
         for t, e in catalog.items()
     ]
     return "\n".join(
@@ -369,7 +405,12 @@ def client_table(catalog: Catalog) -> str:
 
 
 def client_js(template: str, catalog: Catalog) -> str:
-    """``client.js`` (its ``template``, as shipped) with ``catalog``'s table of types."""
+    """The text of ``client.js``: its ``template`` (``bridge/static/client.js``) with the
+    lines between :data:`BEGIN` and :data:`END` replaced by ``catalog``'s table of types.
+
+    Raises :class:`ValueError` when the template lacks those lines, and
+    :class:`HelperNameError` as :func:`helpers` does.
+    """
     start, end = template.find(BEGIN), template.find(END)
     if start < 0 or end < start:
         raise ValueError(f"client.js: the lines {BEGIN!r} and {END!r} are missing")
