@@ -201,10 +201,10 @@ def helpers(catalog: Catalog) -> dict[str, str]:
 
     "reserva:creada", whose payload is ``ReservaCreada``, gets ``onReservaCreada``.
     Raises :class:`HelperNameError` when a name is one of the client's own members
-    (:data:`RESERVED`), or two types' payload classes share a name.
+    (:data:`RESERVED`) or not an identifier. (The catalog refuses two payload
+    classes of one name.)
     """
     found: dict[str, str] = {}
-    by_name: dict[str, str] = {}
     for event_type, entry in catalog.items():
         cls = entry.payload.__name__
         name = "on" + cls
@@ -219,12 +219,6 @@ def helpers(catalog: Catalog) -> dict[str, str]:
                 f"{name}, which is the client's own ({', '.join(sorted(RESERVED))}); "
                 "rename the class"
             )
-        if name in by_name:
-            raise HelperNameError(
-                f"{by_name[name]!r} and {event_type!r} both have a payload class named {cls}, "
-                f"so both would be the client helper {name}; rename one of the classes"
-            )
-        by_name[name] = event_type
         found[event_type] = name
     return found
 

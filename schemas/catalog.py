@@ -81,6 +81,15 @@ class Catalog(Mapping[str, EventType]):
                 raise CatalogError(
                     f"{cls.__name__} is already the event type {cls.__event_type__.name!r}"  # type: ignore[attr-defined]
                 )
+            clash = next(
+                (t for t in self._types.values() if t.payload.__name__ == cls.__name__), None
+            )
+            if clash is not None:
+                raise CatalogError(
+                    f"{name!r} and {clash.name!r} both have a payload class named "
+                    f"{cls.__name__}: rename one (the JSON Schema and the browser client's "
+                    "helpers are named after it)"
+                )
             if self._frozen:
                 raise CatalogError(
                     f"cannot register {name!r}: the catalog is in use already; register "

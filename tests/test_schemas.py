@@ -372,6 +372,13 @@ def test_a_badly_named_or_repeated_type_fails_at_import(name: str, says: str) ->
         catalog.register(name, Category.BUSINESS)(type("B", (Payload,), {}))
 
 
+def test_two_payload_classes_of_one_name_are_refused() -> None:
+    catalog = Catalog()
+    catalog.register("a:one")(type("Same", (Payload,), {}))
+    with pytest.raises(CatalogError, match="both have a payload class named Same: rename one"):
+        catalog.register("b:two")(type("Same", (Payload,), {}))
+
+
 def test_a_catalog_in_use_takes_no_more_types() -> None:
     catalog = Catalog()
     Reader(catalog)
