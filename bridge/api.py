@@ -216,7 +216,10 @@ class Api:
         token = _bearer(request)
         if token is None:
             return ANONYMOUS
-        if self.settings.api_key and hmac.compare_digest(token, self.settings.api_key):
+        # Bytes: compare_digest refuses str that is not ASCII, and headers may hold anything.
+        if self.settings.api_key and hmac.compare_digest(
+            token.encode(), self.settings.api_key.encode()
+        ):
             return _EVERYTHING
         return self.authenticator.verify(token)
 

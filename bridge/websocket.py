@@ -27,7 +27,7 @@ from bridge.router import ANONYMOUS, Entry, Principal
 if TYPE_CHECKING:
     from bridge.hub import Hub
 
-__all__ = ["CLOSE_TOO_SLOW", "CLOSE_UNAUTHORIZED", "Client"]
+__all__ = ["CLOSE_TOO_SLOW", "CLOSE_UNAUTHORIZED", "MAX_CLOSE_REASON", "Client", "fit_reason"]
 
 log = logging.getLogger("bridge.ws")
 
@@ -196,12 +196,12 @@ class Client:
         if self.closing:
             return
         self.closing = True
+        # First, whatever happens next: also when the peer started closing, it must not linger.
+        self.set_timer(self.hub.limits.close_timeout, self.transport.abort)
         self.hub.leave(self)
         if self.protocol.state is State.OPEN:
-            self.protocol.send_close(code, reason)
+            self.protocol.send_close(code, fit_reason(reason))
             self._write_protocol_output()
-        # Also when the peer started closing first: it must not linger.
-        self.set_timer(self.hub.limits.close_timeout, self.transport.abort)
 
     def set_timer(self, delay: float, callback: Callable[[], object]) -> None:
         """Replace this connection's one pending timer."""
@@ -236,3 +236,19 @@ class Client:
             else:
                 # The protocol is done: the server closes the TCP connection.
                 self.transport.close()
+
+
+#: A close frame is a control frame: at most 125 bytes, 2 of them the code.
+MAX_CLOSE_REASON = 123
+
+
+def fit_reason(reason: str) -> str:
+    """``reason`` cut to what a close frame holds, never in the middle of a character.
+
+    Reasons may quote input (a refused token's header), so their length is the
+    sender's choice.
+    """
+    data = reason.encode()
+    if len(data) <= MAX_CLOSE_REASON:
+        return reason
+    return data[: MAX_CLOSE_REASON - 3].decode(errors="ignore") + "..."

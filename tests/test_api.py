@@ -331,3 +331,16 @@ async def test_a_malformed_request_gets_400_without_its_bytes_echoed(bridge: Bri
     assert response.startswith(b"HTTP/1.1 400 ")
     assert b'"bad HTTP request: illegal request line"' in response
     assert b"secret" not in response
+
+
+async def test_a_bearer_that_is_not_ascii_gets_401_not_500(tmp_path: Path) -> None:
+    # Issue 14, vulnerability 4: hmac.compare_digest raised on a non-ASCII str.
+    async with running(settings(tmp_path, api_key="k" * 20)) as bridge:
+        reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
+        writer.write(
+            b"GET /api/dashboard/history HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer k\xe9y\r\nConnection: close\r\n\r\n"
+        )
+        response = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    assert response.startswith(b"HTTP/1.1 401 "), response[:200]

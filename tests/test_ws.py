@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import socket
@@ -412,3 +413,26 @@ async def test_a_resume_without_an_id_replays_the_whole_history(bridge: Bridge) 
         await ws.send('{"op": "resume"}')
         await bridge.broker.publish(reserva(3))
         assert [(await recv_json(ws))["id"] for _ in range(3)] == ["e1", "e2", "e3"]
+
+
+async def test_a_refusal_reason_too_long_for_a_close_frame_still_closes(
+    bridge: Bridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 14, vulnerability 2: a token header with a long `crit` entry made the
+    # refusal reason longer than a close frame holds (123 bytes). Building the
+    # frame raised after the connection was marked closing, and it stayed open.
+    header = base64.urlsafe_b64encode(
+        json.dumps({"alg": "HS256", "typ": "JWT", "crit": ["é" * 200]}).encode()
+    ).rstrip(b"=")
+    forged = header.decode() + ".eyJzdWIiOiJ4In0.c2ln"
+    async with connect(url(bridge)) as ws:
+        await ws.send(json.dumps({"op": "auth", "token": forged}))
+        with pytest.raises(ConnectionClosed) as caught:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert caught.value.rcvd is not None
+    assert caught.value.rcvd.code == 4401
+    assert len(caught.value.rcvd.reason.encode()) <= 123
+    async with asyncio.timeout(5):
+        while bridge.hub.clients:
+            await bridge.hub.emptied.wait()
+    assert "Traceback" not in caplog.text
