@@ -119,6 +119,9 @@ class Api:
 
     async def publish(self, endpoint: str, request: Request) -> Response:
         """``POST /api/dashboard/<endpoint>``: validate, publish with a confirm, answer 202."""
+        refusal = self._cross_site(request)
+        if refusal is not None:
+            return refusal
         if not self._has_key(request):
             return Response.error(
                 401, "send the API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
@@ -136,6 +139,27 @@ class Api:
             return Response.error(503, f"the event was not taken: {exc}")
         self.metrics.published.labels(endpoint).inc()
         return Response.json(202, {"id": event.id})
+
+    def _cross_site(self, request: Request) -> Response | None:
+        """A refusal for a browser's request that a page on another site could have forged.
+
+        Browsers send ``Origin`` on every cross-origin POST; servers and scripts
+        (the legacy callers) send none and are not affected. A browser's POST must
+        come from an allowed origin and carry JSON, which a plain HTML form or a
+        "simple" ``fetch`` cannot send without a CORS preflight.
+        """
+        origin = request.headers.get("origin")
+        if origin is None:
+            return None
+        host = request.headers.get("host")
+        if not origin_allowed(origin, host, self.settings.allowed_origins):
+            return Response.error(
+                403, f"origin {origin!r} may not publish: add it to --allowed-origins"
+            )
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/json":
+            return Response.error(415, "send the body as Content-Type: application/json")
+        return None
 
     def _has_key(self, request: Request) -> bool:
         expected = self.settings.api_key

@@ -344,3 +344,36 @@ async def test_a_bearer_that_is_not_ascii_gets_401_not_500(tmp_path: Path) -> No
         response = await asyncio.wait_for(reader.read(), 5)
         writer.close()
     assert response.startswith(b"HTTP/1.1 401 "), response[:200]
+
+
+async def _post_as(port: int, origin: str | None, content_type: str) -> tuple[int, str]:
+    """POST a body with exactly these headers, as a browser (with Origin) or a script."""
+    body = b'{"type": "promo", "data": {}}'
+    head = [
+        "POST /api/dashboard/emit-event HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+    ]
+    if origin is not None:
+        head.append(f"Origin: {origin}")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    response = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return int(response.split()[1]), response.decode(errors="replace")
+
+
+async def test_a_page_on_another_site_cannot_publish(tmp_path: Path) -> None:
+    # Issue 14, vulnerability 3: a text/plain POST from any web page answered 202.
+    async with running(settings(tmp_path)) as bridge:
+        port = bridge.port
+        status, text = await _post_as(port, "http://evil.example", "text/plain")
+        assert status == 403
+        assert "add it to --allowed-origins" in text
+        own = f"http://127.0.0.1:{port}"
+        assert (await _post_as(port, own, "text/plain"))[0] == 415
+        assert (await _post_as(port, own, "application/json"))[0] == 202
+        # Servers and scripts send no Origin: legacy callers are not affected.
+        assert (await _post_as(port, None, "text/plain"))[0] == 202
