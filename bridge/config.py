@@ -21,6 +21,8 @@ class Limits:
 
     #: Largest message a client may send; larger ones close the connection with 1009.
     max_message_size: int = 64 * 1024
+    #: Fragments one client message may come in; more close the connection with 1009.
+    max_fragments: int = 256
     #: Largest HTTP request body; larger ones get 413.
     max_body_size: int = 1024 * 1024
     #: Requests per second one address may make to ``/api/dashboard/*``

@@ -51,6 +51,7 @@ class Client:
         "batch",
         "closing",
         "deflate",
+        "fragment_count",
         "fragments",
         "hub",
         "id",
@@ -88,8 +89,10 @@ class Client:
         self.allowance = 0
         self.closing = False
         self.timer: asyncio.TimerHandle | None = None
-        #: The frames so far of a message that came in fragments.
-        self.fragments: list[Frame] | None = None
+        #: A message that comes in fragments: its first frame's opcode, its bytes so far,
+        #: and how many fragments came.
+        self.fragments: tuple[Opcode, bytearray] | None = None
+        self.fragment_count = 0
 
     # Incoming
 
@@ -105,20 +108,28 @@ class Client:
     def _receive_frame(self, frame: Frame) -> None:
         # The protocol checks the order of fragments and the size of the whole
         # message (max_message_size); putting them back together is ours.
+        # Only the bytes are kept, and the fragments are counted: empty continuation
+        # frames would otherwise pile up without ever reaching the size limit.
         if frame.opcode is Opcode.CONT and self.fragments is not None:
-            self.fragments.append(frame)
+            opcode, buffer = self.fragments
+            buffer += frame.data
+            self.fragment_count += 1
+            if self.fragment_count > self.hub.limits.max_fragments:
+                self.close(CloseCode.MESSAGE_TOO_BIG, "too many fragments in one message")
+                return
             if not frame.fin:
                 return
-            first, data = self.fragments[0], b"".join(f.data for f in self.fragments)
+            data = bytes(buffer)
             self.fragments = None
         elif frame.opcode in (Opcode.TEXT, Opcode.BINARY):
+            opcode = frame.opcode
             if not frame.fin:
-                self.fragments = [frame]
+                self.fragments, self.fragment_count = (opcode, bytearray(frame.data)), 1
                 return
-            first, data = frame, bytes(frame.data)
+            data = bytes(frame.data)
         else:
             return
-        if first.opcode is Opcode.BINARY:
+        if opcode is Opcode.BINARY:
             self.send_message_error("send JSON text frames, not binary ones")
             return
         try:
