@@ -103,6 +103,9 @@ class Client:
         for event in self.protocol.events_received():
             if isinstance(event, Frame) and not self.closing:
                 self._receive_frame(event)
+        if not self.closing:
+            # Pongs to the client's pings are writes too.
+            self._too_slow(self.transport.get_write_buffer_size())
         self._write_protocol_output()
 
     def _receive_frame(self, frame: Frame) -> None:
@@ -147,13 +150,33 @@ class Client:
 
     def send(self, message: BaseModel) -> None:
         """Send one ``bridge:*`` message now, ahead of anything queued."""
-        if not self.closing:
+        if not self.closing and not self._too_slow(self.transport.get_write_buffer_size()):
             self._write_text(message.model_dump_json().encode())
 
     def send_message_error(self, error: str, detail: list[object] | None = None) -> None:
         payload = {"type": "bridge:error", "error": error, "detail": detail or []}
-        if not self.closing:
+        if not self.closing and not self._too_slow(self.transport.get_write_buffer_size()):
             self._write_text(json.dumps(payload).encode())
+
+    def _too_slow(self, buffered: int) -> bool:
+        """Close the client if ``buffered`` bytes are more than it may leave unread.
+
+        Every write goes through here, replies and pongs as well as events: a
+        client that sends and never reads would otherwise make the bridge hold
+        its answers for ever, before authentication as after.
+        """
+        limit = self.hub.limits.max_send_buffer
+        if buffered <= limit:
+            self.allowance = 0
+            return False
+        # Drained bytes of a burst need no more allowance.
+        self.allowance = min(self.allowance, buffered)
+        if buffered <= limit + self.allowance:
+            return False
+        log.warning("slow client dropped", extra={"conn": self.id, "buffered": buffered})
+        self.hub.metrics.slow_clients.inc()
+        self.close(CLOSE_TOO_SLOW, "too slow: reconnect and resume")
+        return True
 
     def flush(self, batch_frame: dict[tuple[int, ...], bytes]) -> None:
         """Write everything queued in one go, or drop the client if it is too far behind."""
@@ -164,16 +187,8 @@ class Client:
             return
         buffered = self.transport.get_write_buffer_size()
         limit = self.hub.limits.max_send_buffer
-        if buffered > limit:
-            # Drained bytes of a burst need no more allowance.
-            self.allowance = min(self.allowance, buffered)
-            if buffered > limit + self.allowance:
-                log.warning("slow client dropped", extra={"conn": self.id, "buffered": buffered})
-                self.hub.metrics.slow_clients.inc()
-                self.close(CLOSE_TOO_SLOW, "too slow: reconnect and resume")
-                return
-        elif self.allowance:
-            self.allowance = 0
+        if self._too_slow(buffered):
+            return
         if self.deflate:
             self._write_deflated(entries)
             return

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -266,6 +267,53 @@ async def test_a_compression_bomb_is_closed_with_1009(tmp_path: Path) -> None:
         assert bridge.proc is not None
         assert bridge.proc.returncode is None
     assert (len(tally.sent), len(tally.received), tally.lost, tally.duplicated) == (2, 2, 0, 0)
+
+
+async def _never_reading(port: int, query: str) -> asyncio.Transport:
+    """A WebSocket past its 101 that stops reading, with the smallest receive buffer."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    transport, raw = await loop.create_connection(_Raw, sock=sock)
+    transport.write(HANDSHAKE.format(query=query, port=port, extra="").encode())
+    async with asyncio.timeout(10):
+        while b"\r\n\r\n" not in raw.data:
+            raw.arrived.clear()
+            await raw.arrived.wait()
+    assert raw.data.startswith(b"HTTP/1.1 101"), bytes(raw.data)
+    transport.pause_reading()
+    return transport
+
+
+async def test_a_client_that_never_reads_its_replies_is_dropped(tmp_path: Path) -> None:
+    """Issue 14, vulnerability 5: each ``[]`` got a ``bridge:error`` the client never read,
+    and the bridge kept them all (84 to 252 MiB), before authentication as after.
+    Replies now go through the send limit: past 1 MiB waiting, the client is closed (1013).
+    """
+    limit = 1024 * 1024
+    async with serve(tmp_path, "--max-send-buffer", str(limit)) as bridge:
+        ws = await honest(bridge)
+        tally = Tally()
+        for query in ("", f"?token={token()}"):  # before authentication, then after
+            await publish(bridge, tally)
+            flooder = await _never_reading(bridge.port, query)
+            # 40,000 frames of 8 bytes ask for about 4 MB of replies.
+            try:
+                flooder.write(frame(Opcode.TEXT, b"[]") * 40_000)
+                line = await bridge.logged("slow client dropped")
+            finally:
+                flooder.abort()
+            buffered = int(line.split("buffered=")[1].split()[0])
+            # Dropped by the first reply past the limit: one reply over it at most.
+            assert limit < buffered <= limit + 1024, line
+        await publish(bridge, tally)
+        await collect(ws, tally)
+        await ws.close()
+        assert bridge.proc is not None
+        assert bridge.proc.returncode is None
+    assert (len(tally.sent), len(tally.received), tally.lost, tally.duplicated) == (3, 3, 0, 0)
 
 
 # Scenario 9: cross-site WebSocket hijacking.
