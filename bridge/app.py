@@ -25,7 +25,7 @@ from bridge.config import Settings
 from bridge.decode import Decoder
 from bridge.handshake import Handshake
 from bridge.history import HistoryFile
-from bridge.http import HttpProtocol
+from bridge.http import HttpServer
 from bridge.hub import Hub
 from bridge.memory import MemoryBroker
 from bridge.metrics import Metrics
@@ -125,7 +125,7 @@ class Bridge:
             settings, broker, self.hub, self.authenticator, self.metrics, served, self.reader
         )
         self._server: asyncio.Server | None = None
-        self._connections: set[HttpProtocol] = set()
+        self._http: HttpServer | None = None
         self._keepalive: asyncio.Task[None] | None = None
 
     @property
@@ -138,15 +138,11 @@ class Bridge:
         """Load the history, listen, and start consuming."""
         self.router.restore(self.history.open())
         handshake = Handshake(self.hub, self.authenticator, self.settings)
-        routes, max_body = self.api.routes(), self.settings.limits.max_body_size
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: HttpProtocol(
-                routes, handshake, max_body=max_body, open_connections=self._connections
-            ),
-            self.settings.host,
-            self.settings.port,
+        self._http = HttpServer(
+            self.api.routes(), handshake, limits=self.settings.limits, metrics=self.metrics
         )
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._http, self.settings.host, self.settings.port)
         await self.broker.start(self.hub.on_event)
         self._keepalive = loop.create_task(self.hub.keepalive())
 
@@ -158,7 +154,7 @@ class Bridge:
             self._keepalive.cancel()
         await self.broker.close()
         self.hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
-        for connection in list(self._connections):
+        for connection in self._http.connections if self._http is not None else ():
             if connection.client is None:
                 connection.close()  # idle keep-alive HTTP
         await self._clients_gone()

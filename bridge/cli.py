@@ -237,6 +237,46 @@ def _default_state_dir() -> Path:
     "counts as too slow: it is closed with 1013 and resumes when it reconnects.",
 )
 @click.option(
+    "--max-connections-per-ip",
+    envvar="BRIDGE_MAX_CONNECTIONS_PER_IP",
+    show_envvar=True,
+    type=click.IntRange(min=0),
+    default=Limits.max_connections_per_ip,
+    show_default=True,
+    help="Open connections (HTTP and WebSocket) one address may hold; more get 429. "
+    "0: no bound, for a bridge behind a reverse proxy, where every browser comes from "
+    "the proxy's address and the proxy bounds them.",
+)
+@click.option(
+    "--max-connections",
+    envvar="BRIDGE_MAX_CONNECTIONS",
+    show_envvar=True,
+    type=click.IntRange(min=0),
+    default=Limits.max_connections,
+    show_default=True,
+    help="Open connections in all; more get 503. 0: no bound but the process's open files.",
+)
+@click.option(
+    "--http-request-timeout",
+    envvar="BRIDGE_HTTP_REQUEST_TIMEOUT",
+    show_envvar=True,
+    type=click.FloatRange(min=0.1),
+    default=Limits.http_request_timeout,
+    show_default=True,
+    metavar="SECONDS",
+    help="Time a client has to send a whole HTTP request, from its first byte; then 408.",
+)
+@click.option(
+    "--http-idle-timeout",
+    envvar="BRIDGE_HTTP_IDLE_TIMEOUT",
+    show_envvar=True,
+    type=click.FloatRange(min=0.1),
+    default=Limits.http_idle_timeout,
+    show_default=True,
+    metavar="SECONDS",
+    help="Time a keep-alive HTTP connection may wait for its next request.",
+)
+@click.option(
     "--batch-window",
     envvar="BRIDGE_BATCH_WINDOW",
     show_envvar=True,
@@ -266,6 +306,10 @@ def serve(
     api_rate_per_key: float,
     api_burst_per_key: int,
     max_send_buffer: int,
+    max_connections_per_ip: int,
+    max_connections: int,
+    http_request_timeout: float,
+    http_idle_timeout: float,
     batch_window: float,
     catalog: str | None,
     strict_events: bool,
@@ -299,6 +343,10 @@ def serve(
                 api_rate_per_key=api_rate_per_key,
                 api_burst_per_key=api_burst_per_key,
                 max_send_buffer=max_send_buffer,
+                max_connections_per_ip=max_connections_per_ip,
+                max_connections=max_connections,
+                http_request_timeout=http_request_timeout,
+                http_idle_timeout=http_idle_timeout,
                 batch_window=batch_window,
             ),
             catalog=_catalog(catalog),

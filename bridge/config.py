@@ -25,6 +25,16 @@ class Limits:
     max_fragments: int = 256
     #: Largest HTTP request body; larger ones get 413.
     max_body_size: int = 1024 * 1024
+    #: Open connections (HTTP and WebSocket) from one address; more get 429 and
+    #: are closed at once. 0: no bound (behind a reverse proxy, which bounds them).
+    max_connections_per_ip: int = 500
+    #: Open connections in all; more get 503 and are closed at once. 0: no bound.
+    max_connections: int = 50_000
+    #: Seconds a client has to send a whole request, head and body, from its
+    #: first byte (or from connecting); then 408. Slow senders hold no socket longer.
+    http_request_timeout: float = 10.0
+    #: Seconds a keep-alive HTTP connection may wait for its next request.
+    http_idle_timeout: float = 60.0
     #: Requests per second one address may make to ``/api/dashboard/*``
     #: (callers with the API key have their own budget); over it, 429. 0: no limit.
     api_rate_per_ip: float = 100.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
@@ -19,6 +20,9 @@ from urllib.parse import parse_qsl, urlsplit
 import h11
 from websockets.frames import CloseCode
 
+from bridge.config import Limits
+from bridge.connections import Connections
+from bridge.metrics import Metrics
 from bridge.websocket import Client
 
 __all__ = ["Handler", "HttpProtocol", "Request", "Response", "Upgrade"]
@@ -27,6 +31,8 @@ log = logging.getLogger("bridge.http")
 
 #: Seconds to keep reading (and dropping) a refused body before closing.
 _LINGER = 2.0
+#: Seconds between two log lines about refused connections: a flood gets one a while.
+_REFUSALS_LOGGED_EVERY = 10.0
 
 
 @dataclass(frozen=True)
@@ -76,21 +82,64 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 Upgrade = Callable[[asyncio.Transport, bytes, Request], Client | None]
 
 
-class HttpProtocol(asyncio.Protocol):
-    """One TCP connection: HTTP/1.1 requests, until it becomes a WebSocket."""
+@dataclass
+class _Refusals:
+    """Connections refused since the last log line about them, by reason."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    logged: float = -_REFUSALS_LOGGED_EVERY
+
+    def count(self, reason: str, address: str, connections: Connections[HttpProtocol]) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        now = time.monotonic()
+        if now - self.logged < _REFUSALS_LOGGED_EVERY:
+            return
+        bound = "max_connections_per_ip" if reason == "per-ip" else "max_connections"
+        log.warning(
+            "connections refused: at their bound (counted in bridge_connections_refused_total)",
+            extra={
+                "bound": bound,
+                "last_remote": address,
+                "refused": self.counts,
+                "open": len(connections),
+            },
+        )
+        self.counts, self.logged = {}, now
+
+
+class HttpServer:
+    """What every connection of one bridge shares: its routes, its bounds, its counts."""
 
     def __init__(
         self,
         routes: Mapping[tuple[str, str], Handler],
         upgrade: Upgrade,
         *,
-        max_body: int,
-        open_connections: set[HttpProtocol],
+        limits: Limits,
+        metrics: Metrics,
     ) -> None:
-        self._routes = routes
-        self._open = open_connections
-        self._upgrade = upgrade
-        self._max_body = max_body
+        self.routes = routes
+        self.upgrade = upgrade
+        self.limits = limits
+        self.metrics = metrics
+        self.connections: Connections[HttpProtocol] = Connections(
+            max_total=limits.max_connections, max_per_address=limits.max_connections_per_ip
+        )
+        self.refusals = _Refusals()
+
+    def __call__(self) -> HttpProtocol:
+        """A protocol for one new connection (the factory ``create_server`` wants)."""
+        return HttpProtocol(self)
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One TCP connection: HTTP/1.1 requests, until it becomes a WebSocket."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._routes = server.routes
+        self._upgrade = server.upgrade
+        self._max_body = server.limits.max_body_size
         self._transport: asyncio.Transport | None = None
         self._h11: h11.Connection | None = h11.Connection(h11.SERVER)
         # The bytes of the first request, for the WebSocket handshake to parse.
@@ -101,17 +150,34 @@ class HttpProtocol(asyncio.Protocol):
         self._remote = ""
         self._discarding = False
         self._task: asyncio.Task[Response] | None = None
+        self._address = ""
+        self._admitted = False
+        # The one timeout running: for the request under way, or for the next one.
+        self._timer: asyncio.TimerHandle | None = None
+        self._idle = False
         self.client: Client | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        self._open.add(self)
         peer = transport.get_extra_info("peername")
         self._remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self._address = str(peer[0]) if isinstance(peer, tuple) else self._remote
+        server = self._server
+        refused = server.connections.admit(self, self._address)
+        if refused is not None:
+            server.metrics.connections_refused.labels(refused).inc()
+            server.refusals.count(refused, self._address, server.connections)
+            transport.write(_refusal(refused))
+            transport.close()
+            return
+        self._admitted = True
+        # From the first byte, as for every later request: nothing on a new
+        # connection is as idle as a keep-alive one.
+        self._wait_for_request()
 
     def data_received(self, data: bytes) -> None:
-        if self._discarding:
+        if self._discarding or not self._admitted:
             return
         if self.client is not None:
             try:
@@ -123,6 +189,8 @@ class HttpProtocol(asyncio.Protocol):
             return
         if self._raw is not None:
             self._raw += data
+        if self._idle:
+            self._wait_for_request()  # a new request started: its whole time counts from here
         assert self._h11 is not None
         self._h11.receive_data(data)
         self._next_events()
@@ -137,9 +205,46 @@ class HttpProtocol(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._open.discard(self)
+        self._cancel_timer()
+        self._server.connections.release(self, self._address)
         if self.client is not None:
             self.client.hub.closed(self.client)
+
+    # Timeouts
+
+    def _wait_for_request(self) -> None:
+        """Give the client ``http_request_timeout`` to send a whole request."""
+        self._idle = False
+        self._set_timer(self._server.limits.http_request_timeout, self._request_timed_out)
+
+    def _wait_idle(self) -> None:
+        """Keep the connection open ``http_idle_timeout`` for a next request."""
+        self._idle = True
+        self._set_timer(self._server.limits.http_idle_timeout, self._idle_timed_out)
+
+    def _set_timer(self, delay: float, callback: Callable[[], None]) -> None:
+        self._cancel_timer()
+        if delay > 0:
+            self._timer = asyncio.get_running_loop().call_later(delay, callback)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _request_timed_out(self) -> None:
+        self._server.metrics.http_timeouts.labels("request").inc()
+        limit = self._server.limits.http_request_timeout
+        conn = self._h11
+        if conn is not None and conn.their_state is h11.IDLE and not conn.trailing_data[0]:
+            self._close()  # nothing was asked: nothing to answer
+            return
+        self._send(Response.error(408, f"the request did not arrive whole within {limit:g} s"))
+        self._close()
+
+    def _idle_timed_out(self) -> None:
+        self._server.metrics.http_timeouts.labels("idle").inc()
+        self._close()
 
     def _next_events(self) -> None:
         conn = self._h11
@@ -170,7 +275,13 @@ class HttpProtocol(asyncio.Protocol):
         self._request = event
         self._body.clear()
         length = _header(event.headers, b"content-length")
-        if length is not None and length.isdigit() and int(length) > self._max_body:
+        if length is not None and _header(event.headers, b"transfer-encoding") is not None:
+            # Two framings: a proxy in front may have read the other one (request
+            # smuggling). RFC 9112, section 6.3: answer, then close.
+            refusal = "send Content-Length or Transfer-Encoding, not both"
+            self._send(Response.error(400, refusal).with_headers(("connection", "close")))
+            self._close()
+        elif length is not None and length.isdigit() and int(length) > self._max_body:
             self._refuse_large_body()
         elif (_header(event.headers, b"upgrade") or "").lower() == "websocket":
             self._switch(event)
@@ -180,19 +291,30 @@ class HttpProtocol(asyncio.Protocol):
         if self._raw is None:
             self._send(Response.error(400, "open the WebSocket on a new connection"))
             return
-        raw, self._raw = bytes(self._raw), None
+        assert self._h11 is not None
+        # What came after the request's head is the client's first frames, sent
+        # without waiting for the 101 (allowed: RFC 6455, section 4.1).
+        early = self._h11.trailing_data[0]
+        raw, self._raw = bytes(self._raw[: len(self._raw) - len(early)]), None
+        self._cancel_timer()  # the WebSocket has its own: login, keepalive
         client = self._upgrade(self._transport, raw, self._make_request(event, b""))
         if client is None:
             self._transport.close()
             return
         self.client = client
         self._h11 = None
+        if early:
+            self.data_received(early)
 
     def _dispatch(self) -> None:
         assert self._request is not None
         request = self._make_request(self._request, bytes(self._body))
         self._raw = None  # only a connection's first request may become a WebSocket
+        self._cancel_timer()  # the request is whole; the handler's time is not the client's
         handler = self._routes.get((request.method, request.path))
+        if handler is None and request.method == "HEAD":
+            # RFC 9110, section 9.3.2: HEAD wherever GET; h11 leaves the body out.
+            handler = self._routes.get(("GET", request.path))
         if handler is None:
             self._send(self._not_here(request))
             return
@@ -203,7 +325,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def _not_here(self, request: Request) -> Response:
         """404 for an unknown path; 405 with ``Allow`` for a known path and another method."""
-        methods = sorted({method for method, path in self._routes if path == request.path})
+        served = {method for method, path in self._routes if path == request.path}
+        methods = sorted(served | {"HEAD"} if "GET" in served else served)
         refusal = f"no {request.method} {request.path} here"
         if not methods:
             return Response.error(404, refusal)
@@ -239,22 +362,26 @@ class HttpProtocol(asyncio.Protocol):
                 reason=HTTPStatus(response.status).phrase.encode(),
             )
             transport.write(conn.send(head))
-            transport.write(conn.send(h11.Data(data=response.body)))
+            if self._request is None or self._request.method != b"HEAD":
+                transport.write(conn.send(h11.Data(data=response.body)))
             transport.write(conn.send(h11.EndOfMessage()))
         except h11.LocalProtocolError:
             self._close()
             return
-        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-            if not self._discarding:
-                self._close()
-        else:
+        if conn.states == {h11.CLIENT: h11.DONE, h11.SERVER: h11.DONE}:
             conn.start_next_cycle()
+            self._request = None
+            self._wait_idle()
+        elif not self._discarding:
+            # An answer before the whole request (a refusal), or one side said close.
+            self._close()
 
     def _refuse_large_body(self) -> None:
         # Closing with the body still arriving would reset the connection before the
         # client reads the 413: say we are done, swallow the rest, close a bit later.
         self._discarding = True
-        self._send(Response.error(413, f"request body over {self._max_body} bytes"))
+        refusal = Response.error(413, f"request body over {self._max_body} bytes")
+        self._send(refusal.with_headers(("connection", "close")))
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write_eof()
             asyncio.get_running_loop().call_later(_LINGER, self._close)
@@ -281,3 +408,17 @@ class HttpProtocol(asyncio.Protocol):
 
 def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
     return next((v.decode("latin-1") for k, v in headers if k == name), None)
+
+
+def _refusal(reason: str) -> bytes:
+    """The whole response to a connection over a bound, written before any request is read."""
+    if reason == "per-ip":
+        status, text = 429, "too many connections from your address (max_connections_per_ip)"
+    else:
+        status, text = 503, "the bridge is at its connection limit (max_connections)"
+    body = json.dumps({"error": text}).encode()
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode() + body

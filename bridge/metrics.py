@@ -65,6 +65,20 @@ class Metrics:
             ["limit"],
             registry=self.registry,
         )
+        self.connections_refused = Counter(
+            "bridge_connections_refused",
+            "Connections closed on arrival, by bound: per-ip (max_connections_per_ip, 429) "
+            "or total (max_connections, 503).",
+            ["bound"],
+            registry=self.registry,
+        )
+        self.http_timeouts = Counter(
+            "bridge_http_timeouts",
+            "HTTP connections closed by a timeout: request (http_request_timeout, 408) "
+            "or idle (http_idle_timeout).",
+            ["timeout"],
+            registry=self.registry,
+        )
         self.slow_clients = Counter(
             "bridge_slow_clients_dropped",
             "Connections closed for reading too slowly (1013).",

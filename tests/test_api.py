@@ -296,7 +296,7 @@ async def test_cors_answers_allowed_origins_only(tmp_path: Path) -> None:
     [
         ("GET", "/nope", 404, None),
         ("GET", "/api/dashboard/emit-event", 405, "OPTIONS, POST"),
-        ("DELETE", "/api/health", 405, "GET, OPTIONS"),
+        ("DELETE", "/api/health", 405, "GET, HEAD, OPTIONS"),
     ],
 )
 async def test_unknown_paths_and_methods(
