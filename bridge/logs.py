@@ -2,7 +2,8 @@
 
 Pass fields with ``extra``: ``log.info("connection opened", extra={"conn": 3})``
 prints ``… level=info logger=bridge.ws msg="connection opened" conn=3``.
-Nothing here knows tokens or passwords: callers never pass them.
+Nothing here knows tokens or passwords: callers never pass them. Every value
+is escaped: text from the network cannot forge a line or colour a terminal.
 """
 
 from __future__ import annotations
@@ -31,15 +32,30 @@ class LogfmtFormatter(logging.Formatter):
         fields.update((k, v) for k, v in record.__dict__.items() if k not in _STANDARD)
         line = " ".join(f"{k}={_value(v)}" for k, v in fields.items() if v is not None)
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            # Indented: an exception's message may hold a newline, and no line of
+            # it may pass for a record of its own.
+            trace = self.formatException(record.exc_info).split("\n")
+            line += "".join("\n  " + _escape(part) for part in trace)
         return line
 
 
 def _value(value: object) -> str:
     text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
-    if text == "" or any(c in text for c in ' "=\n'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    return text
+    if text and text.isprintable() and not any(c in text for c in ' "=\\'):
+        return text
+    return '"' + _escape(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
+def _escape(text: str) -> str:
+    """``text`` with every character that is not printable written as its escape.
+
+    Values may quote what a client sent (a refused token's header): a raw CR,
+    line separator or terminal escape would forge a line or repaint the screen.
+    """
+    if text.isprintable():
+        return text
+    # repr() of one character is its escape: \r, \x1b, \u2028.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def configure(level: int = logging.INFO) -> None:

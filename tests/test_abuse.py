@@ -364,6 +364,10 @@ def bad_tokens() -> dict[str, str]:
         "HS512, the bridge's own secret": hs512,
         "no exp": jwt.encode({"sub": "mallory", "roles": []}, SECRET),
         "garbage": "not.a.jwt",
+        # Issue 14: the refusal quotes the header, and it reached the log raw.
+        "crit header of control characters": jwt.encode(
+            _claims(), SECRET, headers={"crit": ["x\r\nts=0 level=error msg=forged\x1b[2J\u2028"]}
+        ),
     }
 
 
@@ -389,7 +393,8 @@ async def test_bad_tokens_are_refused_with_no_event(tmp_path: Path) -> None:
         **{(name, "first message"): (4401, 0) for name in bad_tokens()},
         ("missing", "first message"): (4401, 0),
     }
-    assert (len(tally.sent), len(tally.received), tally.lost, tally.duplicated) == (17, 17, 0, 0)
+    sent = 2 * len(bad_tokens()) + 1
+    assert (len(tally.sent), len(tally.received), tally.lost, tally.duplicated) == (sent, sent, 0, 0)
 
 
 async def _in_url(bridge: Served, bad: str) -> tuple[int, int]:
@@ -446,6 +451,10 @@ async def test_no_secret_reaches_the_log_on_any_refusal(tmp_path: Path) -> None:
     assert sum("handshake refused" in line for line in lines) == len(tokens) - 1
     assert sum("authentication refused" in line for line in lines) == len(tokens) - 1
     assert sum("rate limited" in line for line in lines) == 2
+    # One record a line, as the bridge wrote it: nothing a client sent breaks a line or
+    # reaches the terminal raw.
+    assert all(line.isprintable() for line in lines)
+    assert not any(line.startswith("ts=0") for line in lines)
     secrets = [SECRET, API_KEY, wrong_key, *tokens]
     # Each part of a token too: a header or claims printed alone would still leak it.
     secrets += [part for t in tokens for part in t.split(".") if len(part) > 8]
