@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
-from bridge.auth import Authenticator, Unauthorized, origin_allowed
+from bridge.auth import Authenticator, Unauthorized
 from bridge.broker import Broker
 from bridge.config import Limits, Settings
 from bridge.exceptions import BrokerUnavailable
@@ -113,7 +113,7 @@ class Api:
         for _, path in list(routes):
             if path.startswith("/api/"):
                 routes["OPTIONS", path] = self.preflight
-        return {key: self._with_cors(handler) for key, handler in routes.items()}
+        return {key: self._on_served_host(self._with_cors(h)) for key, h in routes.items()}
 
     # Publishing
 
@@ -151,8 +151,7 @@ class Api:
         origin = request.headers.get("origin")
         if origin is None:
             return None
-        host = request.headers.get("host")
-        if not origin_allowed(origin, host, self.settings.allowed_origins):
+        if not self.settings.sites.origin_allowed(origin, request.headers.get("host")):
             return Response.error(
                 403, f"origin {origin!r} may not publish: add it to --allowed-origins"
             )
@@ -247,18 +246,35 @@ class Api:
             return _EVERYTHING
         return self.authenticator.verify(token)
 
-    # Browsers on other origins
+    # Browsers on other origins, and pages on other hosts
+
+    def _on_served_host(self, handler: Handler) -> Handler:
+        """``handler`` for requests naming a host this bridge serves; 400 for others.
+
+        A same-origin ``GET`` carries no ``Origin``: only the host tells a page that
+        reached the bridge through a rebound name of its own.
+        """
+        sites = self.settings.sites
+
+        async def handle(request: Request) -> Response:
+            refusal = sites.host_refusal(request.headers.get("host"))
+            if refusal is None:
+                return await handler(request)
+            log.info("request refused", extra={"remote": request.remote, "reason": refusal})
+            return Response.error(400, refusal)
+
+        return handle
 
     async def preflight(self, _request: Request) -> Response:
         return Response(204, content_type="text/plain")
 
     def _with_cors(self, handler: Handler) -> Handler:
-        allowed = self.settings.allowed_origins
+        sites = self.settings.sites
 
         async def handle(request: Request) -> Response:
             response = await handler(request)
             origin = request.headers.get("origin")
-            if origin is None or not origin_allowed(origin, request.headers.get("host"), allowed):
+            if origin is None or not sites.origin_allowed(origin, request.headers.get("host")):
                 return response
             cors = (
                 ("access-control-allow-origin", origin),

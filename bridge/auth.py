@@ -1,16 +1,15 @@
-"""Who may connect: JWT tokens and browser origins."""
+"""Who may connect: JWT tokens."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
 import jwt
 
 from bridge.router import Principal
 
-__all__ = ["MONITOR_SCOPE", "Authenticator", "Unauthorized", "origin_allowed"]
+__all__ = ["MONITOR_SCOPE", "Authenticator", "Unauthorized"]
 
 _ALGORITHM = "HS256"
 
@@ -58,17 +57,3 @@ class Authenticator:
         if monitor:
             claims["scope"] = MONITOR_SCOPE
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
-
-
-def origin_allowed(origin: str | None, host: str | None, allowed: frozenset[str] | None) -> bool:
-    """Whether a browser from ``origin`` may connect.
-
-    No ``Origin`` header (servers, scripts) is always allowed. ``allowed``
-    ``None`` means the page must come from the host it connects to; ``"*"``
-    in it allows any origin.
-    """
-    if origin is None:
-        return True
-    if allowed is None:
-        return host is not None and urlsplit(origin).netloc.lower() == host.lower()
-    return "*" in allowed or origin.rstrip("/").lower() in allowed

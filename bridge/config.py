@@ -6,13 +6,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.exceptions import ConfigError
+from bridge.sites import Sites
 from schemas import Catalog
 from schemas.topology import display_url, instance_queue
 
-__all__ = ["MIN_SECRET_LENGTH", "Limits", "Settings"]
+__all__ = ["MIN_API_KEY_LENGTH", "MIN_SECRET_LENGTH", "Limits", "Settings"]
 
 #: HS256 needs a key of at least 256 bits (RFC 7518, section 3.2).
 MIN_SECRET_LENGTH = 32
+#: An API key is compared whole, never brute-forced offline: 96 random bits are plenty.
+MIN_API_KEY_LENGTH = 16
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class Settings:
     api_key: str | None
     allow_anonymous: bool
     history_size: int
-    #: Allowed browser origins; ``None`` means the host the page connects to.
+    #: Browser origins allowed besides the page's own (``None``: none).
     allowed_origins: frozenset[str] | None
     instance: str
     compression: bool
@@ -98,6 +101,8 @@ class Settings:
     catalog_spec: str | None = None
     #: Refuse events whose type is not in the catalog or whose data does not fit it.
     strict_events: bool = False
+    #: Host names served besides IP addresses, localhost and the allowed origins' hosts.
+    allowed_hosts: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.broker_url.startswith(("memory://", "amqp://", "amqps://")):
@@ -116,6 +121,12 @@ class Settings:
                 f"--jwt-secret must be at least {MIN_SECRET_LENGTH} characters; "
                 "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
             )
+        if self.api_key is not None and len(self.api_key) < MIN_API_KEY_LENGTH:
+            raise ConfigError(
+                f"--api-key must be at least {MIN_API_KEY_LENGTH} characters, or left out "
+                "(anyone may then publish); generate one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+            )
         if self.strict_events and not self.catalog:
             raise ConfigError(
                 "--strict-events refuses every type outside the catalog: give --catalog "
@@ -123,6 +134,11 @@ class Settings:
             )
         if self.history_size < 1:
             raise ConfigError("--history-size must be at least 1")
+
+    @property
+    def sites(self) -> Sites:
+        """The hosts and origins this instance accepts."""
+        return Sites(self.allowed_hosts, self.allowed_origins or frozenset())
 
     @property
     def history_file(self) -> Path:

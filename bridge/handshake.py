@@ -12,7 +12,7 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.http11 import Request as WsRequest
 from websockets.server import ServerProtocol
 
-from bridge.auth import Authenticator, Unauthorized, origin_allowed
+from bridge.auth import Authenticator, Unauthorized
 from bridge.config import Settings
 from bridge.http import Request
 from bridge.hub import Hub
@@ -77,7 +77,11 @@ class Handshake:
         if request.path != WS_PATH:
             return None, (404, f"WebSocket connections go to {WS_PATH}")
         origin, host = request.headers.get("origin"), request.headers.get("host")
-        if not origin_allowed(origin, host, self.settings.allowed_origins):
+        sites = self.settings.sites
+        refusal = sites.host_refusal(host)
+        if refusal is not None:
+            return None, (400, refusal)
+        if not sites.origin_allowed(origin, host):
             return None, (403, f"origin {origin} is not allowed; see --allowed-origins")
         token = request.query.get("token")
         if token is None:

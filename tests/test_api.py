@@ -338,7 +338,7 @@ async def test_a_bearer_that_is_not_ascii_gets_401_not_500(tmp_path: Path) -> No
     async with running(settings(tmp_path, api_key="k" * 20)) as bridge:
         reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
         writer.write(
-            b"GET /api/dashboard/history HTTP/1.1\r\nHost: x\r\n"
+            b"GET /api/dashboard/history HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Authorization: Bearer k\xe9y\r\nConnection: close\r\n\r\n"
         )
         response = await asyncio.wait_for(reader.read(), 5)

@@ -127,7 +127,8 @@ async def test_an_oversized_message_closes_with_1009(tmp_path: Path) -> None:
         (None, "http://evil.example", 403),
         (None, "http://127.0.0.1:{port}", 101),
         (frozenset({"https://app.example"}), "https://app.example", 101),
-        (frozenset({"https://app.example"}), "http://127.0.0.1:{port}", 403),
+        # Its own pages stay allowed when an application's origin is configured (issue 14).
+        (frozenset({"https://app.example"}), "http://127.0.0.1:{port}", 101),
         (frozenset({"*"}), "http://anything.example", 101),
     ],
 )
@@ -143,6 +144,42 @@ async def test_browser_origins_are_checked(
         except InvalidStatus as exc:
             got = exc.response.status_code
         assert got == status
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed_hosts", "status"),
+    [
+        # DNS rebinding: the attacker's name, pointed at the bridge; its page is
+        # same-origin with what it reaches there (issue 14: this got 101).
+        ("evil.example:{port}", frozenset[str](), 400),
+        ("localhost:{port}", frozenset[str](), 101),
+        ("[::1]:{port}", frozenset[str](), 101),
+        ("10.1.2.3:{port}", frozenset[str](), 101),
+        ("events.example.com", frozenset({"events.example.com"}), 101),
+        ("evil.example:{port}", frozenset({"*"}), 101),
+    ],
+)
+async def test_the_host_must_be_one_the_bridge_serves(
+    tmp_path: Path, host: str, allowed_hosts: frozenset[str], status: int
+) -> None:
+    async with running(settings(tmp_path, allowed_hosts=allowed_hosts)) as bridge:
+        named = host.format(port=bridge.port)
+        origin = f"http://{named}"
+        handshake = (
+            f"GET /ws?token={token(bridge)} HTTP/1.1\r\nHost: {named}\r\nOrigin: {origin}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        read = f"GET /api/dashboard/stats HTTP/1.1\r\nHost: {named}\r\nConnection: close\r\n\r\n"
+        replies = []
+        for raw in (handshake, read):
+            reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
+            writer.write(raw.encode())
+            replies.append(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5))
+            writer.close()
+    statuses = [int(reply.split()[1]) for reply in replies]
+    # The read endpoint is refused alike: a same-origin GET carries no Origin.
+    assert statuses == [status, 200 if status == 101 else 400]
 
 
 async def test_a_message_in_fragments_is_put_back_together(bridge: Bridge) -> None:
@@ -245,7 +282,7 @@ async def test_a_stalled_client_is_dropped_and_does_not_delay_the_others(tmp_pat
         reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
         writer.transport.pause_reading()  # the stalled client: never reads again
         writer.write(
-            f"GET /ws?token={token(bridge)} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            f"GET /ws?token={token(bridge)} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n".encode()
         )
@@ -345,7 +382,7 @@ async def test_a_peer_that_stops_answering_pings_is_dropped(tmp_path: Path) -> N
     async with running(settings(tmp_path, limits=Limits(ping_interval=0.1))) as bridge:
         reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
         writer.write(
-            f"GET /ws?token={token(bridge)} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            f"GET /ws?token={token(bridge)} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n".encode()
         )
@@ -383,7 +420,7 @@ async def test_the_history_outlives_a_restart(tmp_path: Path) -> None:
 async def test_health_says_ok_with_the_connection_count(bridge: Bridge) -> None:
     async with client(bridge, token=token(bridge)):
         reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
-        writer.write(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        writer.write(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         response = await asyncio.wait_for(reader.read(), 5)
         writer.close()
     head, body = response.split(b"\r\n\r\n", 1)
