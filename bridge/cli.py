@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
+from click.core import ParameterSource
 from kombu import Connection as KombuConnection
 
 from bridge import emit as emit_module
@@ -134,11 +135,30 @@ def _default_state_dir() -> Path:
     "--jwt-secret",
     envvar="BRIDGE_JWT_SECRET",
     show_envvar=True,
-    help="HS256 secret of client tokens. Default: a random one for this run, and a "
-    "dashboard link with a token is printed.",
+    help="HS256 secret of client tokens, 32 characters or more. Default: a random one for "
+    "this run, and a dashboard link with a token is printed. Prefer the variable or "
+    "--jwt-secret-file: a flag's value shows in ps.",
 )
 @click.option(
-    "--api-key", envvar="BRIDGE_API_KEY", show_envvar=True, help="Key the POST endpoints require."
+    "--jwt-secret-file",
+    envvar="BRIDGE_JWT_SECRET_FILE",
+    show_envvar=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file holding the JWT secret (a Docker or Kubernetes secret, say).",
+)
+@click.option(
+    "--api-key",
+    envvar="BRIDGE_API_KEY",
+    show_envvar=True,
+    help="Key the POST endpoints require, 16 characters or more. Prefer the variable or "
+    "--api-key-file: a flag's value shows in ps.",
+)
+@click.option(
+    "--api-key-file",
+    envvar="BRIDGE_API_KEY_FILE",
+    show_envvar=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file holding the API key.",
 )
 @click.option(
     "--allow-anonymous",
@@ -160,8 +180,17 @@ def _default_state_dir() -> Path:
     "--allowed-origins",
     envvar="BRIDGE_ALLOWED_ORIGINS",
     show_envvar=True,
-    help="Comma-separated browser origins that may connect, e.g. "
-    "https://app.example.com; * for any. Default: pages from the bridge's own host.",
+    help="Comma-separated browser origins that may connect and publish besides the "
+    "bridge's own pages, e.g. https://app.example.com; * for any.",
+)
+@click.option(
+    "--allowed-hosts",
+    envvar="BRIDGE_ALLOWED_HOSTS",
+    show_envvar=True,
+    help="Comma-separated host names this bridge answers to, besides IP addresses, "
+    "localhost and the hosts of --allowed-origins, e.g. bridge,events.example.com; * for "
+    "any (only behind a proxy that checks Host). Other names get 400: a web page cannot "
+    "reach the bridge through a name it controls (DNS rebinding).",
 )
 @click.option(
     "--instance",
@@ -294,10 +323,13 @@ def serve(
     port: int,
     broker: str,
     jwt_secret: str | None,
+    jwt_secret_file: Path | None,
     api_key: str | None,
+    api_key_file: Path | None,
     allow_anonymous: bool,
     history_size: int,
     allowed_origins: str | None,
+    allowed_hosts: str | None,
     instance: str | None,
     compression: bool,
     state_dir: Path,
@@ -320,9 +352,9 @@ def serve(
     whether the broker is reachable. Every option can also be set by its
     environment variable; the flag wins.
     """
-    origins = None
-    if allowed_origins:
-        origins = frozenset(o.strip().rstrip("/").lower() for o in allowed_origins.split(","))
+    origins = frozenset(o.rstrip("/") for o in _names(allowed_origins)) or None
+    jwt_secret = _secret("jwt_secret", jwt_secret, jwt_secret_file)
+    api_key = _secret("api_key", api_key, api_key_file)
     try:
         settings = Settings(
             host=host,
@@ -352,11 +384,41 @@ def serve(
             catalog=_catalog(catalog),
             catalog_spec=catalog,
             strict_events=strict_events,
+            allowed_hosts=_names(allowed_hosts),
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
+    _warn_of_secrets_in_ps("jwt_secret", "api_key")
     configure()
     asyncio.run(run(settings, _announce))
+
+
+def _secret(name: str, value: str | None, file: Path | None) -> str | None:
+    """A secret from its option, its variable or its file."""
+    if value is not None and file is not None:
+        flag = "--" + name.replace("_", "-")
+        raise click.UsageError(f"give {flag} or {flag}-file, not both")
+    if file is not None:
+        # A file's last newline is the editor's, not the secret's.
+        return file.read_text().rstrip("\r\n")
+    return value
+
+
+def _warn_of_secrets_in_ps(*names: str) -> None:
+    context = click.get_current_context()
+    for name in names:
+        if context.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            flag = "--" + name.replace("_", "-")
+            click.echo(
+                f"warning: {flag} on the command line shows in ps to every user of this "
+                f"machine; set BRIDGE_{name.upper()} or {flag}-file instead",
+                err=True,
+            )
+
+
+def _names(option: str | None) -> frozenset[str]:
+    """A comma-separated option's items, lower case."""
+    return frozenset(n.strip().lower() for n in (option or "").split(",") if n.strip())
 
 
 def _announce(bridge: Bridge) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.bridges import EVENT_BRIDGE, Served, client, recv, token
+from tests.bridges import EVENT_BRIDGE, SECRET, Served, client, recv, token
+from tests.http import request
 
 
 async def test_the_startup_line_names_broker_address_and_auth(tmp_path: Path) -> None:
@@ -61,6 +62,10 @@ def test_the_password_never_shows(tmp_path: Path) -> None:
         (["--history-size", "0"], "Invalid value for '--history-size'"),
         (["--max-send-buffer", "10"], "Invalid value for '--max-send-buffer'"),
         (["--batch-window", "0"], "Invalid value for '--batch-window'"),
+        # Issue 14: an empty key let every unkeyed caller in; a short one is guessable.
+        (["--api-key", ""], "--api-key must be at least 16 characters"),
+        (["--api-key", "k3y"], "--api-key must be at least 16 characters"),
+        (["--api-key", "k" * 16, "--api-key-file", __file__], "give --api-key or --api-key-file"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(args: list[str], says: str) -> None:
@@ -81,7 +86,14 @@ def test_serve_help_lists_every_option_with_its_variable() -> None:
         ("--port", "BRIDGE_PORT"),
         ("--broker", "BRIDGE_BROKER_URL"),
         ("--jwt-secret", "BRIDGE_JWT_SECRET"),
+        ("--jwt-secret-file", "BRIDGE_JWT_SECRET_FILE"),
         ("--api-key", "BRIDGE_API_KEY"),
+        ("--api-key-file", "BRIDGE_API_KEY_FILE"),
+        ("--allowed-hosts", "BRIDGE_ALLOWED_HOSTS"),
+        ("--max-connections-per-ip", "BRIDGE_MAX_CONNECTIONS_PER_IP"),
+        ("--max-connections", "BRIDGE_MAX_CONNECTIONS"),
+        ("--http-request-timeout", "BRIDGE_HTTP_REQUEST_TIMEOUT"),
+        ("--http-idle-timeout", "BRIDGE_HTTP_IDLE_TIMEOUT"),
         ("--allow-anonymous", "BRIDGE_ALLOW_ANONYMOUS"),
         ("--history-size", "BRIDGE_HISTORY_SIZE"),
         ("--allowed-origins", "BRIDGE_ALLOWED_ORIGINS"),
@@ -92,6 +104,40 @@ def test_serve_help_lists_every_option_with_its_variable() -> None:
     ]:
         assert option in done.stdout
         assert env in done.stdout
+
+
+async def test_secrets_come_from_files_and_only_flags_are_warned_of(tmp_path: Path) -> None:
+    """Issue 14: ``--jwt-secret`` and ``--api-key`` showed in ps; files and variables do not."""
+    secret_file, key_file = tmp_path / "jwt_secret", tmp_path / "api_key"
+    secret_file.write_text(SECRET + "\n")  # as an editor or `echo` leaves it
+    key_file.write_text("a-key-of-twenty-chars\n")
+    served = Served(
+        "--state-dir", str(tmp_path), "--jwt-secret-file", str(secret_file),
+        env={"BRIDGE_API_KEY_FILE": str(key_file)},
+    )  # fmt: skip
+    served.args[served.args.index("--jwt-secret") : served.args.index("--jwt-secret") + 2] = []
+    await served.start()
+    try:
+        async with client(served, token=token()):  # welcomed: signed with the file's secret
+            pass
+        body = b'{"type": "x:y", "data": {}}'
+        keyed = {"X-API-Key": "a-key-of-twenty-chars"}
+        post = "/api/dashboard/emit-event"
+        assert (await request(served.port, "POST", post, body)).status == 401
+        assert (await request(served.port, "POST", post, body, keyed)).status == 202
+    finally:
+        await served.kill()
+    assert served.proc is not None
+    assert served.proc.stderr is not None
+    assert b"warning" not in await served.proc.stderr.read()
+    flagged = Served("--state-dir", str(tmp_path), "--api-key", "a-key-of-twenty-chars")
+    await flagged.start()
+    try:
+        warnings = [await flagged.logged("warning:") for _ in range(2)]
+    finally:
+        await flagged.kill()
+    assert "--jwt-secret on the command line shows in ps" in warnings[0]
+    assert "set BRIDGE_API_KEY or --api-key-file instead" in warnings[1]
 
 
 async def test_sigterm_closes_clients_with_1001_and_exits_0(tmp_path: Path) -> None:
