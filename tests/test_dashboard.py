@@ -13,6 +13,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,42 @@ async def post(bridge: Bridge, endpoint: str, body: dict[str, Any]) -> str | Non
 
 def feed_item(page: Page, event_id: str) -> Any:
     return page.locator(f'#feed > li[data-id="{event_id}"]')
+
+
+#: Run before the page's own code: collects every Content-Security-Policy refusal.
+COLLECT_VIOLATIONS = """
+window.violations = [];
+document.addEventListener("securitypolicyviolation", (e) =>
+  window.violations.push(`${e.effectiveDirective} refused ${e.blockedURI}`));
+"""
+
+
+class Scripts(HTMLParser):
+    """A page's policy, its scripts as (src, inline text), and its inline event handlers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.policy = ""
+        self.scripts: list[tuple[str | None, str]] = []
+        self.handlers: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        self.handlers += [name for name in named if name.startswith("on")]
+        if tag == "meta" and named.get("http-equiv") == "Content-Security-Policy":
+            self.policy = named.get("content") or ""
+        if tag == "script":
+            self.scripts.append((named.get("src"), ""))
+            self._in_script = True
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = self._in_script and tag != "script"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            src, text = self.scripts[-1]
+            self.scripts[-1] = (src, text + data)
 
 
 async def test_history_then_live_events_counts_snapshot_and_broker(
@@ -230,6 +267,54 @@ async def test_event_text_is_shown_as_text_never_as_html(bridge: Bridge, page: P
     assert shown["motivo"] == hostile
     await expect(page.locator("#feed img")).to_have_count(0)
     assert await page.evaluate("document.body.dataset.pwned") is None
+
+
+async def test_it_runs_under_a_policy_that_refuses_inline_scripts(
+    bridge: Bridge, page: Page
+) -> None:
+    response = await asyncio.to_thread(
+        requests.get,
+        f"http://127.0.0.1:{bridge.port}/dashboard.html",
+        headers={"Connection": "close"},
+        timeout=5,
+    )
+    served = Scripts()
+    served.feed(response.text)
+    directives = dict(part.strip().split(" ", 1) for part in served.policy.split(";"))
+    assert directives["default-src"] == "'none'"
+    assert directives["script-src"] == "'self'"
+    assert served.scripts, "the page has no script"
+    assert all(src and not text.strip() for src, text in served.scripts), served.scripts
+    assert not served.handlers
+
+    # The whole page works, from history to live events and stats, with nothing refused.
+    await page.add_init_script(COLLECT_VIOLATIONS)
+    await bridge.broker.publish(Event.of(ReservaCreada(reserva=Reserva(id=1)), id="c1"))
+    await page.goto(dashboard_url(bridge))
+    await expect(feed_item(page, "c1")).to_have_count(1, timeout=WAIT_MS)
+    await expect(page.locator("#ws")).to_have_text("connected", timeout=WAIT_MS)
+    await expect(page.locator("#broker")).to_have_text("broker connected", timeout=WAIT_MS)
+    live_id = await post(bridge, "emit-event", SEED_BODY)
+    assert live_id is not None
+    await expect(feed_item(page, live_id)).to_have_count(1, timeout=WAIT_MS)
+    await expect(page.locator('#types [data-type="reserva:creada"] .n')).to_have_text("2")
+    assert await page.evaluate("window.violations") == []
+
+    # That check can fail: the policy is in force, and a refusal is collected. (Another tab,
+    # so that the refusal's console error is not taken for one of the dashboard's.)
+    probe = await page.context.new_page()
+    await probe.add_init_script(COLLECT_VIOLATIONS)
+    await probe.goto(f"http://127.0.0.1:{bridge.port}/dashboard.html")
+    await probe.evaluate(
+        """() => {
+          const script = document.createElement("script");
+          script.textContent = "window.ran = true";
+          document.body.append(script);
+        }"""
+    )
+    await probe.wait_for_function("window.violations.length > 0", timeout=WAIT_MS)
+    assert await probe.evaluate("window.violations") == ["script-src-elem refused inline"]
+    assert await probe.evaluate("window.ran") is None
 
 
 async def test_it_reconnects_and_resumes_without_losing_or_doubling(
