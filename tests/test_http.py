@@ -106,7 +106,9 @@ async def test_a_413_on_a_keep_alive_connection_logs_no_traceback(
     async with bridge_with(tmp_path) as bridge:
         for framing in (b"Content-Length: 2000000\r\n\r\n" + b"x" * 1000, b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 2):  # fmt: skip
             async with connection(bridge) as (reader, writer):
-                writer.write(b"POST /api/dashboard/emit-event HTTP/1.1\r\nHost: 127.0.0.1\r\n" + framing)
+                writer.write(
+                    b"POST /api/dashboard/emit-event HTTP/1.1\r\nHost: 127.0.0.1\r\n" + framing
+                )
                 status, headers, _ = await response(reader)
                 assert (status, headers.get("connection")) == (413, "close")
                 assert await closed(reader)
