@@ -394,12 +394,8 @@ async def test_bad_tokens_are_refused_with_no_event(tmp_path: Path) -> None:
         ("missing", "first message"): (4401, 0),
     }
     sent = 2 * len(bad_tokens()) + 1
-    assert (len(tally.sent), len(tally.received), tally.lost, tally.duplicated) == (
-        sent,
-        sent,
-        0,
-        0,
-    )
+    tallied = (len(tally.sent), len(tally.received), tally.lost, tally.duplicated)
+    assert tallied == (sent, sent, 0, 0)
 
 
 async def _in_url(bridge: Served, bad: str) -> tuple[int, int]:
