@@ -34,6 +34,10 @@ log = logging.getLogger("bridge.api")
 
 _API_PREFIX = "/api/dashboard/"
 _EVERYTHING = Principal(user=None, monitor=True)
+_READ_CREDENTIALS = (
+    "send a token or the API key as 'Authorization: Bearer ...' "
+    "(the bridge runs without --public-reads)"
+)
 
 
 @dataclass(frozen=True)
@@ -201,17 +205,20 @@ class Api:
         """``GET /api/dashboard/history``: the recent events the caller may see, oldest first.
 
         A dashboard token or the API key sees every event; a client token,
-        its audiences; no credentials, the events for everyone.
+        its audiences; no credentials, with ``--public-reads`` only, the events
+        for everyone.
         """
-        try:
-            principal = self._reader(request)
-        except Unauthorized as exc:
-            return Response.error(401, str(exc))
+        principal = self._reader(request)
+        if isinstance(principal, Response):
+            return principal
         visible = [e.json for e in self.hub.router.history() if principal.may_see(e.event)]
         return Response(200, b"[" + b",".join(visible) + b"]")
 
-    async def stats(self, _request: Request) -> Response:
+    async def stats(self, request: Request) -> Response:
         """``GET /api/dashboard/stats``: connections by role, events by type, the dashboard."""
+        refusal = self._operators_only(request)
+        if refusal is not None:
+            return refusal
         snapshot = self.hub.router.snapshot
         return Response.json(
             200,
@@ -231,20 +238,38 @@ class Api:
             },
         )
 
-    async def prometheus(self, _request: Request) -> Response:
+    async def prometheus(self, request: Request) -> Response:
         """``GET /metrics``: Prometheus text format."""
+        refusal = self._operators_only(request)
+        if refusal is not None:
+            return refusal
         return Response(200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
 
-    def _reader(self, request: Request) -> Principal:
+    def _reader(self, request: Request) -> Principal | Response:
+        """Who reads: the principal of the bearer, or the refusal to send."""
         token = _bearer(request)
         if token is None:
-            return ANONYMOUS
+            if self.settings.public_reads:
+                return ANONYMOUS
+            return Response.error(401, _READ_CREDENTIALS)
         # Bytes: compare_digest refuses str that is not ASCII, and headers may hold anything.
         if self.settings.api_key and hmac.compare_digest(
             token.encode(), self.settings.api_key.encode()
         ):
             return _EVERYTHING
-        return self.authenticator.verify(token)
+        try:
+            return self.authenticator.verify(token)
+        except Unauthorized as exc:
+            return Response.error(401, str(exc))
+
+    def _operators_only(self, request: Request) -> Response | None:
+        """A refusal unless the caller may see everything (or ``--public-reads`` is on)."""
+        principal = self._reader(request)
+        if isinstance(principal, Response):
+            return principal
+        if principal.monitor or self.settings.public_reads:
+            return None
+        return Response.error(403, "for operators: send a monitor token or the API key")
 
     # Browsers on other origins, and pages on other hosts
 

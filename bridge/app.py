@@ -61,11 +61,13 @@ def open_broker(settings: Settings, reader: Reader | None = None) -> Broker:
 _TYPES = {".ts": "application/typescript", ".js": "text/javascript"}
 
 
-def documents(reader: Reader, *, api_key: bool = False) -> dict[str, StaticFile]:
+def documents(
+    reader: Reader, *, api_key: bool = False, public_reads: bool = False
+) -> dict[str, StaticFile]:
     """The files served as they are: the OpenAPI document, everything in ``bridge/static``,
     and the browser client's table of event types and ``client.d.ts`` for the catalog."""
     catalog = reader.catalog
-    document = openapi(version("event-bridge"), reader, api_key=api_key)
+    document = openapi(version("event-bridge"), reader, api_key=api_key, public_reads=public_reads)
     served = {"/openapi.json": StaticFile(json.dumps(document).encode(), "application/json")}
     for item in resources.files("bridge").joinpath("static").iterdir():
         body = item.read_bytes()
@@ -120,7 +122,9 @@ class Bridge:
             metrics=self.metrics,
             catalog=settings.catalog,
         )
-        served = documents(self.reader, api_key=settings.api_key is not None)
+        served = documents(
+            self.reader, api_key=settings.api_key is not None, public_reads=settings.public_reads
+        )
         self.api = Api(
             settings, broker, self.hub, self.authenticator, self.metrics, served, self.reader
         )

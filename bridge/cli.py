@@ -168,6 +168,15 @@ def _default_state_dir() -> Path:
     help="Accept clients without a token; they get only events for everyone.",
 )
 @click.option(
+    "--public-reads",
+    envvar="BRIDGE_PUBLIC_READS",
+    show_envvar=True,
+    is_flag=True,
+    help="Serve /api/dashboard/history (events for everyone), /api/dashboard/stats and "
+    "/metrics without credentials, as the seed did. Default: a token (history: what it may "
+    "see; stats and metrics: a monitor token) or the API key, as 'Authorization: Bearer'.",
+)
+@click.option(
     "--history-size",
     envvar="BRIDGE_HISTORY_SIZE",
     show_envvar=True,
@@ -327,6 +336,7 @@ def serve(
     api_key: str | None,
     api_key_file: Path | None,
     allow_anonymous: bool,
+    public_reads: bool,
     history_size: int,
     allowed_origins: str | None,
     allowed_hosts: str | None,
@@ -385,6 +395,7 @@ def serve(
             catalog_spec=catalog,
             strict_events=strict_events,
             allowed_hosts=_names(allowed_hosts),
+            public_reads=public_reads,
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -103,6 +103,9 @@ class Settings:
     strict_events: bool = False
     #: Host names served besides IP addresses, localhost and the allowed origins' hosts.
     allowed_hosts: frozenset[str] = frozenset()
+    #: History (events for everyone), stats and metrics without credentials, as the
+    #: seed served them.
+    public_reads: bool = False
 
     def __post_init__(self) -> None:
         if not self.broker_url.startswith(("memory://", "amqp://", "amqps://")):

@@ -41,10 +41,13 @@ _SUMMARIES = {
 }
 
 
-def openapi(version: str, reader: Reader, *, api_key: bool = False) -> dict[str, Any]:
+def openapi(
+    version: str, reader: Reader, *, api_key: bool = False, public_reads: bool = False
+) -> dict[str, Any]:
     """OpenAPI 3.1 for ``/api/*``: every request body and event is ``reader``'s catalog's own.
 
     With ``api_key`` the POST endpoints require the key; without, it is optional.
+    The reads need a bearer (a token or the key) unless ``public_reads``.
     """
     components: dict[str, Any] = {"Error": _ERROR}
     paths: dict[str, Any] = {}
@@ -55,8 +58,11 @@ def openapi(version: str, reader: Reader, *, api_key: bool = False) -> dict[str,
         post = _post(name, _schema(TypeAdapter(body), components))
         paths[f"/api/dashboard/{name}"] = {"post": {**post, "security": security}}
     events = _schema(TypeAdapter(list[reader.any_event]), components)  # type: ignore[name-defined]
-    paths["/api/dashboard/history"] = {"get": _get("The recent events, oldest first.", events)}
-    paths["/api/dashboard/stats"] = {"get": _get("Connections by role, events by type, dashboard.")}
+    reads: list[dict[str, list[str]]] = [{}] if public_reads else [{"bearer": []}]
+    history = _get("The recent events the caller may see, oldest first.", events)
+    stats = _get("Connections by role, events by type, dashboard (for operators).")
+    paths["/api/dashboard/history"] = {"get": {**history, "security": reads}}
+    paths["/api/dashboard/stats"] = {"get": {**stats, "security": reads}}
     paths["/api/health"] = {
         "get": {
             "summary": "Whether events flow: 503 while the broker is unreachable.",
@@ -106,7 +112,13 @@ def _post(name: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _get(summary: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"summary": summary, "responses": {"200": _json("OK.", schema), "429": _TOO_MANY}}
+    responses = {
+        "200": _json("OK.", schema),
+        "401": _json("No credentials, or a token that is not valid.", _ERROR_REF),
+        "403": _json("A client token, where a monitor token or the API key is needed.", _ERROR_REF),
+        "429": _TOO_MANY,
+    }
+    return {"summary": summary, "responses": responses}
 
 
 def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -92,6 +92,12 @@ def token(
     return Authenticator(SECRET).issue(user, roles, ttl=timedelta(seconds=ttl))
 
 
+def operator() -> dict[str, str]:
+    """An operator's headers: a monitor token, for stats, metrics and everyone's history."""
+    monitor = Authenticator(SECRET).issue("ops", [], ttl=timedelta(minutes=5), monitor=True)
+    return {"Authorization": f"Bearer {monitor}"}
+
+
 class _HasPort(Protocol):
     @property
     def port(self) -> int: ...

@@ -26,7 +26,7 @@ import psycopg
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from tests.bridges import EVENT_BRIDGE, SECRET, client, recv_json, token
+from tests.bridges import EVENT_BRIDGE, SECRET, client, operator, recv_json, token
 from tests.http import request
 from tests.output import Output
 
@@ -173,7 +173,7 @@ async def test_the_projects_own_events_arrive_typed_and_a_rollback_sends_nothing
                 # The rolled-back order 2 sent nothing: the next event is order 3.
                 ("order:created", {"order": {"id": 3, "total": 1.0, "customerId": 9}}),
             ]
-    stats = (await request(project.port, "GET", "/api/dashboard/stats")).json()
+    stats = (await request(project.port, "GET", "/api/dashboard/stats", headers=operator())).json()
     assert stats["catalog"] == ["order:created", "order:shipped"]
     assert stats["events"]["byType"] == {"order:created": 2, "order:shipped": 1}
     assert stats["events"]["untypedByType"] == {}
@@ -208,7 +208,7 @@ async def test_the_seeds_notifier_sends_names_no_catalog_knows(project: Project)
         ]
         # u2 has neither the role nor the id: only the events for everyone.
         assert [e["type"] for e in await events(u2, 2)] == ["algo:nuevo", "order:created"]
-    metrics = (await request(project.port, "GET", "/metrics")).body.decode()
+    metrics = (await request(project.port, "GET", "/metrics", headers=operator())).body.decode()
     assert 'bridge_events_untyped_total{reason="unknown",type="promo"} 1.0' in metrics
     assert 'bridge_events_untyped_total{reason="misfit",type="order:created"} 1.0' in metrics
     project.bridge.wait_for("'order:created' does not fit its model", WAIT)

@@ -15,7 +15,17 @@ import pytest
 from bridge.app import Bridge
 from bridge.auth import Authenticator
 from bridge.config import Limits
-from tests.bridges import SECRET, Watch, client, rabbit, recv_json, running, settings, token
+from tests.bridges import (
+    SECRET,
+    Watch,
+    client,
+    operator,
+    rabbit,
+    recv_json,
+    running,
+    settings,
+    token,
+)
 from tests.http import request
 from tests.seed import SEED, curls
 
@@ -87,7 +97,7 @@ async def test_the_seeds_notifier_class_works_unchanged(bridge: Bridge, tmp_path
         "nueva_solicitud",
     ]
     assert [e["data"] for e in received[3:]] == [{}, {"servicioId": 1}]
-    stats = (await request(bridge.port, "GET", "/api/dashboard/stats")).json()
+    stats = (await request(bridge.port, "GET", "/api/dashboard/stats", headers=operator())).json()
     assert stats["events"]["untypedByType"] == {"nueva_solicitud": 1, "reserva:borrada": 1}
 
 
@@ -153,7 +163,10 @@ async def test_a_flood_from_one_caller_gets_429_and_health_is_never_limited(
     )
     caplog.set_level(logging.INFO, logger="bridge.api")
     async with running(settings(tmp_path, api_key=key, limits=limits)) as bridge:
-        flood = [await request(bridge.port, "GET", "/api/dashboard/stats") for _ in range(20)]
+        flood = [
+            await request(bridge.port, "GET", "/api/dashboard/stats", headers=operator())
+            for _ in range(20)
+        ]
         assert [r.status for r in flood] == [200] * 5 + [429] * 15
         refused = flood[-1]
         retry_after = int(refused.headers["retry-after"])
@@ -167,8 +180,8 @@ async def test_a_flood_from_one_caller_gets_429_and_health_is_never_limited(
         statuses = [(await post(bridge, "update-dashboard", body, **with_key))[0] for _ in range(9)]
         assert statuses == [202] * 8 + [429]
         for path in ("/api/health", "/metrics") * 10:
-            assert (await request(bridge.port, "GET", path)).status == 200
-        metrics = (await request(bridge.port, "GET", "/metrics")).body.decode()
+            assert (await request(bridge.port, "GET", path, headers=operator())).status == 200
+        metrics = (await request(bridge.port, "GET", "/metrics", headers=operator())).body.decode()
         assert 'bridge_http_rate_limited_total{limit="per-ip"} 15.0' in metrics
         assert 'bridge_http_rate_limited_total{limit="per-key"} 1.0' in metrics
     # One line per spell of refusals, naming the limit and the address, never the key.
@@ -211,7 +224,7 @@ async def test_the_same_id_posted_twice_is_delivered_once(amqp_url: str, tmp_pat
             received: list[dict[str, object]] = []
             while not received or received[-1]["id"] != "last":
                 received.append(await recv_json(ws, timeout=15))
-        metrics = (await request(bridge.port, "GET", "/metrics")).body.decode()
+        metrics = (await request(bridge.port, "GET", "/metrics", headers=operator())).body.decode()
     delivered = [e["id"] for e in received]
     assert delivered == [*ids, "last"]
     assert all(e["data"] == {"pago": {"id": 1}} for e in received[:-1])  # the first one wins
@@ -235,7 +248,7 @@ async def test_history_shows_each_caller_what_it_may_see(bridge: Bridge) -> None
         reply = await request(bridge.port, "GET", "/api/dashboard/history", headers=headers)
         return reply.status if reply.status != 200 else [e["type"] for e in reply.json()]
 
-    assert await types() == ["pago:procesado"]
+    assert await types() == 401  # no credentials: the bridge runs without --public-reads
     assert await types(Authorization=f"Bearer {token(None, 'u9')}") == [
         "pago:procesado",
         "reserva_confirmada",
@@ -247,10 +260,31 @@ async def test_history_shows_each_caller_what_it_may_see(bridge: Bridge) -> None
     assert await types(Authorization="Bearer forged") == 401
 
 
+async def test_reads_need_credentials_unless_public_reads(tmp_path: Path) -> None:
+    """Issue 14: history (personal data, maybe), stats and metrics were open to anyone."""
+    reads = ["/api/dashboard/history", "/api/dashboard/stats", "/metrics"]
+    client_token = {"Authorization": f"Bearer {token(None, 'u1')}"}
+    key = {"Authorization": "Bearer " + "k" * 20}
+    async with running(settings(tmp_path, api_key="k" * 20)) as bridge:
+        statuses = {
+            who: [(await request(bridge.port, "GET", path, headers=headers)).status for path in reads]
+            for who, headers in [("nobody", {}), ("client", client_token), ("operator", operator()), ("key", key)]
+        }  # fmt: skip
+    async with running(settings(tmp_path, public_reads=True)) as bridge:
+        seed = [(await request(bridge.port, "GET", path)).status for path in reads]
+    assert statuses == {
+        "nobody": [401, 401, 401],
+        "client": [200, 403, 403],  # its own events; the operator's views are not its own
+        "operator": [200, 200, 200],
+        "key": [200, 200, 200],
+    }
+    assert seed == [200, 200, 200]  # --public-reads: as the seed served them
+
+
 async def test_stats_count_connections_by_role_and_events_by_type(bridge: Bridge) -> None:
     await post(bridge, "update-dashboard", b'{"services": {"total": 50, "activos": 45}}')
     async with client(bridge, token=token(None, "u1", ("proveedor",))):
-        reply = await request(bridge.port, "GET", "/api/dashboard/stats")
+        reply = await request(bridge.port, "GET", "/api/dashboard/stats", headers=operator())
     stats = reply.json()
     assert stats["connections"] == {"total": 1, "byRole": {"proveedor": 1}}
     assert stats["events"]["byType"] == {"dashboard:update": 1}
@@ -260,7 +294,7 @@ async def test_stats_count_connections_by_role_and_events_by_type(bridge: Bridge
 async def test_metrics_are_prometheus_text(bridge: Bridge) -> None:
     await post(bridge, "emit-event", b'{"type": "pago:procesado", "data": {"pago": {"id": 1}}}')
     async with client(bridge, token=token(None, "u1", ("cliente",))):
-        reply = await request(bridge.port, "GET", "/metrics")
+        reply = await request(bridge.port, "GET", "/metrics", headers=operator())
     text = reply.body.decode()
     assert reply.headers["content-type"].startswith("text/plain")
     assert 'bridge_events_received_total{type="pago:procesado"} 1.0' in text

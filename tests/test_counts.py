@@ -11,7 +11,7 @@ from api_rest.events import Reserva, ReservaCreada
 from bridge.config import Limits
 from bridge.counts import OTHER, Kind, TypeCounts
 from schemas import Event
-from tests.bridges import client, recv_json, running, settings, token
+from tests.bridges import client, operator, recv_json, running, settings, token
 from tests.http import request
 
 
@@ -61,8 +61,10 @@ async def test_a_flood_of_new_names_leaves_stats_and_metrics_bounded(
         # Every event was counted once the last one reached a client.
         received = [(await recv_json(ws))["type"] for _ in range(63)]
         assert received[-1] == "reserva:creada"
-        stats = (await request(bridge.port, "GET", "/api/dashboard/stats")).json()
-        metrics = (await request(bridge.port, "GET", "/metrics")).body.decode()
+        stats = (
+            await request(bridge.port, "GET", "/api/dashboard/stats", headers=operator())
+        ).json()
+        metrics = (await request(bridge.port, "GET", "/metrics", headers=operator())).body.decode()
     by_type = stats["events"]["byType"]
     assert len(by_type) == 20 + 2  # 20 invented names, "(other)", and the catalog's type
     assert by_type[OTHER] == 40

@@ -14,7 +14,7 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.config import Limits
-from tests.bridges import running, settings, token
+from tests.bridges import operator, running, settings, token
 from tests.http import request
 
 HEALTH = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -63,7 +63,7 @@ async def closed(reader: asyncio.StreamReader) -> bool:
 
 
 async def metric(bridge: Bridge, name: str) -> float:
-    text = (await request(bridge.port, "GET", "/metrics")).body.decode()
+    text = (await request(bridge.port, "GET", "/metrics", headers=operator())).body.decode()
     """The sum of a metric's series, whatever their labels."""
     series = [line for line in text.splitlines() if line.startswith((name + " ", name + "{"))]
     return sum(float(line.rsplit(" ", 1)[1]) for line in series)
@@ -137,7 +137,7 @@ async def test_an_idle_keep_alive_connection_is_closed(tmp_path: Path) -> None:
             writer.write(HEALTH)
             assert (await response(reader))[0] == 200
             assert await reader.read() == b""  # then nothing more was asked: closed
-        text = (await request(bridge.port, "GET", "/metrics")).body.decode()
+        text = (await request(bridge.port, "GET", "/metrics", headers=operator())).body.decode()
     assert 'bridge_http_timeouts_total{timeout="idle"} 1.0' in text
 
 
@@ -151,7 +151,7 @@ async def test_one_address_may_hold_only_so_many_connections(tmp_path: Path) -> 
                 status, _, answer = await response(reader)
                 assert await closed(reader)
         # Those three gone, the address is welcome again, and the refusal was counted.
-        text = (await request(bridge.port, "GET", "/metrics")).body.decode()
+        text = (await request(bridge.port, "GET", "/metrics", headers=operator())).body.decode()
     assert status == 429
     assert "max_connections_per_ip" in json.loads(answer)["error"]
     assert 'bridge_connections_refused_total{bound="per-ip"} 1.0' in text

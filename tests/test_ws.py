@@ -20,7 +20,7 @@ from api_rest.events import DashboardUpdate, Reserva, ReservaCreada
 from bridge.app import Bridge
 from bridge.config import Limits
 from schemas import Event, Role, User
-from tests.bridges import client, recv, recv_json, running, settings, token, url
+from tests.bridges import client, operator, recv, recv_json, running, settings, token, url
 
 
 def reserva(n: int, **kw: object) -> Event:
@@ -170,7 +170,11 @@ async def test_the_host_must_be_one_the_bridge_serves(
             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
-        read = f"GET /api/dashboard/stats HTTP/1.1\r\nHost: {named}\r\nConnection: close\r\n\r\n"
+        bearer = operator()["Authorization"]
+        read = (
+            f"GET /api/dashboard/stats HTTP/1.1\r\nHost: {named}\r\n"
+            f"Authorization: {bearer}\r\nConnection: close\r\n\r\n"
+        )
         replies = []
         for raw in (handshake, read):
             reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
