@@ -97,7 +97,12 @@ class Bridge:
         self.broker = broker
         #: Reads what callers publish, strict or not as the settings say.
         self.reader = reader or Reader(settings.catalog, strict=settings.strict_events)
-        self.authenticator = Authenticator(settings.jwt_secret)
+        self.authenticator = Authenticator(
+            settings.jwt_secret,
+            max_lifetime=timedelta(seconds=settings.max_token_lifetime),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
         # The history holds what was delivered: it is read back as it was, even if
         # the bridge is strict now or the catalog changed since.
         lenient = self.reader if not self.reader.strict else Reader(settings.catalog)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -9,12 +10,15 @@ import jwt
 
 from bridge.router import Principal
 
-__all__ = ["MONITOR_SCOPE", "Authenticator", "Unauthorized"]
+__all__ = ["MAX_TOKEN_LIFETIME", "MONITOR_SCOPE", "Authenticator", "Unauthorized"]
 
 _ALGORITHM = "HS256"
 
 #: The ``scope`` claim of an operator's token: it sees every event (the dashboard).
 MONITOR_SCOPE = "monitor"
+
+#: How far ahead a token's ``exp`` may be, by default: a day.
+MAX_TOKEN_LIFETIME = timedelta(hours=24)
 
 
 class Unauthorized(Exception):
@@ -22,16 +26,38 @@ class Unauthorized(Exception):
 
 
 class Authenticator:
-    """Checks and issues the bridge's tokens: HS256 with claims ``sub``, ``roles``, ``exp``."""
+    """Checks and issues the bridge's tokens: HS256 with claims ``sub``, ``roles``, ``exp``.
 
-    def __init__(self, secret: str) -> None:
+    A token may live at most ``max_lifetime``: a leaked one is worth little. With
+    an ``issuer`` or an ``audience``, tokens must carry that ``iss`` or ``aud``.
+    """
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        max_lifetime: timedelta = MAX_TOKEN_LIFETIME,
+        issuer: str | None = None,
+        audience: str | None = None,
+    ) -> None:
         self._secret = secret
+        self._max_lifetime = max_lifetime
+        self._issuer = issuer
+        self._audience = audience
 
     def verify(self, token: str) -> Principal:
         """The principal a token names; raises :class:`Unauthorized` saying why not."""
+        required = ["exp", "sub"]
+        required += ["iss"] if self._issuer else []
+        required += ["aud"] if self._audience else []
         try:
             claims = jwt.decode(
-                token, self._secret, algorithms=[_ALGORITHM], options={"require": ["exp", "sub"]}
+                token,
+                self._secret,
+                algorithms=[_ALGORITHM],
+                issuer=self._issuer,
+                audience=self._audience,
+                options={"require": required},
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("token expired") from exc
@@ -42,8 +68,17 @@ class Authenticator:
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise Unauthorized("token claim 'roles' must be a list of strings")
+        expires = float(claims["exp"])
+        if expires - time.time() > self._max_lifetime.total_seconds():
+            hours = self._max_lifetime.total_seconds() / 3600
+            raise Unauthorized(
+                f"token lives too long: its exp is more than {hours:g} h ahead "
+                "(issue shorter tokens, or raise --max-token-lifetime)"
+            )
         monitor = claims.get("scope") == MONITOR_SCOPE
-        return Principal(user=str(claims["sub"]), roles=frozenset(roles), monitor=monitor)
+        return Principal(
+            user=str(claims["sub"]), roles=frozenset(roles), monitor=monitor, expires=expires
+        )
 
     def issue(
         self, user: str, roles: Iterable[str], *, ttl: timedelta, monitor: bool = False
@@ -54,6 +89,10 @@ class Authenticator:
             "roles": sorted(roles),
             "exp": datetime.now(UTC) + ttl,
         }
+        if self._issuer:
+            claims["iss"] = self._issuer
+        if self._audience:
+            claims["aud"] = self._audience
         if monitor:
             claims["scope"] = MONITOR_SCOPE
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)

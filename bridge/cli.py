@@ -147,6 +147,30 @@ def _default_state_dir() -> Path:
     help="A file holding the JWT secret (a Docker or Kubernetes secret, say).",
 )
 @click.option(
+    "--max-token-lifetime",
+    envvar="BRIDGE_MAX_TOKEN_LIFETIME",
+    show_envvar=True,
+    type=click.FloatRange(min=1),
+    default=24 * 3600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How far ahead a token's exp may be; longer-lived tokens are refused. Open "
+    "connections are sent bridge:refresh before their token expires, and closed with "
+    "4419 when it does.",
+)
+@click.option(
+    "--jwt-issuer",
+    envvar="BRIDGE_JWT_ISSUER",
+    show_envvar=True,
+    help="The iss claim tokens must carry (EVENT_BRIDGE['JWT_ISSUER'] on the Django side).",
+)
+@click.option(
+    "--jwt-audience",
+    envvar="BRIDGE_JWT_AUDIENCE",
+    show_envvar=True,
+    help="The aud claim tokens must carry (EVENT_BRIDGE['JWT_AUDIENCE'] on the Django side).",
+)
+@click.option(
     "--api-key",
     envvar="BRIDGE_API_KEY",
     show_envvar=True,
@@ -333,6 +357,9 @@ def serve(
     broker: str,
     jwt_secret: str | None,
     jwt_secret_file: Path | None,
+    max_token_lifetime: float,
+    jwt_issuer: str | None,
+    jwt_audience: str | None,
     api_key: str | None,
     api_key_file: Path | None,
     allow_anonymous: bool,
@@ -396,6 +423,9 @@ def serve(
             strict_events=strict_events,
             allowed_hosts=_names(allowed_hosts),
             public_reads=public_reads,
+            max_token_lifetime=max_token_lifetime,
+            jwt_issuer=jwt_issuer,
+            jwt_audience=jwt_audience,
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -698,6 +728,10 @@ def emit(
     show_envvar=True,
     help="The bridge's secret, to make a token here (ignored when --token is given).",
 )
+@click.option("--jwt-issuer", envvar="BRIDGE_JWT_ISSUER", help="The iss of the token made here.")
+@click.option(
+    "--jwt-audience", envvar="BRIDGE_JWT_AUDIENCE", help="The aud of the token made here."
+)
 @click.option(
     "--user",
     default="event-bridge-tail",
@@ -718,6 +752,8 @@ def tail(
     url: str,
     token: str | None,
     jwt_secret: str | None,
+    jwt_issuer: str | None,
+    jwt_audience: str | None,
     user: str,
     roles: str,
     monitor: bool,
@@ -736,15 +772,22 @@ def tail(
     \b
         event-bridge tail --jwt-secret "$BRIDGE_JWT_SECRET" --all --types reserva:creada
     """
+    renew = None
     if not token and jwt_secret:
-        token = Authenticator(jwt_secret).issue(
-            user, _split(roles), ttl=timedelta(days=1), monitor=monitor
-        )
+        authenticator = Authenticator(jwt_secret, issuer=jwt_issuer, audience=jwt_audience)
+
+        def renew() -> str:
+            return authenticator.issue(
+                user, _split(roles), ttl=timedelta(hours=12), monitor=monitor
+            )
+
+        token = renew()
     try:
         asyncio.run(
             tail_module.tail(
                 url,
                 token=token,
+                renew=renew,
                 types=frozenset(_split(types)),
                 raw=raw,
                 history=history,

@@ -68,6 +68,9 @@ class Limits:
     resume_window: float = 1.0
     #: Seconds a closing client has to answer the close frame.
     close_timeout: float = 2.0
+    #: Seconds before its token expires that a connection is sent ``bridge:refresh``
+    #: (half the token's lifetime, if shorter).
+    refresh_notice: float = 30.0
     #: Unacknowledged messages RabbitMQ may push to one instance.
     prefetch: int = 256
     #: Event ids remembered to drop duplicates.
@@ -106,6 +109,12 @@ class Settings:
     #: History (events for everyone), stats and metrics without credentials, as the
     #: seed served them.
     public_reads: bool = False
+    #: Seconds ahead a token's ``exp`` may be; tokens that live longer are refused.
+    max_token_lifetime: float = 24 * 3600.0
+    #: The ``iss`` tokens must carry, if any.
+    jwt_issuer: str | None = None
+    #: The ``aud`` tokens must carry, if any.
+    jwt_audience: str | None = None
 
     def __post_init__(self) -> None:
         if not self.broker_url.startswith(("memory://", "amqp://", "amqps://")):

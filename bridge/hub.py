@@ -28,12 +28,13 @@ from bridge.counts import Kind, TypeCounts
 from bridge.mailbox import Mailbox
 from bridge.metrics import Metrics
 from bridge.router import Principal, Router
-from bridge.websocket import CLOSE_UNAUTHORIZED, Client
+from bridge.websocket import CLOSE_TOKEN_EXPIRED, CLOSE_UNAUTHORIZED, Client
 from schemas import Catalog, Event, SchemaError
 from schemas.protocol import (
     AuthMessage,
     PingMessage,
     PongMessage,
+    RefreshMessage,
     ResetMessage,
     ResumeMessage,
     WelcomeMessage,
@@ -174,6 +175,7 @@ class Hub:
         if principal is not None:
             client.principal = principal
             client.authenticated = True
+            self._watch_expiry(client)
         first = client.mailbox is None
         client.mailbox = client.mailbox or Mailbox(joined=self.router.head)
         self.router.join(client)
@@ -253,7 +255,45 @@ class Hub:
             log.info("authentication refused", extra={"conn": client.id, "reason": str(exc)})
             client.close(CLOSE_UNAUTHORIZED, str(exc))
             return
-        self.join(client, principal)
+        if client.authenticated:
+            self._refresh(client, principal)
+        else:
+            self.join(client, principal)
+
+    # Token expiry
+
+    def _watch_expiry(self, client: Client) -> None:
+        """Ask for a new token shortly before this one expires; close when it does."""
+        expires = client.principal.expires
+        if expires is None:
+            client.cancel_expiry()
+            return
+        left = expires - time.time()
+        notice = min(self.limits.refresh_notice, left / 2)
+        client.set_expiry(left - notice, lambda: self._ask_refresh(client, expires))
+
+    def _ask_refresh(self, client: Client, expires: float) -> None:
+        left = expires - time.time()
+        client.send(RefreshMessage(seconds=max(0, round(left))))
+        client.set_expiry(left, lambda: self._expired(client))
+
+    def _expired(self, client: Client) -> None:
+        log.info("token expired", extra={"conn": client.id, "user": client.principal.user})
+        client.close(CLOSE_TOKEN_EXPIRED, "token expired: connect again with a new token")
+
+    def _refresh(self, client: Client, principal: Principal) -> None:
+        """A new token on an open connection: for the same user, it goes on with its roles."""
+        if principal.user != client.principal.user:
+            log.info("refresh refused", extra={"conn": client.id, "reason": "another user"})
+            client.close(CLOSE_UNAUTHORIZED, "a new token must name the connection's user")
+            return
+        if principal != client.principal:  # new roles: the router files it anew
+            self.router.leave(client)
+            client.principal = principal
+            self.router.join(client)
+        else:
+            client.principal = principal  # the same, but for its expiry
+        self._watch_expiry(client)
 
     def _resume(self, client: Client, after: str | None) -> None:
         mailbox = client.mailbox

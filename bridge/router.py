@@ -30,6 +30,8 @@ class Principal:
     user: str | None
     roles: frozenset[str] = frozenset()
     monitor: bool = False
+    #: When the token expires (seconds since the epoch); ``None``: it does not.
+    expires: float | None = field(default=None, compare=False)
 
     def may_see(self, event: Event) -> bool:
         """Whether the event's audience includes this principal."""

@@ -38,6 +38,7 @@ async def tail(
     url: str,
     *,
     token: str | None,
+    renew: Callable[[], str] | None = None,
     types: Collection[str],
     raw: bool,
     history: bool,
@@ -48,6 +49,8 @@ async def tail(
 
     ``out`` gets one line per event (JSON as received when ``raw``), ``say``
     what is not an event. Only ``types`` are printed when it is not empty.
+    ``renew`` makes a new token when the bridge asks for one before ``token``
+    expires; without it, the connection ends when the token does.
     With ``history`` the bridge first replays the events it keeps. Raises
     :class:`TailError` when the bridge cannot be reached, refuses the token, or
     closes the connection.
@@ -65,6 +68,8 @@ async def tail(
             # Live events wait until the first message: ask for the history, or just start.
             await ws.send(json.dumps({"op": "resume"} if history else {"op": "ping"}))
             async for message in ws:
+                if renew is not None and _asks_for_a_token(message):
+                    await ws.send(json.dumps({"op": "auth", "token": renew()}))
                 _show(message, types, raw, out, say)
     except InvalidStatus as exc:
         body = exc.response.body.decode("utf-8", "replace").strip() if exc.response.body else ""
@@ -81,6 +86,11 @@ async def tail(
     raise TailError("the bridge closed the connection")
 
 
+def _asks_for_a_token(message: str | bytes) -> bool:
+    decoded = json.loads(message)
+    return isinstance(decoded, dict) and decoded.get("type") == "bridge:refresh"
+
+
 def _show(
     message: str | bytes,
     types: Collection[str],
@@ -93,7 +103,7 @@ def _show(
     for item in decoded if isinstance(decoded, list) else [decoded]:
         kind = str(item.get("type", ""))
         if kind.startswith("bridge:"):
-            if kind not in {"bridge:pong", "bridge:welcome"}:
+            if kind not in {"bridge:pong", "bridge:welcome", "bridge:refresh"}:
                 say(json.dumps(item, separators=(",", ":"), ensure_ascii=False))
             continue
         if types and kind not in types:

@@ -440,7 +440,8 @@ _CLIENT_MESSAGES = """
 // Messages of the client itself, so the page can follow the connection.
 
 /**
- * The bridge refused the token (close code 4401): the client stopped.
+ * The bridge refused the token (close code 4401), or it expired (4419) and `token`
+ * is a string, not a function that gets a new one: the client stopped.
  * Connect again with a new token.
  */
 export interface UnauthorizedMessage {

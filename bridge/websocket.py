@@ -27,12 +27,22 @@ from bridge.router import ANONYMOUS, Entry, Principal
 if TYPE_CHECKING:
     from bridge.hub import Hub
 
-__all__ = ["CLOSE_TOO_SLOW", "CLOSE_UNAUTHORIZED", "MAX_CLOSE_REASON", "Client", "fit_reason"]
+__all__ = [
+    "CLOSE_TOKEN_EXPIRED",
+    "CLOSE_TOO_SLOW",
+    "CLOSE_UNAUTHORIZED",
+    "MAX_CLOSE_REASON",
+    "Client",
+    "fit_reason",
+]
 
 log = logging.getLogger("bridge.ws")
 
 #: Close code for a token that is missing, forged or expired after the handshake.
 CLOSE_UNAUTHORIZED = 4401
+#: Close code for a connection whose token expired without a ``bridge:refresh``
+#: answered: connect again with a new token, and resume.
+CLOSE_TOKEN_EXPIRED = 4419
 #: Close code for a client that reads too slowly: its send buffer overflowed.
 #: It should reconnect and resume.
 CLOSE_TOO_SLOW = CloseCode.TRY_AGAIN_LATER  # 1013
@@ -51,6 +61,7 @@ class Client:
         "batch",
         "closing",
         "deflate",
+        "expiry",
         "fragment_count",
         "fragments",
         "hub",
@@ -89,6 +100,8 @@ class Client:
         self.allowance = 0
         self.closing = False
         self.timer: asyncio.TimerHandle | None = None
+        #: The token's end: first the refresh request, then the close.
+        self.expiry: asyncio.TimerHandle | None = None
         #: A message that comes in fragments: its first frame's opcode, its bytes so far,
         #: and how many fragments came.
         self.fragments: tuple[Opcode, bytearray] | None = None
@@ -224,6 +237,7 @@ class Client:
         self.closing = True
         # First, whatever happens next: also when the peer started closing, it must not linger.
         self.set_timer(self.hub.limits.close_timeout, self.transport.abort)
+        self.cancel_expiry()
         self.hub.leave(self)
         if self.protocol.state is State.OPEN:
             self.protocol.send_close(code, fit_reason(reason))
@@ -239,6 +253,17 @@ class Client:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        self.cancel_expiry()
+
+    def set_expiry(self, delay: float, callback: Callable[[], object]) -> None:
+        """Replace the pending step of this connection's token expiry."""
+        self.cancel_expiry()
+        self.expiry = asyncio.get_running_loop().call_later(max(delay, 0), callback)
+
+    def cancel_expiry(self) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
 
     def _write_text(self, payload: bytes) -> None:
         if self.deflate:

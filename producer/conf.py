@@ -11,7 +11,10 @@
                                   # the seed's notifier methods
         "PUBLISH_TIMEOUT": 2.0,   # seconds one send may take, retries included
         "JWT_SECRET": "…",        # the bridge's --jwt-secret, for the token view
-        "TOKEN_TTL": 300,         # seconds a browser token lives
+        "TOKEN_TTL": 300,         # seconds a browser token lives (the browser client
+                                  # fetches a new one when the bridge asks)
+        "JWT_ISSUER": "shop",     # the iss and aud of tokens, if the bridge checks them
+        "JWT_AUDIENCE": "event-bridge",  # (its --jwt-issuer and --jwt-audience)
         "BRIDGE_URL": "ws://localhost:4000/ws",
         "ROLES": "myapp.auth.roles_for",  # user -> list of roles; default: group names
         "RELAY_POLL_INTERVAL": 0.2,  # seconds the relay waits between looks (not PostgreSQL)
@@ -58,6 +61,8 @@ class ProducerSettings:
     publish_timeout: float
     jwt_secret: str | None
     token_ttl: int
+    jwt_issuer: str | None
+    jwt_audience: str | None
     bridge_url: str
     roles: str | None
     delivery: str
@@ -76,6 +81,8 @@ def producer_settings() -> ProducerSettings:
         publish_timeout=float(given.get("PUBLISH_TIMEOUT", 2.0)),
         jwt_secret=given.get("JWT_SECRET"),
         token_ttl=int(given.get("TOKEN_TTL", 300)),
+        jwt_issuer=given.get("JWT_ISSUER") or None,
+        jwt_audience=given.get("JWT_AUDIENCE") or None,
         bridge_url=given.get("BRIDGE_URL", "ws://localhost:4000/ws"),
         roles=given.get("ROLES"),
         delivery=str(given.get("DELIVERY", OUTBOX)),

@@ -36,10 +36,14 @@ def token(request: HttpRequest) -> JsonResponse:
             status=503,
         )
     user = request.user
-    claims = {
+    claims: dict[str, object] = {
         "sub": str(user.pk),
         "roles": roles_of(user),
         "exp": datetime.now(UTC) + timedelta(seconds=config.token_ttl),
     }
+    if config.jwt_issuer:
+        claims["iss"] = config.jwt_issuer
+    if config.jwt_audience:
+        claims["aud"] = config.jwt_audience
     issued = jwt.encode(claims, config.jwt_secret, algorithm="HS256")
     return JsonResponse({"token": issued, "url": config.bridge_url})

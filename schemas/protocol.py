@@ -15,6 +15,7 @@ __all__ = [
     "ErrorMessage",
     "PingMessage",
     "PongMessage",
+    "RefreshMessage",
     "ResetMessage",
     "ResumeMessage",
     "WelcomeMessage",
@@ -85,6 +86,15 @@ class PongMessage(BaseModel):
     """The answer to ``{"op": "ping"}``."""
 
     type: Literal["bridge:pong"] = "bridge:pong"
+
+
+class RefreshMessage(BaseModel):
+    """The connection's token expires in ``seconds``: send ``{"op": "auth", "token"}``
+    with a new one for the same user, or the bridge closes the connection then (4419).
+    """
+
+    type: Literal["bridge:refresh"] = "bridge:refresh"
+    seconds: int
 
 
 class ResetMessage(BaseModel):

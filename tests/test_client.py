@@ -184,6 +184,48 @@ async def test_a_refused_token_stops_the_client(page: Page, tmp_path: Path) -> N
     assert sockets.sent == [[{"op": "auth", "token": expired}]]
 
 
+async def test_short_lived_tokens_are_refreshed_on_the_same_socket(
+    page: Page, tmp_path: Path
+) -> None:
+    """Issue 14: the bridge asks for a new token before one expires; client.js fetches it."""
+    served = Served("--state-dir", str(tmp_path), "--instance", "client-refresh")
+    await served.start()
+    sockets = Sockets(page)
+    # The app's token endpoint: a token of two seconds each time.
+    await page.expose_function("newToken", lambda: token(None, "u1", ttl=2))
+    try:
+        await open_page(page, f"http://127.0.0.1:{served.port}")
+        await page.evaluate("window.start({ token: () => window.newToken(), tokenIn: 'message' })")
+        # Three tokens on one socket: two refreshes, over more than one token's life.
+        await until(page, "window.log.filter((m) => m.type === 'bridge:refresh').length >= 2")
+        await until(page, "window.log.some((m) => m.type === 'bridge:welcome')")
+        await emit(served.port, 1)
+        await until(page, f"{IDS}.includes('e1')")
+        log = await page.evaluate("window.log")
+    finally:
+        await served.kill()
+    assert len(sockets.sent) == 1, "one socket: no reconnect"
+    assert [m["op"] for m in sockets.sent[0]].count("auth") >= 3
+    assert not any(m["type"] in {"bridge:unauthorized", "bridge:disconnected"} for m in log)
+
+
+async def test_a_string_token_that_expires_stops_the_client(page: Page, tmp_path: Path) -> None:
+    served = Served("--state-dir", str(tmp_path), "--instance", "client-4419")
+    await served.start()
+    try:
+        await open_page(page, f"http://127.0.0.1:{served.port}")
+        await page.evaluate("(token) => window.start({ token })", token(None, "u1", ttl=2))
+        await until(page, "window.log.some((m) => m.type === 'bridge:unauthorized')")
+        log = await page.evaluate("window.log")
+    finally:
+        await served.kill()
+    assert log[-1] == {
+        "type": "bridge:unauthorized",
+        "code": 4419,
+        "reason": "token expired: connect again with a new token",
+    }
+
+
 # Behaviour that needs a misbehaving server: a fake one, in the page's network layer.
 
 FAKE = "http://bridge.test"

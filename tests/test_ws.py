@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,20 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from api_rest.events import DashboardUpdate, Reserva, ReservaCreada
 from bridge.app import Bridge
+from bridge.auth import Authenticator
 from bridge.config import Limits
 from schemas import Event, Role, User
-from tests.bridges import client, operator, recv, recv_json, running, settings, token, url
+from tests.bridges import (
+    SECRET,
+    client,
+    operator,
+    recv,
+    recv_json,
+    running,
+    settings,
+    token,
+    url,
+)
 
 
 def reserva(n: int, **kw: object) -> Event:
@@ -61,6 +73,77 @@ async def test_no_token_in_time_closes_with_4401(tmp_path: Path) -> None:
             await recv(ws)
         assert caught.value.rcvd is not None
         assert caught.value.rcvd.code == 4401
+
+
+# Token lifetime (issue 14: a connection got a user's events after its token expired).
+
+
+async def test_an_expiring_token_is_asked_for_and_then_the_connection_closes_4419(
+    bridge: Bridge,
+) -> None:
+    async with client(bridge, token=token(bridge, "u1", ttl=2)) as ws:
+        await ws.send('{"op": "ping"}')
+        assert await recv_json(ws) == {"type": "bridge:pong"}
+        refresh = await recv_json(ws)  # half the lifetime before: 1 s
+        with pytest.raises(ConnectionClosed) as caught:
+            await recv(ws)
+    assert refresh == {"type": "bridge:refresh", "seconds": 1}
+    assert caught.value.rcvd is not None
+    assert (caught.value.rcvd.code, caught.value.rcvd.reason) == (
+        4419,
+        "token expired: connect again with a new token",
+    )
+
+
+async def test_a_refreshed_token_keeps_the_connection_and_its_new_roles(bridge: Bridge) -> None:
+    first_ends = time.monotonic() + 2
+    async with client(bridge, token=token(bridge, "u1", ttl=2)) as ws:
+        await ws.send('{"op": "ping"}')
+        await recv_json(ws)
+        assert (await recv_json(ws))["type"] == "bridge:refresh"
+        fresh = token(bridge, "u1", ("admin",), ttl=60)
+        await ws.send(json.dumps({"op": "auth", "token": fresh}))
+        await ws.send('{"op": "ping"}')
+        assert await recv_json(ws) == {"type": "bridge:pong"}  # no second welcome
+        await bridge.broker.publish(reserva(1, audience=Role(role="admin")))
+        assert (await recv_json(ws))["id"] == "e1"  # the new token's role counts
+        # Nothing, not even a close, until well past the first token's end.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.recv(), first_ends - time.monotonic() + 0.5)
+        await ws.send('{"op": "ping"}')
+        assert await recv_json(ws) == {"type": "bridge:pong"}
+
+
+async def test_a_new_token_for_another_user_closes_4401(bridge: Bridge) -> None:
+    async with client(bridge, token=token(bridge, "u1")) as ws:
+        await ws.send(json.dumps({"op": "auth", "token": token(bridge, "mallory")}))
+        with pytest.raises(ConnectionClosed) as caught:
+            await recv(ws)
+    assert caught.value.rcvd is not None
+    assert caught.value.rcvd.code == 4401
+
+
+async def test_tokens_that_live_too_long_or_miss_iss_and_aud_are_refused(tmp_path: Path) -> None:
+    config = settings(
+        tmp_path, max_token_lifetime=3600.0, jwt_issuer="shop", jwt_audience="event-bridge"
+    )
+    right = Authenticator(SECRET, issuer="shop", audience="event-bridge")
+    wrong = Authenticator(SECRET, issuer="elsewhere", audience="event-bridge")
+    cases = {
+        "right": right.issue("u1", [], ttl=timedelta(minutes=5)),
+        "two hours": right.issue("u1", [], ttl=timedelta(hours=2)),
+        "no iss or aud": token(None, "u1"),
+        "another issuer": wrong.issue("u1", [], ttl=timedelta(minutes=5)),
+    }
+    async with running(config) as bridge:
+        statuses = {}
+        for name, candidate in cases.items():
+            try:
+                async with connect(url(bridge, token=candidate)):
+                    statuses[name] = 101
+            except InvalidStatus as exc:
+                statuses[name] = exc.response.status_code
+    assert statuses == {"right": 101, "two hours": 401, "no iss or aud": 401, "another issuer": 401}
 
 
 async def test_anonymous_clients_get_only_events_for_everyone(tmp_path: Path) -> None:

@@ -34,6 +34,8 @@ const SEED_ALIASES = Object.freeze({ onReservaNueva: "reserva:creada" });
 
 /** The bridge closes with this code when the token is missing, forged or expired. */
 const CLOSE_UNAUTHORIZED = 4401;
+/** The bridge closes with this code when an open connection's token expires unrefreshed. */
+const CLOSE_TOKEN_EXPIRED = 4419;
 /** This client closes with this code a socket that went silent. */
 const CLOSE_SILENT = 4000;
 
@@ -57,8 +59,10 @@ const DEFAULTS = Object.freeze({
  *   `"/ws"` is taken relative to the page.
  * @param {object} [options]
  * @param {string | (() => string | Promise<string>)} [options.token] The JWT,
- *   or a function giving one, called before every attempt so that a short-lived
- *   token can be fetched afresh. Leave it out for an anonymous connection.
+ *   or a function giving one, called before every attempt and whenever the
+ *   bridge asks for a new one (`bridge:refresh`, before the token expires), so
+ *   that short-lived tokens keep a connection open. A string serves until it
+ *   expires. Leave it out for an anonymous connection.
  * @param {"query" | "message"} [options.tokenIn="query"] Send the token as
  *   `?token=` or as the first message `{"op": "auth", "token"}`.
  * @param {boolean} [options.batch=true] Let the bridge put events that follow
@@ -184,6 +188,8 @@ export function connect(url, options = {}) {
       // The first message after the welcome: live events wait for it (up to 1 s).
       send(socket, lastId === null ? { op: "ping" } : { op: "resume", after: lastId });
       if (lastId === null) waitingSince = Date.now();
+    } else if (message.type === "bridge:refresh") {
+      refresh(socket);
     } else if (message.type === "bridge:reset" && typeof message.latest === "string") {
       // The app reloads its state up to the newest event; resume from there next time.
       lastId = message.latest;
@@ -193,6 +199,19 @@ export function connect(url, options = {}) {
       lastId = message.id;
     }
     dispatch(message);
+  }
+
+  /** The token is about to expire: send a new one on the same socket, if we can get one. */
+  function refresh(ws) {
+    if (typeof settings.token !== "function") return; // then 4419, and the app decides
+    Promise.resolve()
+      .then(() => settings.token())
+      .then(
+        (token) => {
+          if (socket === ws && token) send(ws, { op: "auth", token });
+        },
+        report,
+      );
   }
 
   function remember(id) {
@@ -208,7 +227,11 @@ export function connect(url, options = {}) {
     clearInterval(heartbeatTimer);
     discard(ws, CLOSE_SILENT, reason);
     if (stopped) return;
-    if (code === CLOSE_UNAUTHORIZED) {
+    if (code === CLOSE_TOKEN_EXPIRED && typeof settings.token === "function") {
+      retry(code, reason); // a new token comes with the next attempt
+      return;
+    }
+    if (code === CLOSE_UNAUTHORIZED || code === CLOSE_TOKEN_EXPIRED) {
       stopped = true;
       dispatch({ type: "bridge:unauthorized", code, reason });
       return;

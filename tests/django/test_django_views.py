@@ -16,6 +16,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from api_rest.models import Reserva
+from bridge.auth import Authenticator, Unauthorized
 from producer import WebSocketNotifier
 from producer.publisher import PublishError
 from schemas import SchemaError
@@ -132,6 +133,20 @@ def test_a_token_from_the_token_view_opens_ws_with_the_users_groups_as_roles(
             "roles": ["cliente", "proveedor"],
             "instance": live.bridge.settings.instance,
         }
+
+
+@pytest.mark.django_db
+def test_the_token_view_sets_the_issuer_and_audience_the_bridge_checks(
+    client: Client, settings: Any, event_bridge: dict[str, Any]
+) -> None:
+    settings.EVENT_BRIDGE = {**event_bridge, "JWT_ISSUER": "shop", "JWT_AUDIENCE": "bridge"}
+    client.force_login(factories.user("marta", "cliente"))
+    issued = client.get(reverse("producer:token")).json()["token"]
+    # The bridge's own check, as `serve --jwt-issuer shop --jwt-audience bridge` makes it.
+    principal = Authenticator(SECRET, issuer="shop", audience="bridge").verify(issued)
+    assert principal.roles == {"cliente"}
+    with pytest.raises(Unauthorized, match="Invalid issuer"):
+        Authenticator(SECRET, issuer="another", audience="bridge").verify(issued)
 
 
 @pytest.mark.django_db
