@@ -54,7 +54,10 @@ def open_broker(settings: Settings, reader: Reader | None = None) -> Broker:
         settings.broker_url,
         instance=settings.instance,
         prefetch=settings.limits.prefetch,
-        decoder=Decoder(reader or Reader(settings.catalog, strict=settings.strict_events)),
+        decoder=Decoder(
+            reader or Reader(settings.catalog, strict=settings.strict_events),
+            max_size=settings.limits.max_event_size,
+        ),
     )
 
 
@@ -117,6 +120,7 @@ class Bridge:
             connections=lambda: len(self.hub.clients),
             broker_connected=lambda: self.broker.connected,
             dead_lettered=lambda: self.broker.dead_lettered,
+            queued=lambda: self.hub.queued,
         )
         self.hub = Hub(
             self.router,

@@ -299,6 +299,28 @@ def _default_state_dir() -> Path:
     "counts as too slow: it is closed with 1013 and resumes when it reconnects.",
 )
 @click.option(
+    "--max-event-size",
+    envvar="BRIDGE_MAX_EVENT_SIZE",
+    show_envvar=True,
+    type=click.IntRange(min=1024),
+    default=Limits.max_event_size,
+    show_default=True,
+    metavar="BYTES",
+    help="Largest event: a larger HTTP body gets 413, a larger message from RabbitMQ "
+    "is dead-lettered. Send a link to a large thing, not the thing.",
+)
+@click.option(
+    "--max-queued-bytes",
+    envvar="BRIDGE_MAX_QUEUED_BYTES",
+    show_envvar=True,
+    type=click.IntRange(min=1024 * 1024),
+    default=Limits.max_queued_bytes,
+    show_default=True,
+    metavar="BYTES",
+    help="Bytes that may wait for all clients together; past it, clients more than "
+    "64 KiB behind are closed with 1013 (they resume when they reconnect).",
+)
+@click.option(
     "--max-connections-per-ip",
     envvar="BRIDGE_MAX_CONNECTIONS_PER_IP",
     show_envvar=True,
@@ -375,6 +397,8 @@ def serve(
     api_rate_per_key: float,
     api_burst_per_key: int,
     max_send_buffer: int,
+    max_event_size: int,
+    max_queued_bytes: int,
     max_connections_per_ip: int,
     max_connections: int,
     http_request_timeout: float,
@@ -412,6 +436,8 @@ def serve(
                 api_rate_per_key=api_rate_per_key,
                 api_burst_per_key=api_burst_per_key,
                 max_send_buffer=max_send_buffer,
+                max_event_size=max_event_size,
+                max_queued_bytes=max_queued_bytes,
                 max_connections_per_ip=max_connections_per_ip,
                 max_connections=max_connections,
                 http_request_timeout=http_request_timeout,

@@ -26,8 +26,10 @@ class Limits:
     max_message_size: int = 64 * 1024
     #: Fragments one client message may come in; more close the connection with 1009.
     max_fragments: int = 256
-    #: Largest HTTP request body; larger ones get 413.
-    max_body_size: int = 1024 * 1024
+    #: Largest event, in bytes of JSON: a larger HTTP request body gets 413, a larger
+    #: message from RabbitMQ is dead-lettered. Events are notifications, not files:
+    #: each one is held for every slow client that has not read it yet.
+    max_event_size: int = 64 * 1024
     #: Open connections (HTTP and WebSocket) from one address; more get 429 and
     #: are closed at once. 0: no bound (behind a reverse proxy, which bounds them).
     max_connections_per_ip: int = 500
@@ -56,6 +58,10 @@ class Limits:
     #: before ``max_send_buffer`` even starts counting; 256 KiB still moves
     #: 2.5 MB/s over a 100 ms round trip, far more than events need.
     socket_send_buffer: int = 128 * 1024
+    #: Bytes waiting for all clients together; past it, every client more than
+    #: 64 KiB behind is closed with 1013 as it is written to. It bounds the memory
+    #: that frozen clients can hold, however many they are.
+    max_queued_bytes: int = 256 * 1024 * 1024
     #: Seconds a ``?batch=1`` connection's events may wait to share a frame;
     #: an event after a quiet spell of this long leaves at once.
     batch_window: float = 0.1

@@ -37,8 +37,9 @@ _TASK_PARTS = ("args", "kwargs", "embed")
 class Decoder:
     """Decodes messages against one catalog; lenient or strict as its reader is."""
 
-    def __init__(self, reader: Reader | None = None) -> None:
+    def __init__(self, reader: Reader | None = None, *, max_size: int | None = None) -> None:
         self.reader = reader or Reader(Catalog())
+        self._max_size = max_size
         # One pass over the body: strict JSON mode reads "2024-11-15" as a date, which
         # validating the decoded Python objects would refuse.
         self._task_body = self.reader.validator(
@@ -55,6 +56,11 @@ class Decoder:
         message should be dead-lettered, never retried.
         """
         _check_content_type(content_type)
+        if self._max_size is not None and len(body) > self._max_size:
+            raise Undecodable(
+                f"a message of {len(body)} bytes is over the bridge's limit of "
+                f"{self._max_size} bytes for one event (--max-event-size)"
+            )
         task = headers.get("task")
         if task is None:
             return self._bare_event(body)

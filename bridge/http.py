@@ -139,7 +139,7 @@ class HttpProtocol(asyncio.Protocol):
         self._server = server
         self._routes = server.routes
         self._upgrade = server.upgrade
-        self._max_body = server.limits.max_body_size
+        self._max_body = server.limits.max_event_size
         self._transport: asyncio.Transport | None = None
         self._h11: h11.Connection | None = h11.Connection(h11.SERVER)
         # The bytes of the first request, for the WebSocket handshake to parse.
@@ -380,7 +380,8 @@ class HttpProtocol(asyncio.Protocol):
         # Closing with the body still arriving would reset the connection before the
         # client reads the 413: say we are done, swallow the rest, close a bit later.
         self._discarding = True
-        refusal = Response.error(413, f"request body over {self._max_body} bytes")
+        limit = f"request body over {self._max_body} bytes, the largest event (--max-event-size)"
+        refusal = Response.error(413, limit)
         self._send(refusal.with_headers(("connection", "close")))
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write_eof()

@@ -85,6 +85,8 @@ class Hub:
         self._received: list[float] = []
         #: Set whenever the last connection closes.
         self.emptied = asyncio.Event()
+        #: Bytes waiting in every client's transport, as each was last seen.
+        self.queued = 0
 
     # Events in
 
@@ -201,6 +203,7 @@ class Hub:
         """The socket is gone."""
         self.leave(client)
         client.cancel_timer()
+        client.note_buffered(0)  # its buffer went with it
         if client in self.clients:
             self.clients.discard(client)
             if not self.clients:

@@ -32,6 +32,7 @@ class Metrics:
         connections: Callable[[], int],
         broker_connected: Callable[[], bool],
         dead_lettered: Callable[[], int],
+        queued: Callable[[], int],
     ) -> None:
         self.registry = CollectorRegistry()
         self.events_in = Counter(
@@ -91,7 +92,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(
-            _LiveState(connections_by_role, connections, broker_connected, dead_lettered)
+            _LiveState(connections_by_role, connections, broker_connected, dead_lettered, queued)
         )
 
     def render(self) -> bytes:
@@ -106,8 +107,10 @@ class _LiveState(Collector):
         total: Callable[[], int],
         broker_connected: Callable[[], bool],
         dead_lettered: Callable[[], int],
+        queued: Callable[[], int],
     ) -> None:
         self._by_role = by_role
+        self._queued = queued
         self._total = total
         self._broker_connected = broker_connected
         self._dead_lettered = dead_lettered
@@ -132,3 +135,9 @@ class _LiveState(Collector):
         )
         dead.add_metric([], self._dead_lettered())
         yield dead
+        queued = GaugeMetricFamily(
+            "bridge_queued_bytes",
+            "Bytes waiting to be written to clients, all together (bounded by max_queued_bytes).",
+        )
+        queued.add_metric([], self._queued())
+        yield queued

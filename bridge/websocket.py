@@ -48,6 +48,9 @@ CLOSE_TOKEN_EXPIRED = 4419
 CLOSE_TOO_SLOW = CloseCode.TRY_AGAIN_LATER  # 1013
 
 _PING = Frame(Opcode.PING, b"").serialize(mask=False)
+#: A client with more than this waiting is behind: the first to go when all clients
+#: together hold too much (``max_queued_bytes``).
+_BEHIND = 64 * 1024
 _ids = itertools.count(1)
 
 
@@ -59,6 +62,7 @@ class Client:
         "allowance",
         "authenticated",
         "batch",
+        "buffered",
         "closing",
         "deflate",
         "expiry",
@@ -98,6 +102,8 @@ class Client:
         self.alive = True
         #: Bytes of an oversized burst still waiting that do not count as too slow.
         self.allowance = 0
+        #: Bytes waiting in the transport when last looked at (the hub sums them).
+        self.buffered = 0
         self.closing = False
         self.timer: asyncio.TimerHandle | None = None
         #: The token's end: first the refresh request, then the close.
@@ -178,18 +184,36 @@ class Client:
         client that sends and never reads would otherwise make the bridge hold
         its answers for ever, before authentication as after.
         """
-        limit = self.hub.limits.max_send_buffer
-        if buffered <= limit:
+        self.note_buffered(buffered)
+        limits = self.hub.limits
+        if self.hub.queued > limits.max_queued_bytes and buffered > _BEHIND:
+            bound = "max_queued_bytes"
+        elif buffered <= limits.max_send_buffer:
             self.allowance = 0
             return False
-        # Drained bytes of a burst need no more allowance.
-        self.allowance = min(self.allowance, buffered)
-        if buffered <= limit + self.allowance:
-            return False
-        log.warning("slow client dropped", extra={"conn": self.id, "buffered": buffered})
+        else:
+            # Drained bytes of a burst need no more allowance.
+            self.allowance = min(self.allowance, buffered)
+            if buffered <= limits.max_send_buffer + self.allowance:
+                return False
+            bound = "max_send_buffer"
+        log.warning(
+            "slow client dropped",
+            extra={
+                "conn": self.id,
+                "buffered": buffered,
+                "bound": bound,
+                "queued": self.hub.queued,
+            },
+        )
         self.hub.metrics.slow_clients.inc()
         self.close(CLOSE_TOO_SLOW, "too slow: reconnect and resume")
         return True
+
+    def note_buffered(self, size: int) -> None:
+        """Tell the hub how many bytes wait for this client now."""
+        self.hub.queued += size - self.buffered
+        self.buffered = size
 
     def flush(self, batch_frame: dict[tuple[int, ...], bytes]) -> None:
         """Write everything queued in one go, or drop the client if it is too far behind."""
@@ -216,6 +240,7 @@ class Client:
         else:
             data = b"".join(e.frame for e in entries)
         self.transport.write(data)
+        self.note_buffered(self.transport.get_write_buffer_size())
         if len(data) > limit and buffered <= limit:
             # One write over the limit, to a client that was keeping up, is a burst the
             # bridge chose to send (a resume's replay, most likely): it may drain it at

@@ -316,6 +316,58 @@ async def test_a_client_that_never_reads_its_replies_is_dropped(tmp_path: Path) 
     assert (len(tally.sent), len(tally.received), tally.lost, tally.duplicated) == (3, 3, 0, 0)
 
 
+async def test_frozen_clients_together_hold_at_most_max_queued_bytes(tmp_path: Path) -> None:
+    """Issue 14: 1 MiB events to 300 clients that never read took the process to 1.3 GiB.
+
+    Each client's own bound is set out of reach here (64 MiB): only the bound on all
+    clients together (1 MiB) can stop them.
+    """
+    bound, frozen = 1024 * 1024, 4
+    limits = ("--max-queued-bytes", str(bound), "--max-send-buffer", str(64 * 1024 * 1024))
+    async with serve(tmp_path, *limits) as bridge:
+        ws = await honest(bridge)
+        tally = Tally()
+        published = asyncio.Event()
+
+        async def read_along() -> None:  # the honest client keeps up meanwhile
+            while not (published.is_set() and set(tally.sent) <= set(tally.received)):
+                tally.received.append((await recv_json(ws, timeout=30))["id"])
+
+        reader = asyncio.create_task(read_along())
+        flooded = [await _never_reading(bridge.port, f"?token={token()}") for _ in range(frozen)]
+        for transport in flooded:  # a first message: live events flow at once
+            transport.write(frame(Opcode.TEXT, b'{"op": "ping"}'))
+        try:
+            dropped = asyncio.create_task(_drops(bridge, frozen))
+            data = {"texto": "x" * 60_000}  # under the 64 KiB event limit
+            while not dropped.done() and len(tally.sent) < 200:
+                n = len(tally.sent)
+                body = json.dumps({"type": "informe:listo", "data": data, "id": f"abuse-{n}"})
+                reply = await request(
+                    bridge.port, "POST", "/api/dashboard/emit-event", body.encode()
+                )
+                assert reply.status == 202, reply.body
+                tally.sent.append(f"abuse-{n}")
+            lines = await asyncio.wait_for(dropped, 30)
+            published.set()
+            await publish(bridge, tally)  # one more, so the reader sees the end
+            await asyncio.wait_for(reader, 30)
+        finally:
+            reader.cancel()
+            for transport in flooded:
+                transport.abort()
+        await ws.close()
+    queued = [int(line.split(" queued=")[1].split()[0]) for line in lines]
+    assert all("bound=max_queued_bytes" in line for line in lines), lines
+    # Checked before each write: over by at most a write per client that keeps up.
+    assert max(queued) <= bound + (frozen + 1) * 128 * 1024, queued
+    assert (tally.lost, tally.duplicated) == (0, 0)
+
+
+async def _drops(bridge: Served, count: int) -> list[str]:
+    return [await bridge.logged("slow client dropped", 60) for _ in range(count)]
+
+
 # Scenario 9: cross-site WebSocket hijacking.
 
 FOREIGN = ["http://evil.example", "null", "http://127.0.0.1.evil.example", "https://127.0.0.1"]

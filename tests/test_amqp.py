@@ -173,6 +173,33 @@ def test_a_poison_message_is_dead_lettered_with_its_reason_once(
     assert "not an event" in warnings[0].getMessage()
 
 
+def test_an_event_over_the_size_limit_is_dead_lettered_with_its_size(
+    amqp_url: str, instance: str
+) -> None:
+    """Issue 14: an event is held for every slow client; its size has a bound (64 KiB)."""
+    large = Event.untyped("informe:listo", {"texto": "x" * 70_000}, id=f"large-{uuid.uuid4()}")
+    after = reserva()
+    decoder = Decoder(Reader(catalog), max_size=64 * 1024)
+
+    async def scenario() -> None:
+        recorder = Recorder()
+        async with running(
+            RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state, decoder=decoder),
+            recorder,
+        ) as broker:
+            await broker.publish(large)
+            dead = await dead_letter(amqp_url, large.id)
+            await broker.publish(after)
+            await recorder.until(lambda: bool(recorder.events))
+        assert str(dead.headers["x-bridge-error"]) == (
+            f"a message of {len(dead.body)} bytes is over the bridge's limit of 65536 bytes "
+            "for one event (--max-event-size)"
+        )
+        assert recorder.events == [after]
+
+    run(scenario())
+
+
 def test_an_event_whose_handler_keeps_failing_is_dead_lettered_after_the_delivery_limit(
     amqp_url: str, instance: str
 ) -> None:

@@ -100,6 +100,12 @@ def test_serve_help_lists_every_option_with_its_variable() -> None:
         ("--instance", "BRIDGE_INSTANCE"),
         ("--compression", "BRIDGE_COMPRESSION"),
         ("--max-send-buffer", "BRIDGE_MAX_SEND_BUFFER"),
+        ("--max-event-size", "BRIDGE_MAX_EVENT_SIZE"),
+        ("--max-queued-bytes", "BRIDGE_MAX_QUEUED_BYTES"),
+        ("--max-token-lifetime", "BRIDGE_MAX_TOKEN_LIFETIME"),
+        ("--jwt-issuer", "BRIDGE_JWT_ISSUER"),
+        ("--jwt-audience", "BRIDGE_JWT_AUDIENCE"),
+        ("--public-reads", "BRIDGE_PUBLIC_READS"),
         ("--batch-window", "BRIDGE_BATCH_WINDOW"),
     ]:
         assert option in done.stdout
