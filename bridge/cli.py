@@ -501,10 +501,29 @@ def _announce(bridge: Bridge) -> None:
         types = "no catalog (every event untyped)"
     click.echo(
         f"event-bridge: instance {settings.instance} on ws://{settings.host}:{bridge.port}/ws, "
-        f"broker {display_url(settings.broker_url)}{embedded}, auth {auth}, {types}"
+        f"broker {display_url(settings.broker_url)}{embedded}, auth {auth}, {types}; "
+        f"{_exposure(settings)}"
     )
     if settings.jwt_secret_generated:
         click.echo(f"dashboard: {bridge.dashboard_link()}")
+
+
+def _exposure(settings: Settings) -> str:
+    """What the running mode lets others do, said plainly for the startup line."""
+    local = settings.host in _LOOPBACK
+    where = "anyone on this machine" if local else f"anyone who can reach {settings.host}"
+    publish = (
+        "publishing needs the API key"
+        if settings.api_key
+        else f"publishing open to {where} (no --api-key)"
+    )
+    reads = "reads open to all (--public-reads)" if settings.public_reads else "reads need a token"
+    origins = ", ".join(sorted(settings.allowed_origins or ())) or "none"
+    hosts = ", ".join(["IP addresses", "localhost", *sorted(settings.allowed_hosts)])
+    return f"{publish}, {reads}, other origins: {origins}, hosts: {hosts}"
+
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 @cli.command()

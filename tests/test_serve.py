@@ -20,6 +20,11 @@ async def test_the_startup_line_names_broker_address_and_auth(tmp_path: Path) ->
     try:
         assert line.startswith("event-bridge: instance line on ws://127.0.0.1:")
         assert "broker memory:// (embedded, one process), auth JWT" in line
+        # What the default mode exposes (issue 14), plainly.
+        assert line.rstrip().endswith(
+            "; publishing open to anyone on this machine (no --api-key), reads need a token, "
+            "other origins: none, hosts: IP addresses, localhost"
+        )
     finally:
         await served.kill()
 
