@@ -223,29 +223,32 @@ class Client:
         if not entries:
             return
         buffered = self.transport.get_write_buffer_size()
-        limit = self.hub.limits.max_send_buffer
-        if self._too_slow(buffered):
+        # A client that keeps up has nothing waiting, before or since: nothing to check.
+        if (buffered or self.buffered) and self._too_slow(buffered):
             return
         if self.deflate:
             self._write_deflated(entries)
-            return
-        if self.batch:
-            key = tuple(e.seq for e in entries)
-            data = batch_frame.get(key)
-            if data is None:
-                payload = b"\n".join(e.json for e in entries)
-                data = batch_frame[key] = Frame(Opcode.TEXT, payload).serialize(mask=False)
-        elif len(entries) == 1:
-            data = entries[0].frame
         else:
-            data = b"".join(e.frame for e in entries)
-        self.transport.write(data)
-        self.note_buffered(self.transport.get_write_buffer_size())
-        if len(data) > limit and buffered <= limit:
-            # One write over the limit, to a client that was keeping up, is a burst the
-            # bridge chose to send (a resume's replay, most likely): it may drain it at
-            # its own pace. If it stops reading, ``limit`` more gets it dropped.
-            self.allowance = self.transport.get_write_buffer_size()
+            if self.batch:
+                key = tuple(e.seq for e in entries)
+                data = batch_frame.get(key)
+                if data is None:
+                    payload = b"\n".join(e.json for e in entries)
+                    data = batch_frame[key] = Frame(Opcode.TEXT, payload).serialize(mask=False)
+            elif len(entries) == 1:
+                data = entries[0].frame
+            else:
+                data = b"".join(e.frame for e in entries)
+            self.transport.write(data)
+            limit = self.hub.limits.max_send_buffer
+            if len(data) > limit and buffered <= limit:
+                # One write over the limit, to a client that was keeping up, is a burst the
+                # bridge chose to send (a resume's replay, most likely): it may drain it at
+                # its own pace. If it stops reading, ``limit`` more gets it dropped.
+                self.allowance = self.transport.get_write_buffer_size()
+        after = self.transport.get_write_buffer_size()
+        if after != self.buffered:
+            self.note_buffered(after)
 
     def ping(self) -> bool:
         """Send a keepalive ping; false if the last one went unanswered (the peer is dead)."""
