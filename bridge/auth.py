@@ -9,13 +9,11 @@ from datetime import UTC, datetime, timedelta
 import jwt
 
 from bridge.router import Principal
+from schemas.protocol import MONITOR_SCOPE
 
-__all__ = ["MAX_TOKEN_LIFETIME", "MONITOR_SCOPE", "Authenticator", "Unauthorized"]
+__all__ = ["MAX_TOKEN_LIFETIME", "Authenticator", "Unauthorized"]
 
 _ALGORITHM = "HS256"
-
-#: The ``scope`` claim of an operator's token: it sees every event (the dashboard).
-MONITOR_SCOPE = "monitor"
 
 #: How far ahead a token's ``exp`` may be, by default: a day.
 MAX_TOKEN_LIFETIME = timedelta(hours=24)

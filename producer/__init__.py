@@ -5,7 +5,7 @@
     INSTALLED_APPS += ["producer"]
     EVENT_BRIDGE = {"BROKER_URL": "amqp://…", "JWT_SECRET": "…"}
 
-    from producer import WebSocketNotifier, model_events
+    from producer import WebSocketNotifier, issue_token, model_events
 
 By default each event is a row of the outbox table (:mod:`producer.models`),
 written in the caller's transaction, and ``manage.py event_bridge_relay``
@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from producer.events import model_events
     from producer.notifier import WebSocketNotifier
+    from producer.views import issue_token
 
-__all__ = ["WebSocketNotifier", "model_events"]
+__all__ = ["WebSocketNotifier", "issue_token", "model_events"]
 
 
 def __getattr__(name: str) -> Any:
@@ -37,4 +38,8 @@ def __getattr__(name: str) -> Any:
         from producer.events import model_events  # noqa: PLC0415
 
         return model_events
+    if name == "issue_token":
+        from producer.views import issue_token  # noqa: PLC0415
+
+        return issue_token
     raise AttributeError(f"module 'producer' has no attribute {name!r}")

@@ -149,7 +149,9 @@ class WebSocketNotifier:
         try:
             publisher().publish(event)
         except PublishError as exc:
-            return self.failed(str(exc), exc, after_commit=after_commit)
+            # Direct delivery has nothing that tries again: say so, the outbox would keep it.
+            reason = f'{exc}; lost: direct delivery does not retry ("DELIVERY": "outbox" would)'
+            return self.failed(reason, exc, after_commit=after_commit)
         return True
 
 

@@ -49,6 +49,7 @@ class Publisher:
         self.timeout = timeout
         self.cooldown = cooldown
         self._down_until = 0.0
+        self._failed_at = 0.0
         self._app = Celery("event_bridge.producer", broker=broker_url, set_as_current=False)
         self._app.conf.update(
             broker_transport_options={"confirm_publish": True},
@@ -71,14 +72,16 @@ class Publisher:
         started = time.monotonic()
         if started < self._down_until:
             raise PublishError(
-                f"RabbitMQ did not take an event {self.cooldown:.0f} s ago; "
-                f"event {event.id} not sent, retrying in {self._down_until - started:.1f} s"
+                f"RabbitMQ did not take an event {started - self._failed_at:.1f} s ago; "
+                f"event {event.id} not sent (no new attempt for "
+                f"{self._down_until - started:.1f} s more)"
             )
         try:
             self._send(event)
         except (OSError, AMQPError, KombuError, OperationalError, TimeoutError) as exc:
-            elapsed = time.monotonic() - started
-            self._down_until = time.monotonic() + self.cooldown
+            self._failed_at = time.monotonic()
+            elapsed = self._failed_at - started
+            self._down_until = self._failed_at + self.cooldown
             raise PublishError(
                 f"RabbitMQ did not take event {event.id} in {elapsed:.2f} s: {exc}"
             ) from exc

@@ -1,18 +1,22 @@
-"""The token view: a logged-in user gets a short-lived token for the bridge's ``/ws``."""
+"""Tokens for the bridge's ``/ws``: :func:`issue_token` for any user, a view for the logged-in."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import jwt
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, JsonResponse
 from django.utils.module_loading import import_string
 from django.views.decorators.http import require_GET
 
 from producer.conf import producer_settings
+from schemas.protocol import MONITOR_SCOPE
 
-__all__ = ["roles_of", "token"]
+__all__ = ["TokenError", "issue_token", "roles_of", "token"]
+
+
+class TokenError(Exception):
+    """No token can be made: the message says which setting is missing."""
 
 
 def roles_of(user: object) -> list[str]:
@@ -25,25 +29,43 @@ def roles_of(user: object) -> list[str]:
     return sorted(groups.values_list("name", flat=True)) if groups is not None else []
 
 
-@require_GET
-@login_required
-def token(request: HttpRequest) -> JsonResponse:
-    """``{"token": "…", "url": "ws://…/ws"}`` for the logged-in user."""
+def issue_token(user: object, *, ttl: float | None = None, monitor: bool = False) -> str:
+    """A token for ``user`` (their primary key and :func:`roles_of`), as the bridge checks it.
+
+    It lives ``ttl`` seconds (default ``EVENT_BRIDGE["TOKEN_TTL"]``, 300) and carries
+    ``JWT_ISSUER`` and ``JWT_AUDIENCE`` when set. A ``monitor`` token sees every event
+    (the operators' dashboard): give it to staff only. Raises :class:`TokenError`
+    without ``EVENT_BRIDGE["JWT_SECRET"]``.
+    """
     config = producer_settings()
     if not config.jwt_secret:
-        return JsonResponse(
-            {"error": "EVENT_BRIDGE['JWT_SECRET'] is not set; use the bridge's --jwt-secret"},
-            status=503,
-        )
-    user = request.user
+        raise TokenError("EVENT_BRIDGE['JWT_SECRET'] is not set; use the bridge's --jwt-secret")
+    lifetime = config.token_ttl if ttl is None else ttl
     claims: dict[str, object] = {
-        "sub": str(user.pk),
+        "sub": str(getattr(user, "pk", user)),
         "roles": roles_of(user),
-        "exp": datetime.now(UTC) + timedelta(seconds=config.token_ttl),
+        "exp": datetime.now(UTC) + timedelta(seconds=lifetime),
     }
     if config.jwt_issuer:
         claims["iss"] = config.jwt_issuer
     if config.jwt_audience:
         claims["aud"] = config.jwt_audience
-    issued = jwt.encode(claims, config.jwt_secret, algorithm="HS256")
-    return JsonResponse({"token": issued, "url": config.bridge_url})
+    if monitor:
+        claims["scope"] = MONITOR_SCOPE
+    return jwt.encode(claims, config.jwt_secret, algorithm="HS256")
+
+
+@require_GET
+def token(request: HttpRequest) -> JsonResponse:
+    """``{"token": "…", "url": "ws://…/ws"}`` for the logged-in user; 401 JSON for nobody.
+
+    It is called with ``fetch``: a redirect to the login page would hand the
+    script an HTML page, so an anonymous caller gets 401 and says so.
+    """
+    if not request.user.is_authenticated:
+        return JsonResponse({"error": "log in first: tokens are for logged-in users"}, status=401)
+    try:
+        issued = issue_token(request.user)
+    except TokenError as exc:
+        return JsonResponse({"error": str(exc)}, status=503)
+    return JsonResponse({"token": issued, "url": producer_settings().bridge_url})

@@ -10,6 +10,7 @@ from schemas.envelope import EventId
 from schemas.exceptions import SchemaError
 
 __all__ = [
+    "MONITOR_SCOPE",
     "AuthMessage",
     "ClientMessage",
     "ErrorMessage",
@@ -23,6 +24,10 @@ __all__ = [
 ]
 
 _CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+#: The ``scope`` claim of an operator's token: it sees every event, whatever its
+#: audience (the dashboard, ``event-bridge tail --all``).
+MONITOR_SCOPE = "monitor"
 
 
 class AuthMessage(BaseModel):

@@ -27,6 +27,7 @@ from tests.bridges import (
     settings,
     token,
 )
+from tests.http import request
 
 #: The example project's catalog (api_rest.events) is importable, as PYTHONPATH makes it.
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "example")}
@@ -226,6 +227,47 @@ async def test_emit_says_why_it_was_not_taken(tmp_path: Path) -> None:
     )
     assert gone.returncode == 1
     assert "RabbitMQ did not take event" in gone.stderr
+
+
+# token
+
+
+async def test_a_monitor_token_made_with_the_secret_opens_the_operators_views(
+    tmp_path: Path,
+) -> None:
+    """Issue 15: with --jwt-secret set the bridge prints no dashboard link; make one."""
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET + "\n")
+    async with running(settings(tmp_path)) as bridge:
+        code, out, err = await arun(
+            "token", "--monitor", "--jwt-secret-file", str(secret_file),
+            "--dashboard", f"http://127.0.0.1:{bridge.port}/",
+        )  # fmt: skip
+        assert code == 0, err
+        link, _, monitor = out.strip().partition("#token=")
+        stats = await request(
+            bridge.port,
+            "GET",
+            "/api/dashboard/stats",
+            headers={"Authorization": f"Bearer {monitor}"},
+        )
+        _, user_token, _ = await arun(
+            "token",
+            "--user",
+            "u7",
+            "--roles",
+            "cliente,admin",
+            "--jwt-secret-file",
+            str(secret_file),
+        )
+        async with client(bridge, token=user_token.strip()) as ws:
+            await ready(ws)
+        refused = run("token", "--dashboard", "http://x")
+        port = bridge.port
+    assert link == f"http://127.0.0.1:{port}/dashboard.html"
+    assert stats.status == 200  # stats are for monitors only
+    assert refused.returncode == 2
+    assert "BRIDGE_JWT_SECRET" in refused.stderr
 
 
 # tail

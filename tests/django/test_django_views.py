@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from api_rest.models import Reserva
 from bridge.auth import Authenticator, Unauthorized
-from producer import WebSocketNotifier
+from producer import WebSocketNotifier, issue_token
 from producer.publisher import PublishError
 from schemas import SchemaError
 from tests.bridges import SECRET, token
@@ -150,10 +150,26 @@ def test_the_token_view_sets_the_issuer_and_audience_the_bridge_checks(
 
 
 @pytest.mark.django_db
-def test_the_token_view_wants_a_logged_in_user(client: Client) -> None:
+def test_the_token_view_answers_a_fetch_without_login_with_401_json(client: Client) -> None:
+    # Issue 15: it redirected to the login page, which a fetch() reads as HTML.
     reply = client.get(reverse("producer:token"))
-    assert reply.status_code == 302
-    assert reply["Location"].startswith(reverse("login"))
+    assert reply.status_code == 401
+    assert reply.json() == {"error": "log in first: tokens are for logged-in users"}
+
+
+@pytest.mark.django_db
+def test_issue_token_makes_user_and_monitor_tokens_the_bridge_accepts(
+    settings: Any, event_bridge: dict[str, Any]
+) -> None:
+    settings.EVENT_BRIDGE = event_bridge
+    marta = factories.user("marta", "proveedor")
+    bridge = Authenticator(SECRET)
+    user = bridge.verify(issue_token(marta, ttl=60))
+    staff = bridge.verify(issue_token(marta, monitor=True))
+    assert (user.user, user.roles, user.monitor) == (str(marta.pk), {"proveedor"}, False)
+    assert staff.monitor is True
+    assert user.expires is not None
+    assert 50 < user.expires - time.time() <= 60
 
 
 @pytest.mark.django_db
@@ -224,6 +240,15 @@ def test_with_rabbitmq_unreachable_crear_reserva_still_books(
     # the next two fail at once, so the request waits one bound, not three.
     assert caplog.text.count("RabbitMQ did not take") == 3
     assert elapsed < BOUND + 0.5, f"{elapsed:.2f} s"
+    # The later two say how long ago the failure was, not the cooldown, and that the
+    # event is lost, not retried (issue 15).
+    later = [r.getMessage() for r in caplog.records if "s ago" in r.getMessage()]
+    assert len(later) == 2
+    for line in later:
+        ago = float(line.split("did not take an event ")[1].split(" s ago")[0])
+        assert ago < 1.0, line
+        assert "lost: direct delivery does not retry" in line
+        assert "retrying" not in line
 
 
 def test_in_strict_mode_an_unreachable_rabbitmq_raises(
