@@ -9,6 +9,8 @@ the way. Publisher confirms are on, and every send is bounded in time.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 
 from amqp.exceptions import AMQPError
@@ -43,16 +45,30 @@ class Publisher:
         timeout: the most one :meth:`publish` may take, connecting, retrying
             and waiting for the confirm included, in seconds.
         cooldown: after a failure, seconds during which sends fail at once.
+        name: what RabbitMQ's management UI shows for its connections, so an
+            operator sees who publishes (the bridge names its own alike).
     """
 
-    def __init__(self, broker_url: str, *, timeout: float = 2.0, cooldown: float = 5.0) -> None:
+    def __init__(
+        self,
+        broker_url: str,
+        *,
+        timeout: float = 2.0,
+        cooldown: float = 5.0,
+        name: str = "event-bridge producer",
+    ) -> None:
         self.timeout = timeout
         self.cooldown = cooldown
         self._down_until = 0.0
         self._failed_at = 0.0
         self._app = Celery("event_bridge.producer", broker=broker_url, set_as_current=False)
         self._app.conf.update(
-            broker_transport_options={"confirm_publish": True},
+            broker_transport_options={
+                "confirm_publish": True,
+                "client_properties": {
+                    "connection_name": f"{name} {socket.gethostname()} pid {os.getpid()}"
+                },
+            },
             broker_connection_timeout=timeout / 2,
             broker_connection_retry_on_startup=False,
             task_serializer="json",

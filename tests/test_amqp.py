@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 import subprocess
 import uuid
@@ -27,6 +28,7 @@ from bridge.amqp import RabbitBroker
 from bridge.decode import Decoder
 from bridge.exceptions import BrokerUnavailable, ConfigError
 from producer.entities import exchange
+from producer.publisher import Publisher
 from schemas import Event, Reader
 from schemas.topology import DEAD_LETTER_QUEUE, EVENTS, instance_queue, routing_key
 from tests.brokers import (
@@ -279,6 +281,18 @@ def test_operators_see_which_host_and_instance_consume_what(amqp_url: str, insta
     tag = f"event-bridge.{socket.gethostname()}.{instance}"
     assert f"{instance_queue(instance).name}\t{tag}" in consumers.splitlines()
     assert f"event-bridge {instance}" in connections
+
+
+def test_operators_see_the_producers_connections_by_name(amqp_url: str) -> None:
+    """Issue 15: the relay's and the direct publisher's connections had no name."""
+    publisher = Publisher(amqp_url, name="event-bridge relay")
+    try:
+        publisher.publish(reserva())  # the pool keeps its connection open
+        where = ("-p", vhost(amqp_url), "--silent")
+        connections = rabbitmqctl("list_connections", *where, "client_properties")
+    finally:
+        publisher.close()
+    assert f"event-bridge relay {socket.gethostname()} pid {os.getpid()}" in connections
 
 
 def test_a_deleted_queue_is_declared_again(amqp_url: str, instance: str) -> None:

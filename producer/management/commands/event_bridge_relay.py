@@ -65,7 +65,12 @@ class Command(BaseCommand):
             raise CommandError(f"no {OUTBOX_TABLE} table in {using!r}: run manage.py migrate")
         _log_to_stderr()
         broker = display_url(config.broker_url)
-        publisher = Publisher(config.broker_url, timeout=config.publish_timeout, cooldown=0)
+        publisher = Publisher(
+            config.broker_url,
+            timeout=config.publish_timeout,
+            cooldown=0,
+            name="event-bridge relay",
+        )
         wait = waiter(using, options["poll_interval"])
         relay = Relay(
             publisher, broker=broker, wait=wait, using=using, batch_size=options["batch_size"]
