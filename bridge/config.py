@@ -141,7 +141,8 @@ class Settings:
             )
         if self.api_key is not None and len(self.api_key) < MIN_API_KEY_LENGTH:
             raise ConfigError(
-                f"--api-key must be at least {MIN_API_KEY_LENGTH} characters, or left out "
+                f"the API key (--api-key, --api-key-file or BRIDGE_API_KEY) must be at least "
+                f"{MIN_API_KEY_LENGTH} characters, or left out "
                 "(anyone may then publish); generate one with: "
                 "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
             )

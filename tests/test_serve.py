@@ -68,8 +68,8 @@ def test_the_password_never_shows(tmp_path: Path) -> None:
         (["--max-send-buffer", "10"], "Invalid value for '--max-send-buffer'"),
         (["--batch-window", "0"], "Invalid value for '--batch-window'"),
         # Issue 14: an empty key let every unkeyed caller in; a short one is guessable.
-        (["--api-key", ""], "--api-key must be at least 16 characters"),
-        (["--api-key", "k3y"], "--api-key must be at least 16 characters"),
+        (["--api-key", ""], "BRIDGE_API_KEY) must be at least 16 characters"),
+        (["--api-key", "k3y"], "BRIDGE_API_KEY) must be at least 16 characters"),
         (["--api-key", "k" * 16, "--api-key-file", __file__], "give --api-key or --api-key-file"),
     ],
 )
