@@ -38,8 +38,10 @@ class HistoryFile:
 
         Lines that do not parse (one cut short by a crash) are skipped.
         """
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        # Events may carry personal data: the folder and the file are the bridge user's only.
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self._path.exists():
+            self._path.chmod(0o600)
             with self._path.open("rb") as file:
                 for line in file:
                     self._lines += 1
@@ -73,7 +75,14 @@ class HistoryFile:
         self.close()
         if self._lines > _COMPACT_FACTOR * (self._recent.maxlen or 1):
             partial = self._path.with_suffix(".tmp")
-            partial.write_bytes(b"".join(line + b"\n" for line in self._recent))
+            with open(partial, "wb", opener=_private) as file:
+                file.write(b"".join(line + b"\n" for line in self._recent))
             os.replace(partial, self._path)
             self._lines = len(self._recent)
-        self._file = self._path.open("ab", buffering=0)
+        # Held open across appends, closed by close(): no context manager fits.
+        self._file = open(self._path, "ab", buffering=0, opener=_private)  # noqa: SIM115
+
+
+def _private(path: str, flags: int) -> int:
+    """Open ``path`` as ``open`` would, creating it readable by this user only."""
+    return os.open(path, flags, 0o600)

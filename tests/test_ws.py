@@ -504,6 +504,15 @@ async def test_the_history_outlives_a_restart(tmp_path: Path) -> None:
         assert [(await recv_json(ws))["id"] for _ in range(2)] == ["e1", "e2"]
 
 
+async def test_the_history_is_readable_by_the_bridges_user_only(tmp_path: Path) -> None:
+    """Events may carry personal data; the state folder may be a shared one."""
+    config = settings(tmp_path / "state")
+    async with running(config) as bridge:
+        await bridge.broker.publish(reserva(1))
+    modes = (config.state_dir.stat().st_mode & 0o777, config.history_file.stat().st_mode & 0o777)
+    assert modes == (0o700, 0o600)
+
+
 async def test_health_says_ok_with_the_connection_count(bridge: Bridge) -> None:
     async with client(bridge, token=token(bridge)):
         reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
