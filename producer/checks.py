@@ -116,6 +116,32 @@ def _sqlite_without_immediate() -> list[CheckMessage]:
 
 
 @register(Tags.database)
+def check_outbox_backlog(databases: Iterable[str] | None = None, **_: Any) -> list[CheckMessage]:
+    """event_bridge.W004: events waiting in the outbox for too long (``check --database``)."""
+    if producer_settings().delivery != OUTBOX:
+        return []
+    # Not at the top: checks load before the app registry is ready.
+    from producer.relay import backlog  # noqa: PLC0415
+
+    found: list[CheckMessage] = []
+    for alias in databases or ():
+        if OUTBOX_TABLE not in connections[alias].introspection.table_names():
+            continue  # W002 says so
+        waiting = backlog(alias)
+        if waiting.stuck:
+            found.append(
+                Warning(
+                    f"{waiting} in database {alias!r}: nothing is sending them, so no "
+                    "browser gets them.",
+                    hint="Run manage.py event_bridge_relay (keep it running; --once sends "
+                    "what is there and exits), and check that RabbitMQ is reachable.",
+                    id="event_bridge.W004",
+                )
+            )
+    return found
+
+
+@register(Tags.database)
 def check_outbox_table(databases: Iterable[str] | None = None, **_: Any) -> list[CheckMessage]:
     """event_bridge.W002: outbox delivery without an outbox table (``check --database``)."""
     if producer_settings().delivery != OUTBOX:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -42,6 +43,37 @@ def publisher() -> Publisher:
     if not config.broker_url:
         raise PublishError("no broker: set EVENT_BRIDGE['BROKER_URL'] or CELERY_BROKER_URL")
     return _publisher(config.broker_url, config.publish_timeout)
+
+
+class _BacklogWatch:
+    """Says in this process's log when stored events are not being sent.
+
+    Forgetting ``event_bridge_relay`` otherwise fails silently: saves succeed and
+    no browser hears of them. One look every ``STUCK_AFTER`` seconds at most.
+    """
+
+    def __init__(self) -> None:
+        self._looked = -float("inf")
+
+    def look(self, using: str) -> None:
+        # Not at the top: the relay module loads models.
+        from producer.relay import STUCK_AFTER, backlog  # noqa: PLC0415
+
+        now = time.monotonic()
+        if now - self._looked < STUCK_AFTER:
+            return
+        self._looked = now
+        waiting = backlog(using)
+        if waiting.stuck:
+            log.warning(
+                "event-bridge: %s: nothing is sending them, so no browser gets them; "
+                "run manage.py event_bridge_relay (manage.py check --database %s says so too)",
+                waiting,
+                using,
+            )
+
+
+_watch = _BacklogWatch()
 
 
 class WebSocketNotifier:
@@ -143,6 +175,7 @@ class WebSocketNotifier:
             if connections[self._using].in_atomic_block:
                 raise  # the caller's transaction is broken: its caller must know
             return self.failed(f"event {event.id} not stored in the outbox: {exc}", exc)
+        _watch.look(self._using)
         return True
 
     def _publish(self, event: Event, *, after_commit: bool = False) -> bool:

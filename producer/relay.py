@@ -29,6 +29,7 @@ from schemas import Catalog, Reader, SchemaError
 __all__ = [
     "FIRST_BACKOFF",
     "MAX_BACKOFF",
+    "STUCK_AFTER",
     "Backlog",
     "Batch",
     "Listener",
@@ -49,6 +50,10 @@ MAX_BACKOFF = 30.0
 LISTEN_RECHECK = 5.0
 #: The longest one wait lasts before the relay checks whether it was asked to stop.
 STOP_CHECK = 0.25
+#: Seconds after which an event still in the outbox means nothing is sending it:
+#: a running relay takes rows within its poll interval, or its backoff while
+#: RabbitMQ is down (at most ``MAX_BACKOFF``).
+STUCK_AFTER = 30.0
 
 
 @dataclass(frozen=True)
@@ -118,11 +123,20 @@ class Backlog:
     count: int
     oldest: datetime | None
 
+    @property
+    def age(self) -> float:
+        """Seconds the oldest event has waited (0 for an empty outbox)."""
+        return 0.0 if self.oldest is None else (timezone.now() - self.oldest).total_seconds()
+
+    @property
+    def stuck(self) -> bool:
+        """Whether the oldest has waited past :data:`STUCK_AFTER`: nothing is sending."""
+        return self.age > STUCK_AFTER
+
     def __str__(self) -> str:
         if self.oldest is None:
             return "the outbox is empty"
-        age = (timezone.now() - self.oldest).total_seconds()
-        return f"{self.count} events waiting in the outbox, the oldest for {age:.1f} s"
+        return f"{self.count} events waiting in the outbox, the oldest for {self.age:.1f} s"
 
 
 def backlog(using: str = DEFAULT_DB_ALIAS) -> Backlog:

@@ -10,6 +10,7 @@ also run on PostgreSQL (test_django_postgres.py), with LISTEN/NOTIFY.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -18,17 +19,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from io import StringIO
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from django.core.checks import run_checks
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
-from django.test import override_settings
+from django.test import Client, override_settings
+from django.utils import timezone
 
-from producer import WebSocketNotifier
+from producer import WebSocketNotifier, notifier
 from producer.models import OutboxEvent
+from producer.relay import STUCK_AFTER
 from tests.bridges import token
 from tests.django import factories
 from tests.django.relays import ROOT, Proxy, RelayProcess, database_url, running_relay
@@ -305,3 +311,45 @@ def test_direct_delivery_publishes_on_commit_without_a_relay(
         event = browser.receive()
     assert (event["type"], event["data"]["reserva"]["id"]) == ("reserva:creada", reserva.id)
     assert not OutboxEvent.objects.exists()
+
+
+# When nothing sends them (issue 15: a forgotten relay failed silently)
+
+
+def _stale_row(seconds: float) -> OutboxEvent:
+    assert WebSocketNotifier().emit_event("reserva:creada", {"reserva": {"id": 1}})
+    row = OutboxEvent.objects.get()
+    row.created = timezone.now() - timedelta(seconds=seconds)
+    row.save()
+    return row
+
+
+def test_events_waiting_too_long_are_reported_by_check_log_and_admin(
+    caplog: pytest.LogCaptureFixture, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    OutboxEvent.objects.all().delete()
+    assert not [m for m in run_checks(databases=["default"]) if m.id == "event_bridge.W004"]
+    row = _stale_row(STUCK_AFTER + 5)
+    [stuck] = [m for m in run_checks(databases=["default"]) if m.id == "event_bridge.W004"]
+    assert "1 events waiting in the outbox, the oldest for 3" in stuck.msg
+    assert "event_bridge_relay" in str(stuck.hint)
+    # The web process says so too, at its next event (and once per 30 s at most).
+    monkeypatch.setattr(notifier, "_watch", notifier._BacklogWatch())  # a fresh process
+    with caplog.at_level(logging.WARNING, logger="producer"):
+        WebSocketNotifier().emit_event("reserva:creada", {"reserva": {"id": 2}})
+        WebSocketNotifier().emit_event("reserva:creada", {"reserva": {"id": 3}})
+    said = [r.getMessage() for r in caplog.records if "nothing is sending them" in r.getMessage()]
+    assert len(said) == 1
+    assert "run manage.py event_bridge_relay" in said[0]
+    # The admin lists them, read-only, with the backlog on top.
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    listing = client.get("/admin/producer/outboxevent/")
+    assert listing.status_code == 200
+    page = listing.content.decode()
+    assert "3 events waiting in the outbox" in page
+    assert "nothing is sending them" in page
+    assert row.event_id in page
+    assert client.get("/admin/producer/outboxevent/add/").status_code == 403
+    delete = f"/admin/producer/outboxevent/{row.pk}/delete/"
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+    assert OutboxEvent.objects.count() == 3
