@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
@@ -136,6 +137,34 @@ class WebSocketNotifier:
             )
             return True
         return self._publish(event)
+
+    # From async code (an async view, ASGI): the same, run where Django's ORM may run.
+
+    async def aemit_event(self, event_type: str, data: dict[str, Any]) -> bool:
+        """:meth:`emit_event` for async code: ``await notifier.aemit_event(...)``."""
+        return await sync_to_async(self.emit_event)(event_type, data)
+
+    async def anotify_role(self, role: str, event: str, payload: dict[str, Any]) -> bool:
+        """:meth:`notify_role` for async code."""
+        return await sync_to_async(self.notify_role)(role, event, payload)
+
+    async def anotify_user(self, user_id: str, event: str, payload: dict[str, Any]) -> bool:
+        """:meth:`notify_user` for async code."""
+        return await sync_to_async(self.notify_user)(user_id, event, payload)
+
+    async def aupdate_dashboard(self, data: dict[str, Any]) -> bool:
+        """:meth:`update_dashboard` for async code."""
+        return await sync_to_async(self.update_dashboard)(data)
+
+    async def asend(self, event: Event) -> bool:
+        """:meth:`send` for async code.
+
+        Async code holds no transaction, so the event is stored (or published)
+        at once, as sync code outside a transaction does. To send with a
+        transaction, call the sync methods inside the function that you run
+        with ``sync_to_async`` in its ``transaction.atomic()``.
+        """
+        return await sync_to_async(self.send)(event)
 
     @staticmethod
     def get_timestamp() -> str:
