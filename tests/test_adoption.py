@@ -236,3 +236,69 @@ async def test_the_seeds_endpoints_take_names_and_shapes_no_catalog_knows(
             event = await recv_json(u1, WAIT)
             assert event["type"] == event_type
             assert event["data"] == body.get("data", body.get("payload", body))
+
+
+#: The project's own tests, as its team would write them with ``producer.testing``.
+OWN_TESTS = """
+from decimal import Decimal
+
+import pytest
+from django.db import transaction
+from django.test import TestCase
+
+from producer import WebSocketNotifier
+from producer.testing import captured_events
+from shop.models import Order
+
+
+@pytest.mark.django_db
+def test_an_order_is_announced(sent_events):
+    Order.objects.create(customer_id=7, total=Decimal("12.50"))
+    assert [e.type for e in sent_events] == ["order:created"]
+    assert sent_events[0].data.order.customer_id == 7
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rollback_announces_nothing():
+    with captured_events() as sent:
+        with pytest.raises(ZeroDivisionError), transaction.atomic():
+            Order.objects.create(customer_id=7, total=1)
+            1 / 0
+    assert sent == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_from_async_code():
+    with captured_events() as sent:
+        assert await WebSocketNotifier().aemit_event("order:note", {"text": "hi"})
+    assert [e.type for e in sent] == ["order:note"]
+
+
+class OrdersTest(TestCase):
+    def test_created(self):
+        with captured_events() as sent:
+            Order.objects.create(customer_id=1, total=2)
+        self.assertEqual([e.type for e in sent], ["order:created"])
+"""
+
+
+def test_the_projects_own_tests_see_its_events_without_rabbitmq(project: Project) -> None:
+    """Issue 15: ``captured_events``, the ``sent_events`` fixture and the async methods,
+    in a project outside the repository, with its own pytest configuration."""
+    own = project.folder / "own_tests"
+    own.mkdir()
+    (own / "test_orders.py").write_text(OWN_TESTS)
+    (own / "conftest.py").write_text('pytest_plugins = ["producer.pytest_plugin"]\n')
+    (own / "pytest.ini").write_text("[pytest]\nDJANGO_SETTINGS_MODULE = config.settings\n")
+    env = {
+        **project.env,
+        "PYTHONPATH": str(project.folder),
+        "BROKER_URL": "amqp://nobody@127.0.0.1:1//",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "."],
+        cwd=own, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "4 passed" in done.stdout
