@@ -117,7 +117,7 @@ class Api:
         for _, path in list(routes):
             if path.startswith("/api/"):
                 routes["OPTIONS", path] = self.preflight
-        return {key: self._on_served_host(self._with_cors(h)) for key, h in routes.items()}
+        return {key: self._with_cors(handler) for key, handler in routes.items()}
 
     # Publishing
 
@@ -271,24 +271,7 @@ class Api:
             return None
         return Response.error(403, "for operators: send a monitor token or the API key")
 
-    # Browsers on other origins, and pages on other hosts
-
-    def _on_served_host(self, handler: Handler) -> Handler:
-        """``handler`` for requests naming a host this bridge serves; 400 for others.
-
-        A same-origin ``GET`` carries no ``Origin``: only the host tells a page that
-        reached the bridge through a rebound name of its own.
-        """
-        sites = self.settings.sites
-
-        async def handle(request: Request) -> Response:
-            refusal = sites.host_refusal(request.headers.get("host"))
-            if refusal is None:
-                return await handler(request)
-            log.info("request refused", extra={"remote": request.remote, "reason": refusal})
-            return Response.error(400, refusal)
-
-        return handle
+    # Browsers on other origins
 
     async def preflight(self, _request: Request) -> Response:
         return Response(204, content_type="text/plain")

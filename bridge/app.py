@@ -152,7 +152,11 @@ class Bridge:
         self.router.restore(self.history.open())
         handshake = Handshake(self.hub, self.authenticator, self.settings)
         self._http = HttpServer(
-            self.api.routes(), handshake, limits=self.settings.limits, metrics=self.metrics
+            self.api.routes(),
+            handshake,
+            limits=self.settings.limits,
+            metrics=self.metrics,
+            sites=self.settings.sites,
         )
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._http, self.settings.host, self.settings.port)

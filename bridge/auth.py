@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import jwt
 
 from bridge.router import Principal
-from schemas.protocol import MONITOR_SCOPE
+from schemas.protocol import MONITOR_SCOPE, token_claims
 
 __all__ = ["MAX_TOKEN_LIFETIME", "Authenticator", "Unauthorized"]
 
@@ -82,15 +82,7 @@ class Authenticator:
         self, user: str, roles: Iterable[str], *, ttl: timedelta, monitor: bool = False
     ) -> str:
         """A token for ``user`` with ``roles``, valid for ``ttl``; a monitor sees every event."""
-        claims: dict[str, object] = {
-            "sub": user,
-            "roles": sorted(roles),
-            "exp": datetime.now(UTC) + ttl,
-        }
-        if self._issuer:
-            claims["iss"] = self._issuer
-        if self._audience:
-            claims["aud"] = self._audience
-        if monitor:
-            claims["scope"] = MONITOR_SCOPE
+        claims = token_claims(
+            user, roles, ttl=ttl, issuer=self._issuer, audience=self._audience, monitor=monitor
+        )
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)

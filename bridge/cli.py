@@ -99,6 +99,22 @@ def _catalog(spec: str | None) -> Catalog:
         ) from exc
 
 
+def _claim_options(what: str) -> Callable[[F], F]:
+    """``--jwt-issuer`` and ``--jwt-audience``; ``what`` ends their help ("{}": which)."""
+
+    def decorate(command: F) -> F:
+        for claim, name in (("aud", "AUDIENCE"), ("iss", "ISSUER")):
+            command = click.option(
+                f"--jwt-{name.lower()}",
+                envvar=f"BRIDGE_JWT_{name}",
+                show_envvar=True,
+                help=f"The {claim} claim {what.format(name)}.",
+            )(command)
+        return command
+
+    return decorate
+
+
 def _default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(base) / "event-bridge"
@@ -151,25 +167,14 @@ def _default_state_dir() -> Path:
     envvar="BRIDGE_MAX_TOKEN_LIFETIME",
     show_envvar=True,
     type=click.FloatRange(min=1),
-    default=24 * 3600.0,
+    default=Settings.max_token_lifetime,
     show_default=True,
     metavar="SECONDS",
     help="How far ahead a token's exp may be; longer-lived tokens are refused. Open "
     "connections are sent bridge:refresh before their token expires, and closed with "
     "4419 when it does.",
 )
-@click.option(
-    "--jwt-issuer",
-    envvar="BRIDGE_JWT_ISSUER",
-    show_envvar=True,
-    help="The iss claim tokens must carry (EVENT_BRIDGE['JWT_ISSUER'] on the Django side).",
-)
-@click.option(
-    "--jwt-audience",
-    envvar="BRIDGE_JWT_AUDIENCE",
-    show_envvar=True,
-    help="The aud claim tokens must carry (EVENT_BRIDGE['JWT_AUDIENCE'] on the Django side).",
-)
+@_claim_options("tokens must carry (EVENT_BRIDGE['JWT_{}'] on the Django side)")
 @click.option(
     "--api-key",
     envvar="BRIDGE_API_KEY",
@@ -773,10 +778,7 @@ def emit(
     show_envvar=True,
     help="The bridge's secret, to make a token here (ignored when --token is given).",
 )
-@click.option("--jwt-issuer", envvar="BRIDGE_JWT_ISSUER", help="The iss of the token made here.")
-@click.option(
-    "--jwt-audience", envvar="BRIDGE_JWT_AUDIENCE", help="The aud of the token made here."
-)
+@_claim_options("of the token made here")
 @click.option(
     "--user",
     default="event-bridge-tail",
@@ -860,8 +862,7 @@ def tail(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A file holding the bridge's secret.",
 )
-@click.option("--jwt-issuer", envvar="BRIDGE_JWT_ISSUER", help="The token's iss, if checked.")
-@click.option("--jwt-audience", envvar="BRIDGE_JWT_AUDIENCE", help="The token's aud, if checked.")
+@_claim_options("of the token, if the bridge checks one")
 @click.option("--user", default="operator", show_default=True, help="The user the token names.")
 @click.option("--roles", default="", metavar="A,B", help="The token's roles.")
 @click.option(
@@ -871,7 +872,7 @@ def tail(
 )
 @click.option(
     "--ttl",
-    type=click.FloatRange(min=1, max=24 * 3600),
+    type=click.FloatRange(min=1, max=Settings.max_token_lifetime),
     default=3600.0,
     show_default=True,
     metavar="SECONDS",

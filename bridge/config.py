@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
+from bridge.auth import MAX_TOKEN_LIFETIME
 from bridge.exceptions import ConfigError
 from bridge.sites import Sites
 from schemas import Catalog
@@ -116,7 +118,7 @@ class Settings:
     #: seed served them.
     public_reads: bool = False
     #: Seconds ahead a token's ``exp`` may be; tokens that live longer are refused.
-    max_token_lifetime: float = 24 * 3600.0
+    max_token_lifetime: float = MAX_TOKEN_LIFETIME.total_seconds()
     #: The ``iss`` tokens must carry, if any.
     jwt_issuer: str | None = None
     #: The ``aud`` tokens must carry, if any.
@@ -154,7 +156,7 @@ class Settings:
         if self.history_size < 1:
             raise ConfigError("--history-size must be at least 1")
 
-    @property
+    @cached_property
     def sites(self) -> Sites:
         """The hosts and origins this instance accepts."""
         return Sites(self.allowed_hosts, self.allowed_origins or frozenset())

@@ -77,11 +77,7 @@ class Handshake:
         if request.path != WS_PATH:
             return None, (404, f"WebSocket connections go to {WS_PATH}")
         origin, host = request.headers.get("origin"), request.headers.get("host")
-        sites = self.settings.sites
-        refusal = sites.host_refusal(host)
-        if refusal is not None:
-            return None, (400, refusal)
-        if not sites.origin_allowed(origin, host):
+        if not self.settings.sites.origin_allowed(origin, host):
             return None, (403, f"origin {origin} is not allowed; see --allowed-origins")
         token = request.query.get("token")
         if token is None:

@@ -23,6 +23,7 @@ from websockets.frames import CloseCode
 from bridge.config import Limits
 from bridge.connections import Connections
 from bridge.metrics import Metrics
+from bridge.sites import Sites
 from bridge.websocket import Client
 
 __all__ = ["Handler", "HttpProtocol", "Request", "Response", "Upgrade"]
@@ -117,11 +118,13 @@ class HttpServer:
         *,
         limits: Limits,
         metrics: Metrics,
+        sites: Sites,
     ) -> None:
         self.routes = routes
         self.upgrade = upgrade
         self.limits = limits
         self.metrics = metrics
+        self.sites = sites
         self.connections: Connections[HttpProtocol] = Connections(
             max_total=limits.max_connections, max_per_address=limits.max_connections_per_ip
         )
@@ -275,7 +278,14 @@ class HttpProtocol(asyncio.Protocol):
         self._request = event
         self._body.clear()
         length = _header(event.headers, b"content-length")
-        if length is not None and _header(event.headers, b"transfer-encoding") is not None:
+        # Every request, WebSocket or not: a same-origin GET carries no Origin, so only
+        # the host tells a page that reached the bridge through a rebound name of its own.
+        refusal = self._server.sites.host_refusal(_header(event.headers, b"host"))
+        if refusal is not None:
+            log.info("request refused", extra={"remote": self._remote, "reason": refusal})
+            self._send(Response.error(400, refusal).with_headers(("connection", "close")))
+            self._close()
+        elif length is not None and _header(event.headers, b"transfer-encoding") is not None:
             # Two framings: a proxy in front may have read the other one (request
             # smuggling). RFC 9112, section 6.3: answer, then close.
             refusal = "send Content-Length or Transfer-Encoding, not both"

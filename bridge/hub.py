@@ -290,12 +290,10 @@ class Hub:
             log.info("refresh refused", extra={"conn": client.id, "reason": "another user"})
             client.close(CLOSE_UNAUTHORIZED, "a new token must name the connection's user")
             return
-        if principal != client.principal:  # new roles: the router files it anew
-            self.router.leave(client)
-            client.principal = principal
-            self.router.join(client)
-        else:
-            client.principal = principal  # the same, but for its expiry
+        # The router files a connection by its roles: leave and join again under the new ones.
+        self.router.leave(client)
+        client.principal = principal
+        self.router.join(client)
         self._watch_expiry(client)
 
     def _resume(self, client: Client, after: str | None) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 __all__ = ["Sites", "hostname"]
@@ -27,6 +27,13 @@ class Sites:
     hosts: frozenset[str] = frozenset()
     #: Browser origins allowed besides the page's own; ``"*"``: any.
     origins: frozenset[str] = frozenset()
+    #: The names served: ``hosts``, localhost and the allowed origins' hosts.
+    names: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        of_origins = {hostname(urlsplit(origin).netloc) for origin in self.origins}
+        names = self.hosts | {"localhost"} | {n for n in of_origins if n is not None}
+        object.__setattr__(self, "names", frozenset(names))
 
     def host_refusal(self, host: str | None) -> str | None:
         """Why a request naming ``host`` (its ``Host`` header) is refused, or ``None``."""
@@ -35,9 +42,7 @@ class Sites:
         name = hostname(host)
         if name is None:
             return "send a Host header naming this bridge"
-        if name == "localhost" or _is_address(name) or name in self.hosts:
-            return None
-        if any(hostname(urlsplit(origin).netloc) == name for origin in self.origins):
+        if name in self.names or _is_address(name):
             return None
         return f"host {name!r} is not served here: add it to --allowed-hosts"
 

@@ -68,9 +68,12 @@ async def tail(
             # Live events wait until the first message: ask for the history, or just start.
             await ws.send(json.dumps({"op": "resume"} if history else {"op": "ping"}))
             async for message in ws:
-                if renew is not None and _asks_for_a_token(message):
-                    await ws.send(json.dumps({"op": "auth", "token": renew()}))
-                _show(message, types, raw, out, say)
+                decoded = json.loads(message)
+                # A batch (?batch=1) is a list of events.
+                for item in decoded if isinstance(decoded, list) else [decoded]:
+                    if renew is not None and item.get("type") == "bridge:refresh":
+                        await ws.send(json.dumps({"op": "auth", "token": renew()}))
+                    _show(item, types, raw, out, say)
     except InvalidStatus as exc:
         body = exc.response.body.decode("utf-8", "replace").strip() if exc.response.body else ""
         raise TailError(
@@ -86,26 +89,18 @@ async def tail(
     raise TailError("the bridge closed the connection")
 
 
-def _asks_for_a_token(message: str | bytes) -> bool:
-    decoded = json.loads(message)
-    return isinstance(decoded, dict) and decoded.get("type") == "bridge:refresh"
-
-
 def _show(
-    message: str | bytes,
+    item: dict[str, Any],
     types: Collection[str],
     raw: bool,
     out: Callable[[str], None],
     say: Callable[[str], None],
 ) -> None:
-    decoded = json.loads(message)
-    # A batch (?batch=1) is a list of events.
-    for item in decoded if isinstance(decoded, list) else [decoded]:
-        kind = str(item.get("type", ""))
-        if kind.startswith("bridge:"):
-            if kind not in {"bridge:pong", "bridge:welcome", "bridge:refresh"}:
-                say(json.dumps(item, separators=(",", ":"), ensure_ascii=False))
-            continue
-        if types and kind not in types:
-            continue
-        out(json.dumps(item, separators=(",", ":"), ensure_ascii=False) if raw else line(item))
+    kind = str(item.get("type", ""))
+    if kind.startswith("bridge:"):
+        if kind not in {"bridge:pong", "bridge:welcome", "bridge:refresh"}:
+            say(json.dumps(item, separators=(",", ":"), ensure_ascii=False))
+        return
+    if types and kind not in types:
+        return
+    out(json.dumps(item, separators=(",", ":"), ensure_ascii=False) if raw else line(item))

@@ -169,13 +169,11 @@ class Client:
 
     def send(self, message: BaseModel) -> None:
         """Send one ``bridge:*`` message now, ahead of anything queued."""
-        if not self.closing and not self._too_slow(self.transport.get_write_buffer_size()):
-            self._write_text(message.model_dump_json().encode())
+        self._write_text(message.model_dump_json().encode())
 
     def send_message_error(self, error: str, detail: list[object] | None = None) -> None:
         payload = {"type": "bridge:error", "error": error, "detail": detail or []}
-        if not self.closing and not self._too_slow(self.transport.get_write_buffer_size()):
-            self._write_text(json.dumps(payload).encode())
+        self._write_text(json.dumps(payload).encode())
 
     def _too_slow(self, buffered: int) -> bool:
         """Close the client if ``buffered`` bytes are more than it may leave unread.
@@ -294,6 +292,8 @@ class Client:
             self.expiry = None
 
     def _write_text(self, payload: bytes) -> None:
+        if self.closing or self._too_slow(self.transport.get_write_buffer_size()):
+            return
         if self.deflate:
             self.protocol.send_text(payload)
             self._write_protocol_output()

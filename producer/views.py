@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import jwt
 from django.http import HttpRequest, JsonResponse
@@ -10,7 +10,7 @@ from django.utils.module_loading import import_string
 from django.views.decorators.http import require_GET
 
 from producer.conf import producer_settings
-from schemas.protocol import MONITOR_SCOPE
+from schemas.protocol import token_claims
 
 __all__ = ["TokenError", "issue_token", "roles_of", "token"]
 
@@ -40,18 +40,14 @@ def issue_token(user: object, *, ttl: float | None = None, monitor: bool = False
     config = producer_settings()
     if not config.jwt_secret:
         raise TokenError("EVENT_BRIDGE['JWT_SECRET'] is not set; use the bridge's --jwt-secret")
-    lifetime = config.token_ttl if ttl is None else ttl
-    claims: dict[str, object] = {
-        "sub": str(getattr(user, "pk", user)),
-        "roles": roles_of(user),
-        "exp": datetime.now(UTC) + timedelta(seconds=lifetime),
-    }
-    if config.jwt_issuer:
-        claims["iss"] = config.jwt_issuer
-    if config.jwt_audience:
-        claims["aud"] = config.jwt_audience
-    if monitor:
-        claims["scope"] = MONITOR_SCOPE
+    claims = token_claims(
+        str(getattr(user, "pk", user)),
+        roles_of(user),
+        ttl=timedelta(seconds=config.token_ttl if ttl is None else ttl),
+        issuer=config.jwt_issuer,
+        audience=config.jwt_audience,
+        monitor=monitor,
+    )
     return jwt.encode(claims, config.jwt_secret, algorithm="HS256")
 
 

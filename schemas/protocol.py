@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
@@ -21,6 +23,7 @@ __all__ = [
     "ResumeMessage",
     "WelcomeMessage",
     "parse_client_message",
+    "token_claims",
 ]
 
 _CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True)
@@ -28,6 +31,30 @@ _CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True)
 #: The ``scope`` claim of an operator's token: it sees every event, whatever its
 #: audience (the dashboard, ``event-bridge tail --all``).
 MONITOR_SCOPE = "monitor"
+
+
+def token_claims(
+    user: str,
+    roles: Iterable[str],
+    *,
+    ttl: timedelta,
+    issuer: str | None = None,
+    audience: str | None = None,
+    monitor: bool = False,
+) -> dict[str, object]:
+    """The claims of a token the bridge accepts, for the bridge and Django to sign alike."""
+    claims: dict[str, object] = {
+        "sub": user,
+        "roles": sorted(roles),
+        "exp": datetime.now(UTC) + ttl,
+    }
+    if issuer:
+        claims["iss"] = issuer
+    if audience:
+        claims["aud"] = audience
+    if monitor:
+        claims["scope"] = MONITOR_SCOPE
+    return claims
 
 
 class AuthMessage(BaseModel):
