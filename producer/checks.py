@@ -134,7 +134,10 @@ def check_outbox_backlog(databases: Iterable[str] | None = None, **_: Any) -> li
                     f"{waiting} in database {alias!r}: nothing is sending them, so no "
                     "browser gets them.",
                     hint="Run manage.py event_bridge_relay (keep it running; --once sends "
-                    "what is there and exits), and check that RabbitMQ is reachable.",
+                    "what is there and exits), and check that RabbitMQ is reachable. Web "
+                    "processes send their own events on commit and retry while they run; "
+                    "the relay sends what a stopped process left, and everything when "
+                    "EVENT_BRIDGE['SEND_ON_COMMIT'] is False.",
                     id="event_bridge.W004",
                 )
             )

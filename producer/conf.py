@@ -5,6 +5,9 @@
     EVENT_BRIDGE = {
         "BROKER_URL": "amqp://guest:guest@localhost:5672//",  # default: CELERY_BROKER_URL
         "DELIVERY": "outbox",     # or "direct": publish on commit, lost if RabbitMQ is down
+        "SEND_ON_COMMIT": True,   # outbox: this process publishes each committed row at
+                                  # once, off the request's thread; False leaves them
+                                  # all to manage.py event_bridge_relay
         "CATALOG": "shop.events", # your event types (a module without Django); default: none
         "STRICT": True,           # refuse types outside the catalog and data that does not
                                   # fit, raising; default: DEBUG for model_events, False for
@@ -66,6 +69,7 @@ class ProducerSettings:
     bridge_url: str
     roles: str | None
     delivery: str
+    send_on_commit: bool
     relay_poll_interval: float
     relay_batch_size: int
 
@@ -86,6 +90,7 @@ def producer_settings() -> ProducerSettings:
         bridge_url=given.get("BRIDGE_URL", "ws://localhost:4000/ws"),
         roles=given.get("ROLES"),
         delivery=str(given.get("DELIVERY", OUTBOX)),
+        send_on_commit=bool(given.get("SEND_ON_COMMIT", True)),
         relay_poll_interval=float(given.get("RELAY_POLL_INTERVAL", 0.2)),
         relay_batch_size=int(given.get("RELAY_BATCH_SIZE", 100)),
     )

@@ -3,9 +3,11 @@
 Two ways to deliver, chosen by ``EVENT_BRIDGE["DELIVERY"]``:
 
 - ``"outbox"`` (the default): the event is written to the outbox table in the
-  caller's transaction, one INSERT; ``manage.py event_bridge_relay`` publishes it
-  once that commits. RabbitMQ being down costs the request nothing, and a
-  process killed after the commit loses nothing.
+  caller's transaction, one INSERT. Once that commits, this process publishes
+  it from a background thread (:mod:`producer.sender`) and deletes the row on
+  RabbitMQ's confirm; what it cannot send, ``manage.py event_bridge_relay``
+  sends. RabbitMQ being down costs the request nothing, and a process killed
+  after the commit loses nothing.
 - ``"direct"``: the event is published on commit by this process, with confirms,
   within ``PUBLISH_TIMEOUT``; no relay to run, but an event that RabbitMQ does
   not take then is lost (logged).
@@ -17,7 +19,7 @@ import json
 import logging
 import time
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -198,15 +200,20 @@ class WebSocketNotifier:
     def _store(self, event: Event) -> bool:
         # Not at the top: apps.py files import this module before models may load.
         from producer.models import OutboxEvent  # noqa: PLC0415
+        from producer.sender import sender  # noqa: PLC0415
 
         try:
-            OutboxEvent.objects.using(self._using).create(
+            row = OutboxEvent.objects.using(self._using).create(
                 event_id=event.id, body=event.to_json().decode()
             )
         except DatabaseError as exc:
             if connections[self._using].in_atomic_block:
                 raise  # the caller's transaction is broken: its caller must know
             return self.failed(f"event {event.id} not stored in the outbox: {exc}", exc)
+        config = producer_settings()
+        if config.send_on_commit and config.broker_url:
+            # At once outside a transaction; after the commit inside one, never on rollback.
+            transaction.on_commit(partial(sender.submit, self._using, row.id), using=self._using)
         _watch.look(self._using)
         return True
 

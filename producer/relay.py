@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Protocol
 
@@ -30,12 +31,15 @@ __all__ = [
     "FIRST_BACKOFF",
     "MAX_BACKOFF",
     "STUCK_AFTER",
+    "SWEEP_AFTER",
     "Backlog",
     "Batch",
     "Listener",
     "Poller",
     "Relay",
     "backlog",
+    "describe_backlog",
+    "drain",
     "relay_batch",
     "waiter",
 ]
@@ -54,6 +58,11 @@ STOP_CHECK = 0.25
 #: a running relay takes rows within its poll interval, or its backoff while
 #: RabbitMQ is down (at most ``MAX_BACKOFF``).
 STUCK_AFTER = 30.0
+#: Seconds a row is left to the process that wrote it, which sends it on commit
+#: (``SEND_ON_COMMIT``), before the relay takes it as left over: two senders
+#: racing for a fresh row would send it twice, or out of order, where rows
+#: cannot be claimed (SQLite).
+SWEEP_AFTER = 5.0
 
 
 @dataclass(frozen=True)
@@ -68,19 +77,50 @@ class Batch:
     error: PublishError | None = None
 
 
-def relay_batch(publisher: Publisher, *, size: int, using: str = DEFAULT_DB_ALIAS) -> Batch:
+def relay_batch(
+    publisher: Publisher,
+    *,
+    size: int,
+    using: str = DEFAULT_DB_ALIAS,
+    ids: Collection[int] | None = None,
+    older_than: float = 0.0,
+) -> Batch:
     """Publish up to ``size`` of the oldest events, and delete those RabbitMQ confirmed.
 
-    Where the database can skip locked rows (PostgreSQL, MySQL 8, Oracle), the
-    rows are claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` in a transaction
-    held while publishing, so several relays share the work. Elsewhere (SQLite)
-    nothing is claimed: run one relay only, or events may be sent twice.
+    ``ids`` limits it to those rows, ``older_than`` to rows stored at least that
+    many seconds ago. Where the database can skip locked rows (PostgreSQL,
+    MySQL 8, Oracle), the rows are claimed with ``SELECT … FOR UPDATE SKIP
+    LOCKED`` in a transaction held while publishing, so several relays and
+    senders share the work. Elsewhere (SQLite) nothing is claimed: run one
+    relay only, or events may be sent twice (the bridge drops the second).
     """
     rows = OutboxEvent.objects.using(using).order_by("id")
+    if ids is not None:
+        rows = rows.filter(id__in=ids)
+    if older_than:
+        rows = rows.filter(created__lte=timezone.now() - timedelta(seconds=older_than))
     if not connections[using].features.has_select_for_update_skip_locked:
         return _publish(publisher, list(rows[:size]), using)
     with transaction.atomic(using=using):
         return _publish(publisher, list(rows.select_for_update(skip_locked=True)[:size]), using)
+
+
+def drain(
+    publisher: Publisher,
+    *,
+    size: int,
+    using: str = DEFAULT_DB_ALIAS,
+    older_than: float = 0.0,
+    stop: threading.Event | None = None,
+) -> tuple[int, Batch]:
+    """Send batches until none is left, one fails or ``stop`` is set: events sent, last batch."""
+    sent = 0
+    while True:
+        batch = relay_batch(publisher, size=size, using=using, older_than=older_than)
+        sent += batch.sent
+        done = batch.error is not None or batch.claimed < size
+        if done or (stop is not None and stop.is_set()):
+            return sent, batch
 
 
 @cache
@@ -144,6 +184,14 @@ def backlog(using: str = DEFAULT_DB_ALIAS) -> Backlog:
     rows = OutboxEvent.objects.using(using)
     oldest = rows.order_by("id").values_list("created", flat=True).first()
     return Backlog(count=rows.count(), oldest=oldest)
+
+
+def describe_backlog(using: str = DEFAULT_DB_ALIAS) -> str:
+    """:func:`backlog` for a log line, which must not fail when the database does."""
+    try:
+        return str(backlog(using))
+    except DatabaseError as exc:
+        return f"the backlog is unknown ({exc})"
 
 
 class Waiter(Protocol):
@@ -237,6 +285,8 @@ class Relay:
         using: the database alias whose outbox it drains.
         batch_size: rows claimed, published and deleted per transaction.
         wait: how it waits for new rows (:func:`waiter`).
+        sweep_after: seconds a row is left to the process that wrote it
+            (:data:`SWEEP_AFTER` when that process sends on commit, else 0).
     """
 
     def __init__(
@@ -247,6 +297,7 @@ class Relay:
         wait: Waiter,
         using: str = DEFAULT_DB_ALIAS,
         batch_size: int = 100,
+        sweep_after: float = 0.0,
         first_backoff: float = FIRST_BACKOFF,
         max_backoff: float = MAX_BACKOFF,
     ) -> None:
@@ -254,6 +305,7 @@ class Relay:
         self.broker = broker
         self.using = using
         self.batch_size = batch_size
+        self.sweep_after = sweep_after
         self.first_backoff = first_backoff
         self.max_backoff = max_backoff
         self._wait = wait
@@ -263,12 +315,15 @@ class Relay:
 
     def drain(self, stop: threading.Event | None = None) -> Batch:
         """Send batches until the outbox is empty, one fails or ``stop`` is set; the last batch."""
-        while True:
-            batch = relay_batch(self.publisher, size=self.batch_size, using=self.using)
-            self.sent += batch.sent
-            done = batch.error is not None or batch.claimed < self.batch_size
-            if done or (stop is not None and stop.is_set()):
-                return batch
+        sent, batch = drain(
+            self.publisher,
+            size=self.batch_size,
+            using=self.using,
+            older_than=self.sweep_after,
+            stop=stop,
+        )
+        self.sent += sent
+        return batch
 
     def run(self, stop: threading.Event) -> None:
         """Drain, then wait for more, until ``stop`` is set; back off while failing."""
@@ -294,13 +349,17 @@ class Relay:
             self._failed(f"{batch.error}", waiting=True)
             return False
         if self._backoff:
-            log.info("relay: RabbitMQ at %s takes events again; %s", self.broker, self._backlog())
+            log.info(
+                "relay: RabbitMQ at %s takes events again; %s",
+                self.broker,
+                describe_backlog(self.using),
+            )
             self._backoff = 0.0
         return True
 
     def _failed(self, reason: str, *, waiting: bool = False) -> None:
         self._backoff = min(self.max_backoff, self._backoff * 2 or self.first_backoff)
-        left = self._backlog() if waiting else "the outbox keeps its events"
+        left = describe_backlog(self.using) if waiting else "the outbox keeps its events"
         log.warning(
             "relay: %s; %s; retrying in %.1f s (check that RabbitMQ at %s is up and this "
             "user may publish to bridge.events)",
@@ -309,9 +368,3 @@ class Relay:
             self._backoff,
             self.broker,
         )
-
-    def _backlog(self) -> str:
-        try:
-            return str(backlog(self.using))
-        except DatabaseError as exc:
-            return f"the backlog is unknown ({exc})"

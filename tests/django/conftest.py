@@ -111,6 +111,17 @@ def live(
         yield bridge
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Let the process's sender finish what the test committed while its database is open."""
+    try:
+        yield
+    finally:
+        import producer.sender  # noqa: PLC0415 - once Django is set up
+
+        producer.sender.sender.flush(DRAIN_WAIT)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     # Shown when pytest is given this folder (test_django_postgres.py reads it).
     return f"example database: {connection.vendor} {connection.settings_dict['NAME']}"

@@ -1,4 +1,9 @@
-"""The transactional outbox: written with the save, sent by the relay, never lost.
+"""The transactional outbox: written with the save, sent on commit or by the relay, never lost.
+
+With the default settings the process that committed a row publishes it from
+a background thread (``producer.sender``), and the relay sweeps what it could
+not. Most tests here turn that off (``SEND_ON_COMMIT``) to test the relay as
+the only sender; those under "Sent by the process that wrote them" keep it.
 
 Each relay here is a real ``manage.py event_bridge_relay`` process on the test
 database, and RabbitMQ "going away" is a TCP proxy in front of it that refuses
@@ -17,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -32,14 +38,16 @@ from django.db import connection, transaction
 from django.test import Client, override_settings
 from django.utils import timezone
 
+import producer.sender
 from producer import WebSocketNotifier, notifier
 from producer.models import OutboxEvent
-from producer.relay import STUCK_AFTER
+from producer.relay import STUCK_AFTER, SWEEP_AFTER
+from producer.sender import Sender
 from tests.bridges import token
 from tests.django import factories
 from tests.django.relays import ROOT, Proxy, RelayProcess, database_url, running_relay
 from tests.django.rollback import Boom, fail_in_a_transaction
-from tests.django_live import Browser, LiveBridge, live_bridge
+from tests.django_live import WAIT, Browser, LiveBridge, live_bridge
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,6 +55,25 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SAVE_BOUND = 0.5
 #: Saves made while RabbitMQ is unreachable (issue 8's figure).
 SAVES = 1000
+
+
+#: A relay that takes every row at once, as when web processes do not send on commit.
+EVERY_ROW = ("--sweep-after", "0")
+
+
+@pytest.fixture(autouse=True)
+def relay_only(event_bridge: dict[str, Any]) -> None:
+    """Rows wait for a relay, unless a test asks for ``sending``."""
+    event_bridge["SEND_ON_COMMIT"] = False
+
+
+@pytest.fixture
+def sending(event_bridge: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Sender:
+    """The default: this process sends its committed rows, with a sender of the test's own."""
+    event_bridge["SEND_ON_COMMIT"] = True
+    fresh = Sender()
+    monkeypatch.setattr(producer.sender, "sender", fresh)
+    return fresh
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +148,7 @@ def test_the_relay_sends_what_commits_and_nothing_that_rolls_back(
     live: LiveBridge, browser: Browser, amqp_url: str
 ) -> None:
     cliente = factories.cliente()
-    with running_relay(amqp_url) as relay:
+    with running_relay(amqp_url, *EVERY_ROW) as relay:
         wakes = "on NOTIFY" if connection.vendor == "postgresql" else "every 0.05 s"
         assert wakes in relay.lines[-1]
         with pytest.raises(Boom):
@@ -141,7 +168,7 @@ def test_with_rabbitmq_unreachable_saves_stay_fast_and_every_event_arrives_once_
     cliente = factories.cliente()
     OutboxEvent.objects.all().delete()
     proxy.down()
-    with running_relay(proxy.url) as relay:
+    with running_relay(proxy.url, *EVERY_ROW) as relay:
         slowest = 0.0
         reservas = []
         for _ in range(SAVES):
@@ -173,7 +200,7 @@ def test_a_relay_killed_mid_batch_and_restarted_delivers_everything_once(
         notifier = WebSocketNotifier()
         for n in range(count):
             notifier.emit_event("reserva:creada", {"reserva": {"id": n}})
-    relay = RelayProcess(amqp_url, "--batch-size", str(count))
+    relay = RelayProcess(amqp_url, "--batch-size", str(count), *EVERY_ROW)
     try:
         got = [browser.receive() for _ in range(seen_before_kill)]
     finally:
@@ -181,7 +208,7 @@ def test_a_relay_killed_mid_batch_and_restarted_delivers_everything_once(
     left = OutboxEvent.objects.count()
     # Killed after confirms and before the delete: those events will go out twice.
     assert left + seen_before_kill > count, left
-    with running_relay(amqp_url):
+    with running_relay(amqp_url, *EVERY_ROW):
         while len(got) < count:
             got.append(browser.receive())
         assert live.settle(browser) == [[]]  # the re-sent ones were dropped by id
@@ -189,41 +216,70 @@ def test_a_relay_killed_mid_batch_and_restarted_delivers_everything_once(
     assert not OutboxEvent.objects.exists()
 
 
-#: Run by ``manage.py shell`` in a process of its own: save, commit, die at once.
+#: Run by ``manage.py shell`` in a process of its own, with the default settings
+#: (it sends on commit): save, commit, and die in the first ``on_commit`` hook,
+#: before the event's own hook hands it to the process's sender.
 SAVE_AND_DIE = """
 import os, signal
 from django.contrib.auth.models import User
 from django.db import transaction
 from api_rest.models import Cliente
 with transaction.atomic():
+    transaction.on_commit(lambda: os.kill(os.getpid(), signal.SIGKILL))
     Cliente.objects.create(user=User.objects.create(username="killed", email="k@example.com"))
-os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+#: The same, ending as a script does: the event leaves before the process exits.
+SAVE_AND_EXIT = """
+from django.contrib.auth.models import User
+from api_rest.models import Cliente
+Cliente.objects.create(user=User.objects.create(username="exits", email="e@example.com"))
 """
 
 
-def test_a_django_process_killed_right_after_its_commit_loses_nothing(
-    live: LiveBridge, browser: Browser, amqp_url: str
-) -> None:
+def manage_shell(amqp_url: str, script: str) -> subprocess.CompletedProcess[str]:
     env = {
         **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
         "DATABASE_URL": database_url(),
         "BRIDGE_BROKER_URL": amqp_url,
     }
-    manage = [sys.executable, str(ROOT / "example" / "manage.py"), "shell", "-c", SAVE_AND_DIE]
-    died = subprocess.run(manage, env=env, cwd=ROOT, capture_output=True, timeout=60, check=False)
+    manage = [sys.executable, str(ROOT / "example" / "manage.py"), "shell", "-c", script]
+    return subprocess.run(
+        manage, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_a_django_process_killed_right_after_its_commit_loses_nothing(
+    live: LiveBridge, browser: Browser, amqp_url: str
+) -> None:
+    died = manage_shell(amqp_url, SAVE_AND_DIE)
     assert died.returncode == -signal.SIGKILL, died.stderr
-    assert live.settle(browser) == [[]]  # nothing published yet: no relay ran
+    assert live.settle(browser) == [[]]  # nothing published: it died first
     [event] = stored()
-    with running_relay(amqp_url):
+    with running_relay(amqp_url) as relay:  # as deployed: a sweeper of older rows
+        assert f"taking rows older than {SWEEP_AFTER} s" in relay.lines[-1]
         arrived = browser.receive()
     assert arrived == event
     assert arrived["data"]["cliente"]["nombre"] == "killed"
 
 
+def test_a_script_that_saves_and_exits_sends_its_event_before_it_ends(
+    live: LiveBridge, browser: Browser, amqp_url: str
+) -> None:
+    ended = manage_shell(amqp_url, SAVE_AND_EXIT)
+    assert ended.returncode == 0, ended.stderr
+    [arrived] = live.settle(browser)[0]
+    assert arrived["data"]["cliente"]["nombre"] == "exits"
+    assert stored() == []
+
+
 @pytest.mark.timeout(120)
 def test_two_relays_share_the_outbox(live: LiveBridge, browser: Browser, amqp_url: str) -> None:
     count = 1000
-    with running_relay(amqp_url) as one, running_relay(amqp_url) as two:
+    with (
+        running_relay(amqp_url, *EVERY_ROW) as one,
+        running_relay(amqp_url, *EVERY_ROW) as two,
+    ):
         with transaction.atomic():
             notifier = WebSocketNotifier()
             for n in range(count):
@@ -353,3 +409,106 @@ def test_events_waiting_too_long_are_reported_by_check_log_and_admin(
     delete = f"/admin/producer/outboxevent/{row.pk}/delete/"
     assert client.post(delete, {"post": "yes"}).status_code == 403
     assert OutboxEvent.objects.count() == 3
+
+
+# Sent by the process that wrote them (issue 15: the default needs no relay)
+
+
+def test_with_the_default_settings_and_no_relay_every_call_and_a_save_reach_a_browser(
+    live: LiveBridge, browser: Browser, sending: Sender
+) -> None:
+    notifier = WebSocketNotifier()
+    with transaction.atomic():
+        cliente = factories.cliente()  # model_events: cliente:nuevo
+        notifier.emit_event("reserva:creada", {"reserva": {"id": 1}})
+        notifier.notify_role("admin", "nueva_reserva", {"reservaId": 1, "clienteNombre": "ana"})
+        notifier.notify_user("watcher", "reserva_confirmada", {"reservaId": 1})
+        notifier.update_dashboard({"services": {"total": 1}})
+        assert sending.flush(WAIT)
+        assert live.settle(browser) == [[]]  # not before the commit
+    with pytest.raises(Boom):
+        fail_in_a_transaction(lambda: notifier.emit_event("reserva:creada", {"reserva": {"id": 2}}))
+    got = [browser.receive() for _ in range(5)]
+    assert sending.flush(WAIT)
+    assert live.settle(browser) == [[]]  # nothing of the rolled-back one, nothing twice
+    assert [e["type"] for e in got] == [
+        "cliente:nuevo",
+        "reserva:creada",
+        "nueva_reserva",
+        "reserva_confirmada",
+        "dashboard:update",
+    ]
+    assert got[0]["data"]["cliente"]["id"] == cliente.pk
+    assert stored() == []  # each row deleted on RabbitMQ's confirm
+
+
+@pytest.mark.timeout(120)
+def test_with_rabbitmq_unreachable_saves_stay_fast_and_the_process_sends_them_once_it_is_back(
+    live: LiveBridge,
+    browser: Browser,
+    proxy: Proxy,
+    sending: Sender,
+    event_bridge: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    event_bridge["BROKER_URL"] = proxy.url
+    cliente = factories.cliente()
+    assert sending.flush(WAIT)
+    browser.receive()  # cliente:nuevo
+    proxy.down()
+    count = 50
+    slowest = 0.0
+    reservas = []
+    with caplog.at_level(logging.INFO, logger="producer"):
+        for _ in range(count):
+            started = time.monotonic()
+            reservas.append(factories.reserva(cliente).id)
+            slowest = max(slowest, time.monotonic() - started)
+        assert slowest < SAVE_BOUND, f"a save took {slowest:.3f} s"
+        assert sending.flush(WAIT)
+        assert OutboxEvent.objects.count() == count  # kept, nothing lost
+        proxy.up()
+        got = [browser.receive() for _ in range(count)]
+        assert live.settle(browser) == [[]]
+    said = [r.getMessage() for r in caplog.records]
+    [kept] = [line for line in said if "this process tries again in 0.5 s" in line]
+    assert "RabbitMQ did not take event" in kept
+    assert f"{count} events waiting in the outbox" in kept or "events waiting" in kept
+    assert "(broker amqp://guest:***@127.0.0.1:" in kept
+    assert any("takes events again" in line for line in said)
+    assert not any("guest:guest" in line for line in said)
+    assert [e["data"]["reserva"]["id"] for e in got] == reservas  # all, once, in order
+    assert stored() == []
+
+
+def test_rows_past_the_senders_bound_wait_in_the_outbox_and_are_swept_in_order(
+    live: LiveBridge,
+    browser: Browser,
+    event_bridge: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    event_bridge["SEND_ON_COMMIT"] = True
+    bounded = Sender(max_pending=3)
+    monkeypatch.setattr(producer.sender, "sender", bounded)
+    # The thread's first batch waits until every row is handed over: the rest pile up.
+    handed_over = threading.Event()
+    send = bounded._send
+
+    def held(taken: list[tuple[str, int]]) -> None:
+        handed_over.wait(WAIT)
+        send(taken)
+
+    monkeypatch.setattr(bounded, "_send", held)
+    notifier = WebSocketNotifier()
+    with caplog.at_level(logging.WARNING, logger="producer"):
+        for n in range(10):
+            notifier.emit_event("reserva:creada", {"reserva": {"id": n}})
+        handed_over.set()
+        got = [browser.receive() for _ in range(10)]
+    assert bounded.flush(WAIT)
+    assert live.settle(browser) == [[]]
+    assert [e["data"]["reserva"]["id"] for e in got] == list(range(10))
+    [full] = [r.getMessage() for r in caplog.records if "not yet sent" in r.getMessage()]
+    assert "3 events handed over and not yet sent" in full
+    assert stored() == []

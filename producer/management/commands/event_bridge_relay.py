@@ -15,7 +15,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from producer.conf import producer_settings
 from producer.models import OUTBOX_TABLE
 from producer.publisher import Publisher
-from producer.relay import Relay, backlog, log, waiter
+from producer.relay import SWEEP_AFTER, Relay, backlog, log, waiter
 from schemas.topology import display_url
 
 
@@ -25,8 +25,10 @@ class Command(BaseCommand):
         "oldest first, with publisher confirms, deleting each once confirmed. Runs until "
         "SIGTERM or Ctrl-C, waking when a transaction commits on PostgreSQL and every "
         "RELAY_POLL_INTERVAL seconds elsewhere; --once empties the outbox and exits. "
-        "Keep one running while EVENT_BRIDGE['DELIVERY'] is 'outbox' (the default); "
-        "on PostgreSQL several may run, on SQLite run one."
+        "With EVENT_BRIDGE['SEND_ON_COMMIT'] (the default) each web process sends its own "
+        "events and the relay sweeps what they could not (RabbitMQ was down, the process "
+        "died): keep one running in production. With SEND_ON_COMMIT False it sends "
+        "everything. On PostgreSQL several may run, on SQLite run one."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -51,6 +53,13 @@ class Command(BaseCommand):
             "(default: EVENT_BRIDGE['RELAY_POLL_INTERVAL'], %(default)s)",
         )
         parser.add_argument(
+            "--sweep-after",
+            type=float,
+            help="leave rows younger than this many seconds to the web process that wrote "
+            f"them (default: {SWEEP_AFTER} with EVENT_BRIDGE['SEND_ON_COMMIT'], else 0; "
+            "with --once, 0)",
+        )
+        parser.add_argument(
             "--database", default=DEFAULT_DB_ALIAS, help="the database alias (default: default)"
         )
 
@@ -59,6 +68,11 @@ class Command(BaseCommand):
         if options["batch_size"] < 1 or options["poll_interval"] <= 0:
             raise CommandError("--batch-size and --poll-interval must be positive")
         config = producer_settings()
+        sweep_after: float | None = options["sweep_after"]
+        if sweep_after is None:
+            sweep_after = SWEEP_AFTER if config.send_on_commit and not options["once"] else 0.0
+        if sweep_after < 0:
+            raise CommandError("--sweep-after cannot be negative")
         if not config.broker_url:
             raise CommandError("no broker: set EVENT_BRIDGE['BROKER_URL'] or CELERY_BROKER_URL")
         if OUTBOX_TABLE not in connections[using].introspection.table_names():
@@ -73,7 +87,12 @@ class Command(BaseCommand):
         )
         wait = waiter(using, options["poll_interval"])
         relay = Relay(
-            publisher, broker=broker, wait=wait, using=using, batch_size=options["batch_size"]
+            publisher,
+            broker=broker,
+            wait=wait,
+            using=using,
+            batch_size=options["batch_size"],
+            sweep_after=sweep_after,
         )
         try:
             if options["once"]:
@@ -83,11 +102,14 @@ class Command(BaseCommand):
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
             log.info(
-                "relay: outbox of database %r -> RabbitMQ at %s; %s; waking %s",
+                "relay: outbox of database %r -> RabbitMQ at %s; %s; waking %s; %s",
                 using,
                 broker,
                 backlog(using),
                 wait,
+                f"taking rows older than {relay.sweep_after} s (web processes send the newer ones)"
+                if relay.sweep_after
+                else "taking every row",
             )
             relay.run(stop)
             log.info("relay: stopped after sending %d events; %s", relay.sent, backlog(using))
