@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import time
+import weakref
 
 from amqp.exceptions import AMQPError
 from celery import Celery
@@ -59,23 +60,36 @@ class Publisher:
     ) -> None:
         self.timeout = timeout
         self.cooldown = cooldown
+        self._broker_url = broker_url
+        self._name = name
         self._down_until = 0.0
         self._failed_at = 0.0
-        self._app = Celery("event_bridge.producer", broker=broker_url, set_as_current=False)
-        self._app.conf.update(
+        self._app = self._celery()
+        # A forked child (a gunicorn worker) must not publish on its parent's sockets.
+        fresh = weakref.WeakMethod(self._forked)
+        os.register_at_fork(after_in_child=lambda: (forked := fresh()) and forked())
+        # Declared once per connection by kombu, so a fresh RabbitMQ is ready too.
+        self._exchange = exchange(EVENTS)
+
+    def _celery(self) -> Celery:
+        app = Celery("event_bridge.producer", broker=self._broker_url, set_as_current=False)
+        app.conf.update(
             broker_transport_options={
                 "confirm_publish": True,
                 "client_properties": {
-                    "connection_name": f"{name} {socket.gethostname()} pid {os.getpid()}"
+                    "connection_name": f"{self._name} {socket.gethostname()} pid {os.getpid()}"
                 },
             },
-            broker_connection_timeout=timeout / 2,
+            broker_connection_timeout=self.timeout / 2,
             broker_connection_retry_on_startup=False,
             task_serializer="json",
             accept_content=["json"],
         )
-        # Declared once per connection by kombu, so a fresh RabbitMQ is ready too.
-        self._exchange = exchange(EVENTS)
+        return app
+
+    def _forked(self) -> None:
+        # The parent's connections are left alone (closing them would close its sockets).
+        self._app = self._celery()
 
     def publish(self, event: Event) -> None:
         """Send ``event`` and return once RabbitMQ confirmed it.

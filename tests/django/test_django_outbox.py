@@ -249,6 +249,23 @@ def manage_shell(amqp_url: str, script: str) -> subprocess.CompletedProcess[str]
     )
 
 
+#: A web server that forks its workers after the app sent an event (gunicorn --preload).
+SEND_AND_FORK = """
+import os
+from django.db import connections
+from producer import WebSocketNotifier
+from producer.sender import sender
+WebSocketNotifier().emit_event("reserva:creada", {"reserva": {"id": 1}})
+pid = os.fork()
+if pid == 0:
+    connections.close_all()  # as a forking server does: the child opens its own
+    WebSocketNotifier().emit_event("reserva:creada", {"reserva": {"id": 2}})
+    os._exit(0 if sender.flush(10) else 3)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+"""
+
+
 def test_a_django_process_killed_right_after_its_commit_loses_nothing(
     live: LiveBridge, browser: Browser, amqp_url: str
 ) -> None:
@@ -261,6 +278,17 @@ def test_a_django_process_killed_right_after_its_commit_loses_nothing(
         arrived = browser.receive()
     assert arrived == event
     assert arrived["data"]["cliente"]["nombre"] == "killed"
+
+
+def test_a_forked_worker_sends_its_own_events(
+    live: LiveBridge, browser: Browser, amqp_url: str
+) -> None:
+    ended = manage_shell(amqp_url, SEND_AND_FORK)
+    assert ended.returncode == 0, ended.stderr
+    got = [browser.receive(), browser.receive()]
+    assert live.settle(browser) == [[]]
+    assert sorted(e["data"]["reserva"]["id"] for e in got) == [1, 2]
+    assert stored() == []
 
 
 def test_a_script_that_saves_and_exits_sends_its_event_before_it_ends(
