@@ -256,6 +256,7 @@ from django.db import connections
 from producer import WebSocketNotifier
 from producer.sender import sender
 WebSocketNotifier().emit_event("reserva:creada", {"reserva": {"id": 1}})
+assert sender.flush(10)  # forking in the middle of a send would copy half an import
 pid = os.fork()
 if pid == 0:
     connections.close_all()  # as a forking server does: the child opens its own
