@@ -11,25 +11,34 @@ In one run, each row timed call by call (p50, p99, max over ``--saves`` calls):
 - ``save alone``: ``Categoria.objects.create()`` in ``transaction.atomic()``, a
   model without ``model_events``: what the save costs without any event.
 - ``ours``: ``Reserva.objects.create()`` in ``transaction.atomic()`` in the
-  example project, with the default ``"outbox"`` delivery: ``model_events``
-  writes ``reserva:creada`` to the outbox table in the same transaction. The
-  whole block is timed: what the request spends.
+  example project, with the default settings: ``model_events`` writes
+  ``reserva:creada`` to the outbox table in the same transaction, and on commit
+  the process's sender thread publishes it. The whole block is timed: what the
+  request spends. A bridge (``event-bridge serve``, core 0) and one WebSocket
+  client run, with no relay: the note counts what reached the client.
+- ``sent on commit``: time from each save's commit to the client's read of the
+  event, ``--latency-saves`` saves at ``--latency-rate`` a second.
+- ``relay only``: ``ours`` as it was before the sender (``"SEND_ON_COMMIT":
+  False``): the row waits for the relay.
 - ``ours direct``: the same with ``"DELIVERY": "direct"``: the event is
   published on commit, with publisher confirms, into the run's vhost, where the
   bridge's quorum queue (``bridge.instance.bench``) takes it.
 - ``relay``: the outbox relay (``event_bridge_relay``'s loop, in a thread,
   polling every ``RELAY_POLL_INTERVAL`` as on SQLite): time from each save's
   commit to RabbitMQ's confirm, ``--latency-saves`` saves at ``--latency-rate``
-  a second; its note gives the throughput of draining the ``ours`` row's events.
+  a second; its note gives the throughput of draining the ``relay only`` row's
+  events.
 - ``seed``: ``requests.post(".../api/dashboard/emit-event", json=..., timeout=5)``
   to the NestJS gateway (``bench/baselines/nestjs``, pinned to core 0) with
   ``--clients`` socket.io clients connected (a child process on core 1); it
   answers 202 after writing the event to every client.
 - ``kombu confirms``: a bare kombu ``Producer.publish`` of the same event with
   ``confirm_publish``; ``celery send_task``: Celery's default, no confirms.
-- When the other side is down: ``ours`` with the relay's RabbitMQ behind a TCP
+- When the other side is down: ``ours`` with the sender's RabbitMQ behind a TCP
   proxy that refuses, then forwards again (the events wait in the outbox and
-  all arrive); ``ours`` with no bridge consuming (they wait in its queue);
+  the process sends them all when it is back, with no relay); ``relay only``
+  the same with the relay behind the proxy; ``relay only`` with no bridge
+  consuming (they wait in its queue);
   ``ours direct`` with BROKER_URL at a closed port and ``seed`` with the gateway
   stopped (both lose the event).
 
@@ -57,6 +66,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +110,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--amqp", default="amqp://guest:guest@127.0.0.1:5672", help="broker, without vhost"
+    )
+    parser.add_argument(
+        "--conn-max-age",
+        type=int,
+        default=0,
+        help="Django's CONN_MAX_AGE for the database (0, Django's default, connects anew "
+        "for each request and each batch the sender thread sends)",
     )
     parser.add_argument(
         "--database-url",
@@ -177,10 +194,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 DB_DIR = ["?"]
 
 
-def setup_django(broker_url: str, tmp: Path, database_url: str | None) -> None:
+def setup_django(broker_url: str, tmp: Path, database_url: str | None, conn_max_age: int) -> None:
     from schemas.topology import display_url  # noqa: PLC0415 - no password in the output
 
     DB_DIR[0] = f"SQLite in {tmp}" if database_url is None else display_url(database_url)
+    DB_DIR[0] += f", CONN_MAX_AGE {conn_max_age}"
     sys.path.insert(0, str(EXAMPLE))
     os.environ["DJANGO_SETTINGS_MODULE"] = "mi_proyecto.settings"
     os.environ["DATABASE_URL"] = database_url or f"sqlite:///{tmp / 'db.sqlite3'}"
@@ -190,6 +208,9 @@ def setup_django(broker_url: str, tmp: Path, database_url: str | None) -> None:
     from django.core.management import call_command  # noqa: PLC0415
 
     django.setup()
+    from django.conf import settings  # noqa: PLC0415
+
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = conn_max_age  # before any connection
     call_command("migrate", verbosity=0)
 
 
@@ -269,8 +290,167 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> float:
     return time.monotonic() - started
 
 
+#: A browser-like client in a process of its own: prints "ready" once welcomed, then
+#: "<CLOCK_MONOTONIC seconds> <event id>" for each event (one clock for both processes).
+CLIENT = """
+import json, sys, time
+from websockets.sync.client import connect
+with connect(sys.argv[1]) as ws:
+    json.loads(ws.recv())
+    print("ready", flush=True)
+    for message in ws:
+        print(time.monotonic(), json.loads(message)["id"], flush=True)
+"""
+
+
+class BridgeClient:
+    """``event-bridge serve`` on the run's vhost (core 0), and one client reading every event."""
+
+    def __init__(self, broker_url: str, state_dir: Path) -> None:
+        self._broker_url = broker_url
+        self._state_dir = state_dir
+        self.arrived: dict[str, float] = {}
+        self._procs: list[subprocess.Popen[str]] = []
+
+    def __enter__(self) -> BridgeClient:
+        env = {**os.environ, "PYTHONPATH": f"{EXAMPLE}{os.pathsep}{ROOT}"}
+        command = [
+            str(Path(sys.executable).parent / "event-bridge"),
+            "serve",
+            *("--port", "0", "--broker", self._broker_url, "--instance", "bench-client"),
+            *("--allow-anonymous", "--state-dir", str(self._state_dir)),
+            *("--catalog", "api_rest.events:catalog"),
+        ]
+        bridge = subprocess.Popen(  # noqa: S603 - our own command line
+            command,
+            env={**env, "BRIDGE_JWT_SECRET": "bench-" * 8},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=lambda: os.sched_setaffinity(0, {SERVER_CORE}),  # noqa: PLW1509
+        )
+        self._procs.append(bridge)
+        assert bridge.stdout is not None
+        found = re.search(r"ws://[\w.:]+?:(\d+)/ws", bridge.stdout.readline())
+        if found is None:
+            self.__exit__()
+            raise RuntimeError("the bridge did not start")
+        threading.Thread(target=bridge.stdout.read, daemon=True).start()  # never blocks it
+        url = f"ws://{HOST}:{found[1]}"
+        wait_until(lambda: _status(f"http://{HOST}:{found[1]}/api/health") == 200, START_TIMEOUT)
+        client = subprocess.Popen(  # noqa: S603 - our own script
+            [sys.executable, "-c", CLIENT, f"{url}/ws"], stdout=subprocess.PIPE, text=True
+        )
+        self._procs.append(client)
+        assert client.stdout is not None
+        if client.stdout.readline().strip() != "ready":
+            self.__exit__()
+            raise RuntimeError("the client was not welcomed")
+        threading.Thread(target=self._read, args=(client.stdout,), daemon=True).start()
+        return self
+
+    def _read(self, lines: Any) -> None:
+        for line in lines:
+            at, event_id = line.split()
+            self.arrived[event_id] = float(at)
+
+    def __exit__(self, *_: object) -> None:
+        for proc in reversed(self._procs):
+            stop(proc)  # type: ignore[arg-type]
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - our own bridge
+            return int(answer.status)
+    except OSError:
+        return 0
+
+
+def sent_on_commit_rows(
+    args: argparse.Namespace,
+    save: Callable[[], None],
+    broker_url: str,
+    proxy_class: Any,
+    tmp: Path,
+) -> list[Row]:
+    """The default: each process sends its committed rows from a thread; no relay runs."""
+    from django.conf import settings  # noqa: PLC0415
+    from django.db.models.signals import post_save  # noqa: PLC0415
+
+    from producer.models import OutboxEvent  # noqa: PLC0415
+    from producer.sender import sender  # noqa: PLC0415
+
+    written: list[str] = []
+
+    def note_id(instance: Any, **_: Any) -> None:
+        written.append(instance.event_id)
+
+    rows = []
+    default = {**settings.EVENT_BRIDGE, "DELIVERY": "outbox", "SEND_ON_COMMIT": True}
+    settings.EVENT_BRIDGE = default
+    post_save.connect(note_id, sender=OutboxEvent, dispatch_uid="bench-sent")
+    with BridgeClient(broker_url, tmp / "bridge") as bridge:
+        progress(f"ours (default, sent on commit): {args.saves} Reserva saves, no relay")
+        timed(save, WARMUP)
+        times = timed(save, args.saves)
+        wait_until(lambda: all(i in bridge.arrived for i in written), 60)
+        left = OutboxEvent.objects.count()
+        rows.append(
+            Row(
+                "ours: Reserva save + model_events (default: outbox, sent on commit)",
+                times,
+                f"{len(written)}/{len(written)} events reached a browser client with no "
+                f"relay running; {left} left in the outbox",
+            )
+        )
+        progress(f"sent on commit: {args.latency_saves} saves at {args.latency_rate}/s")
+        committed: dict[str, float] = {}
+        for _ in range(args.latency_saves):
+            save()
+            committed[written[-1]] = time.monotonic()
+            time.sleep(1 / args.latency_rate)
+        wait_until(lambda: all(i in bridge.arrived for i in committed), 30)
+        rows.append(
+            Row(
+                "sent on commit: commit -> browser client (bridge on core 0, no relay)",
+                [bridge.arrived[i] - t for i, t in committed.items()],
+                f"{args.latency_saves} saves at {args.latency_rate:g}/s, through RabbitMQ "
+                "and the bridge to a WebSocket client",
+            )
+        )
+        progress(f"ours, RabbitMQ down: {args.down_saves} saves, the sender's proxy refusing")
+        proxy = proxy_class(broker_url)
+        proxy.down()
+        settings.EVENT_BRIDGE = {**default, "BROKER_URL": proxy.url}
+        try:
+            start = len(written)
+            times = timed(save, args.down_saves)
+            sender.flush(STOP_TIMEOUT)
+            waiting = OutboxEvent.objects.count()
+            proxy.up()
+            back = time.monotonic()
+            wait_until(lambda: all(i in bridge.arrived for i in written[start:]), 120)
+            recovered = time.monotonic() - back
+        finally:
+            proxy.close()
+            settings.EVENT_BRIDGE = default
+        got = sum(i in bridge.arrived for i in written[start:])
+        rows.append(
+            Row(
+                "ours, RabbitMQ down (default; the process's sender behind a refusing proxy)",
+                times,
+                f"{args.down_saves - got}/{args.down_saves} events lost: {waiting} waited in "
+                f"the outbox, all reached the client {recovered:.1f} s after RabbitMQ was "
+                f"back, with no relay (sweep backoff 0.5 s doubling to 30 s)",
+            )
+        )
+    post_save.disconnect(note_id, sender=OutboxEvent, dispatch_uid="bench-sent")
+    return rows
+
+
 def django_rows(  # noqa: PLR0915 - one sequence of measurements sharing one database
-    args: argparse.Namespace, broker_url: str, down_url: str
+    args: argparse.Namespace, broker_url: str, down_url: str, tmp: Path
 ) -> list[Row]:
     from django.conf import settings  # noqa: PLC0415
     from django.contrib.auth.models import User  # noqa: PLC0415
@@ -306,7 +486,8 @@ def django_rows(  # noqa: PLR0915 - one sequence of measurements sharing one dat
 
     cliente = Cliente.objects.create(user=User.objects.create(username="bench"))
     counter = iter(range(10**9))
-    outbox = {**settings.EVENT_BRIDGE, "DELIVERY": "outbox"}
+    # Before issue 15's default: every row waits for the relay.
+    outbox = {**settings.EVENT_BRIDGE, "DELIVERY": "outbox", "SEND_ON_COMMIT": False}
     direct = {**settings.EVENT_BRIDGE, "DELIVERY": "direct"}
 
     def save_alone() -> None:
@@ -323,17 +504,18 @@ def django_rows(  # noqa: PLR0915 - one sequence of measurements sharing one dat
     progress(f"save alone: {args.saves} Categoria saves")
     timed(save_alone, WARMUP)
     rows.append(Row("save alone (Categoria, no events)", timed(save_alone, args.saves)))
+    rows += sent_on_commit_rows(args, save_reserva, broker_url, Proxy, tmp)
 
     # The outbox: what the request spends (no relay running, rows pile up) ...
     settings.EVENT_BRIDGE = outbox
     OutboxEvent.objects.all().delete()
-    progress(f"ours (outbox): {args.saves} Reserva saves")
+    progress(f"relay only (SEND_ON_COMMIT False): {args.saves} Reserva saves")
     timed(save_reserva, WARMUP)
     times = timed(save_reserva, args.saves)
     stored = OutboxEvent.objects.count()
     rows.append(
         Row(
-            "ours: Reserva save + model_events (outbox)",
+            "relay only: Reserva save + model_events (outbox, SEND_ON_COMMIT False)",
             times,
             f"{stored}/{args.saves + WARMUP} events in the outbox, committed with their save; "
             f"the relay sends them (relay rows)",
@@ -396,7 +578,7 @@ def django_rows(  # noqa: PLR0915 - one sequence of measurements sharing one dat
     settings.EVENT_BRIDGE = outbox
     rows.append(outbox_down(args, save_reserva, broker_url, depth, Proxy, relay_log))
     progress(f"  the relay's last warning: {relay_log.last}")
-    progress(f"ours, bridge down: {args.down_saves} Reserva saves, relay running")
+    progress(f"relay only, bridge down: {args.down_saves} Reserva saves, relay running")
     before = depth()
     with RelayThread(broker_url) as running:
         times = timed(save_reserva, args.down_saves)
@@ -404,7 +586,7 @@ def django_rows(  # noqa: PLR0915 - one sequence of measurements sharing one dat
     arrived = depth() - before
     rows.append(
         Row(
-            "ours, bridge down (outbox; no consumer)",
+            "relay only, bridge down (no consumer)",
             times,
             f"0/{args.down_saves} events lost: {arrived}/{args.down_saves} wait in the "
             f"bridge's quorum queue until it is back (direct delivery: the same)",
@@ -447,7 +629,7 @@ def outbox_down(
     """Saves while the relay cannot reach RabbitMQ, then how long until all arrived."""
     from producer.models import OutboxEvent  # noqa: PLC0415
 
-    progress(f"ours, RabbitMQ down: {args.down_saves} Reserva saves, the relay's proxy refusing")
+    progress(f"relay only, RabbitMQ down: {args.down_saves} saves, the relay's proxy refusing")
     proxy = proxy_class(broker_url)
     proxy.down()
     before = depth()
@@ -466,7 +648,7 @@ def outbox_down(
     arrived = depth() - before
     lost = args.down_saves - min(arrived, args.down_saves)
     return Row(
-        "ours, RabbitMQ down (outbox; relay behind a refusing proxy)",
+        "relay only, RabbitMQ down (SEND_ON_COMMIT False; relay behind a refusing proxy)",
         times,
         f"{lost}/{args.down_saves} events lost: {waiting} waited in the outbox, "
         f"{arrived} reached the bridge's queue {recovered:.1f} s after RabbitMQ was back "
@@ -757,9 +939,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         broker_url = f"{args.amqp}/{name}"
         down_url = f"amqp://guest:guest@{HOST}:{closed_port()}/{name}"
         progress(f"vhost {name}")
-        setup_django(broker_url, tmp, args.database_url)
+        setup_django(broker_url, tmp, args.database_url, args.conn_max_age)
         header = versions()
-        rows += django_rows(args, broker_url, down_url)
+        rows += django_rows(args, broker_url, down_url, tmp)
         from api_rest import signals  # noqa: PLC0415
         from api_rest.models import Reserva  # noqa: PLC0415
 
@@ -772,12 +954,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     order = [
         "save alone",
         "ours:",
+        "sent on commit",
+        "relay only:",
         "ours direct:",
-        "relay",
+        "relay:",
         "seed:",
         "kombu",
         "celery",
         "ours,",
+        "relay only,",
         "ours direct,",
         "seed,",
     ]

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from functools import cache
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, close_old_connections
 
 from producer.conf import producer_settings
 from producer.publisher import Publisher
@@ -81,6 +81,11 @@ class Sender:
         with self._changed:
             if not self._started:
                 self._start()
+            if self._owed:
+                # RabbitMQ refused lately: the sweep that is due sends it, after older
+                # ones, and a save during an outage does not even wake the thread.
+                self._owed.add(using)
+                return
             if len(self._pending) >= self.max_pending:
                 self._owed.add(using)  # a sweep finds it in the outbox
                 if not self._overflowed:
@@ -116,12 +121,12 @@ class Sender:
                 log.exception("event-bridge: sending from the outbox failed; will sweep it")
                 self._failed({using for using, _ in taken} or {DEFAULT_DB_ALIAS})
             finally:
+                # As at the end of a request: this thread's connections are closed, or
+                # kept as long as the project's CONN_MAX_AGE allows.
+                close_old_connections()
                 with self._changed:
                     self._busy = 0
                     self._changed.notify_all()
-                    idle = not self._pending
-                if idle:
-                    connections.close_all()  # this thread's: none held while idle
 
     def _take(self) -> list[tuple[str, int]]:
         """Wait for rows or a due sweep: a batch of rows, or none for the sweep."""
