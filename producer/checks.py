@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import django
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import connections
 from django.utils.module_loading import import_string
@@ -62,7 +63,7 @@ def check_settings(**_: Any) -> list[CheckMessage]:
     if config.delivery not in DELIVERIES:
         found.append(Error(
             f"EVENT_BRIDGE['DELIVERY'] is {config.delivery!r}.",
-            hint='Use "outbox" (the default: run manage.py event_bridge_relay) or "direct".',
+            hint='Use "outbox" (the default) or "direct".',
             id="event_bridge.E005",
         ))  # fmt: skip
     return found
@@ -97,15 +98,24 @@ def check_catalog(**_: Any) -> list[CheckMessage]:
 
 
 def _sqlite_without_immediate() -> list[CheckMessage]:
-    # The relay deletes sent rows from another process. A deferred SQLite transaction
-    # that read first and then writes would find the database locked and fail at once
-    # (SQLite's deadlock rule), rather than wait; BEGIN IMMEDIATE makes it wait.
+    # The sender thread and the relay delete sent rows on connections of their own. A
+    # deferred SQLite transaction that read first and then writes would find the
+    # database locked and fail at once (SQLite's deadlock rule), rather than wait;
+    # BEGIN IMMEDIATE makes it wait. Django reads transaction_mode from 5.1 on.
+    if django.VERSION >= (5, 1):
+        hint = "Set DATABASES[{alias!r}]['OPTIONS']['transaction_mode'] = 'IMMEDIATE'."
+    else:
+        hint = (
+            "Django 5.1 and later take DATABASES[{alias!r}]['OPTIONS']['transaction_mode'] "
+            "= 'IMMEDIATE'; with Django {version}, keep SQLite for development, or use "
+            "PostgreSQL."
+        )
     return [
         Warning(
-            f"Database {alias!r} is SQLite with deferred transactions: with the outbox relay "
-            "writing too, a transaction that reads before it writes can fail with "
-            "'database is locked'.",
-            hint=f"Set DATABASES[{alias!r}]['OPTIONS']['transaction_mode'] = 'IMMEDIATE'.",
+            f"Database {alias!r} is SQLite with deferred transactions: with the outbox's "
+            "sender thread and relay writing too, a transaction that reads before it "
+            "writes can fail with 'database is locked'.",
+            hint=hint.format(alias=alias, version=django.get_version()),
             id="event_bridge.W003",
         )
         for alias in connections

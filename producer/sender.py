@@ -74,12 +74,15 @@ class Sender:
         self._due = 0.0
         self._backoff = 0.0
         self._overflowed = False
-        self._started = False
+        self._thread: threading.Thread | None = None
+        self._closing = False
 
     def submit(self, using: str, row_id: int) -> None:
         """Hand over a committed row; never blocks on RabbitMQ, never raises."""
         with self._changed:
-            if not self._started:
+            if self._closing:
+                return  # the row waits in the outbox for the relay
+            if self._thread is None:
                 self._start()
             if self._owed:
                 # RabbitMQ refused lately: the sweep that is due sends it, after older
@@ -104,15 +107,30 @@ class Sender:
         with self._changed:
             return self._changed.wait_for(lambda: not self._pending and not self._busy, timeout)
 
+    def close(self, timeout: float) -> bool:
+        """Stop the thread once the rows handed over are sent; False if it is still busy.
+
+        What it has not sent (rows it owes a sweep, rows handed over afterwards)
+        stays in the outbox for the relay. For tests, and code that must know
+        the thread is gone; a process that exits needs none of it.
+        """
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
     def _start(self) -> None:
-        self._started = True
-        threading.Thread(target=self._run, name="event-bridge sender", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, name="event-bridge sender", daemon=True)
+        self._thread.start()
         # A script that sends and exits gives the thread its publish timeout to finish.
         atexit.register(self.flush, producer_settings().publish_timeout)
 
     def _run(self) -> None:
-        while True:
-            taken = self._take()
+        while (taken := self._take()) is not None:
             try:
                 self._send(taken)
             except Exception:
@@ -128,10 +146,14 @@ class Sender:
                     self._busy = 0
                     self._changed.notify_all()
 
-    def _take(self) -> list[tuple[str, int]]:
-        """Wait for rows or a due sweep: a batch of rows, or none for the sweep."""
+    def _take(self) -> list[tuple[str, int]] | None:
+        """Wait for rows or a due sweep: a batch of rows, [] for the sweep, None to stop."""
         with self._changed:
             while True:
+                if self._closing and (self._owed or not self._pending):
+                    self._pending.clear()  # left to a sweep: the relay's
+                    self._changed.notify_all()
+                    return None
                 if self._owed:
                     # Rows handed over meanwhile go with the sweep, after older ones:
                     # the outbox's order is kept.

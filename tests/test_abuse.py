@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import CloseCode, Opcode
 
 from tests.bridges import SECRET, Served, recv_json, token
-from tests.http import request
+from tests.httpclient import request
 
 API_KEY = "abuse-test-api-key-0123456789"
 HANDSHAKE = (

@@ -27,7 +27,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from tests.bridges import EVENT_BRIDGE, SECRET, client, operator, recv_json, token
-from tests.http import request
+from tests.httpclient import request
 from tests.output import Output
 
 TEMPLATE = Path(__file__).resolve().parent / "data" / "shop"

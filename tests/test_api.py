@@ -26,7 +26,7 @@ from tests.bridges import (
     settings,
     token,
 )
-from tests.http import request
+from tests.httpclient import request
 from tests.seed import SEED, curls
 
 

@@ -12,7 +12,7 @@ from bridge.config import Limits
 from bridge.counts import OTHER, Kind, TypeCounts
 from schemas import Event
 from tests.bridges import client, operator, recv_json, running, settings, token
-from tests.http import request
+from tests.httpclient import request
 
 
 def test_each_kind_is_told_apart() -> None:

@@ -15,7 +15,7 @@ import pytest
 from bridge.app import Bridge
 from bridge.config import Limits
 from tests.bridges import operator, running, settings, token
-from tests.http import request
+from tests.httpclient import request
 
 HEALTH = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 

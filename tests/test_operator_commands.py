@@ -27,7 +27,7 @@ from tests.bridges import (
     settings,
     token,
 )
-from tests.http import request
+from tests.httpclient import request
 
 #: The example project's catalog (api_rest.events) is importable, as PYTHONPATH makes it.
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "example")}

@@ -11,7 +11,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.bridges import EVENT_BRIDGE, SECRET, Served, client, recv, token
-from tests.http import request
+from tests.httpclient import request
 
 
 async def test_the_startup_line_names_broker_address_and_auth(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import pytest
 from bridge import typescript
 from schemas import Catalog, Payload
 from tests.bridges import EVENT_BRIDGE, Served
-from tests.http import request
+from tests.httpclient import request
 
 HERE = Path(__file__).resolve().parent / "typescript"
 TSC = HERE / "node_modules" / ".bin" / "tsc"

@@ -68,7 +68,7 @@ class Reserva(models.Model):
     cliente = models.ForeignKey(Cliente, on_delete=models.CASCADE, related_name="reservas")
     fecha = models.DateField()
     hora = models.TimeField()
-    estado = models.CharField(max_length=20, choices=Estado, default=Estado.PENDIENTE)
+    estado = models.CharField(max_length=20, choices=Estado.choices, default=Estado.PENDIENTE)
     total_estimado = models.DecimalField(max_digits=10, decimal_places=2)
     creada = models.DateTimeField(auto_now_add=True)
 
@@ -110,8 +110,8 @@ class Pago(models.Model):
 
     reserva = models.ForeignKey(Reserva, on_delete=models.CASCADE, related_name="pagos")
     monto = models.DecimalField(max_digits=10, decimal_places=2)
-    estado = models.CharField(max_length=20, choices=Estado, default=Estado.PENDIENTE)
-    metodo = models.CharField(max_length=20, choices=Metodo)
+    estado = models.CharField(max_length=20, choices=Estado.choices, default=Estado.PENDIENTE)
+    metodo = models.CharField(max_length=20, choices=Metodo.choices)
     creado = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

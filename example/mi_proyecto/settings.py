@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import django
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -67,9 +68,10 @@ DATABASES = {
         "ATOMIC_REQUESTS": True,
     }
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The outbox relay writes too (it deletes what it sent): a transaction takes the
-    # write lock when it begins, and waits for it, rather than fail when it first writes.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and django.VERSION >= (5, 1):
+    # The outbox's sender thread and relay write too (they delete what they sent): a
+    # transaction takes the write lock when it begins, and waits for it, rather than
+    # fail when it first writes. Django reads this option from 5.1 on.
     DATABASES["default"].setdefault("OPTIONS", {})["transaction_mode"] = "IMMEDIATE"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -111,15 +111,25 @@ def live(
         yield bridge
 
 
+@pytest.fixture(autouse=True)
+def sender(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A sender thread of the test's own, so that no test's sweep runs into the next."""
+    import producer.sender  # noqa: PLC0415 - once Django is set up
+
+    fresh = producer.sender.Sender()
+    monkeypatch.setattr(producer.sender, "sender", fresh)
+    return fresh
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """Let the process's sender finish what the test committed while its database is open."""
+    """Stop the test's sender once it sent what the test committed, while the database is open."""
     try:
         yield
     finally:
         import producer.sender  # noqa: PLC0415 - once Django is set up
 
-        producer.sender.sender.flush(DRAIN_WAIT)
+        assert producer.sender.sender.close(DRAIN_WAIT), "the sender thread did not stop"
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.exceptions import SynchronousOnlyOperation
-from django.db import transaction
+from django.db import connections, transaction
 
 from producer import WebSocketNotifier
 from producer.models import OutboxEvent
@@ -14,6 +16,14 @@ from tests.django import factories
 from tests.django.rollback import Boom, fail_in_a_transaction
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def _close_the_threads_connection() -> AsyncIterator[None]:
+    # sync_to_async runs the ORM in a thread of its own, whose connection would outlive
+    # the test (and keep PostgreSQL from dropping the test database at the end).
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 async def test_the_async_methods_store_what_the_sync_ones_cannot_from_async_code() -> None:

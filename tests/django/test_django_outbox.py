@@ -68,12 +68,10 @@ def relay_only(event_bridge: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def sending(event_bridge: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Sender:
-    """The default: this process sends its committed rows, with a sender of the test's own."""
+def sending(event_bridge: dict[str, Any], sender: Sender) -> Sender:
+    """The default: this process sends its committed rows (the test's own sender)."""
     event_bridge["SEND_ON_COMMIT"] = True
-    fresh = Sender()
-    monkeypatch.setattr(producer.sender, "sender", fresh)
-    return fresh
+    return sender
 
 
 @pytest.fixture(scope="module")
