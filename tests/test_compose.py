@@ -3,6 +3,10 @@
 Nothing here builds or runs a container: the files are read, interpolated the way
 ``docker compose`` does, validated against the Compose Specification's JSON Schema
 and compared with what the bridge's command line and the example's settings read.
+The Dockerfile builds two images, ``bridge`` (the ``server`` extra, no Django) and
+``example`` (the ``django`` extra and the ``example`` group, no bridge server): what
+each installs is worked out from uv.lock, and each service's commands are run here
+with only that image's files and packages importable (``run_in_image``).
 
 ``tests/data/compose-spec.json`` is the Compose Specification's schema
 (compose-spec/compose-spec ``schema/compose-spec.json``, Apache-2.0, draft-07,
@@ -15,6 +19,8 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import posixpath
 import re
 import shlex
 import shutil
@@ -22,6 +28,7 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator, Mapping
+from importlib.metadata import packages_distributions
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,11 +41,13 @@ from django.core.management import find_commands
 from jsonschema import Draft7Validator
 
 from bridge.cli import cli, serve
+from schemas import load_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+LOCK = ROOT / "uv.lock"
 ENV_EXAMPLE = ROOT / ".env.example"
 SETTINGS = ROOT / "example" / "mi_proyecto" / "settings.py"
 COMMANDS_DIR = ROOT / "example" / "api_rest" / "management" / "commands"
@@ -51,6 +60,13 @@ AMQP_PORT = 5672
 MANAGEMENT_PORT = 15672
 WEB_ORIGIN = f"http://localhost:{WEB_PORT}"
 SECRET_WORDS = re.compile(r"PASS|SECRET|KEY|TOKEN", re.IGNORECASE)
+
+# The Dockerfile's two images (its final stages) and the compose services of each.
+TARGETS = {"bridge": ("bridge",), "example": ("web", "relay")}
+# What each side must not carry (distribution names as uv.lock spells them): the
+# bridge's image no Django, the example's no bridge server.
+DJANGO_SIDE = {"django", "djangorestframework", "dj-database-url", "psycopg", "psycopg-binary"}
+SERVER_SIDE = {"websockets", "aio-pika", "aiormq", "h11", "prometheus-client"}
 
 
 # --- reading the files ---------------------------------------------------------------
@@ -206,6 +222,198 @@ def stages() -> list[list[tuple[str, str]]]:
         assert result, "the Dockerfile starts with FROM (after ARGs, which it has none of)"
         result[-1].append((keyword, args))
     return result
+
+
+def from_parts(stage: list[tuple[str, str]]) -> tuple[str, str | None]:
+    """(base, name) of a stage's ``FROM base [AS name]``."""
+    keyword, args = stage[0]
+    assert keyword == "FROM"
+    match = re.fullmatch(r"(\S+)(?:\s+AS\s+(\S+))?", args, re.IGNORECASE)
+    assert match, args
+    return match[1], match[2]
+
+
+def named_stages() -> dict[str, list[tuple[str, str]]]:
+    named: dict[str, list[tuple[str, str]]] = {}
+    for stage in stages():
+        _, name = from_parts(stage)
+        if name is not None:
+            assert name not in named, f"stage {name} twice"
+            named[name] = stage
+    return named
+
+
+def stage_chain(name: str) -> list[tuple[str, str]]:
+    """The instructions that make stage ``name``: those of the stages it is built FROM, then its own."""
+    named = named_stages()
+    assert name in named, f"the Dockerfile has no stage {name!r}"
+    chain: list[tuple[str, str]] = []
+    while name in named:
+        chain = named[name] + chain
+        name = from_parts(named[name])[0]
+    return chain
+
+
+def venv_builder(target: str) -> str:
+    """The stage whose virtualenv the image ``target`` copies."""
+    [builder] = [
+        match[1]
+        for keyword, args in stage_chain(target)
+        if keyword == "COPY"
+        and (match := re.fullmatch(r"--from=(\S+) /app/\.venv /app/\.venv", args))
+    ]
+    return builder
+
+
+def uv_syncs(stage: str) -> list[list[str]]:
+    """The words of each `uv sync` that makes stage ``stage``, in order."""
+    return [
+        shlex.split(command)
+        for keyword, args in stage_chain(stage)
+        if keyword == "RUN"
+        for command in re.findall(r"uv sync[^&;|]*", args)
+    ]
+
+
+def installs(target: str) -> tuple[set[str], set[str]]:
+    """(extras, dependency groups) that the image ``target``'s virtualenv is synced with."""
+    found: set[tuple[frozenset[str], frozenset[str]]] = set()
+    for words in uv_syncs(venv_builder(target)):
+        extras = {words[i + 1] for i, word in enumerate(words) if word == "--extra"}
+        groups = {words[i + 1] for i, word in enumerate(words) if word == "--group"}
+        found.add((frozenset(extras), frozenset(groups)))
+    assert len(found) == 1, f"{target}: its uv syncs disagree, the last one would undo the first"
+    [(extras, groups)] = found
+    return set(extras), set(groups)
+
+
+def locked_distributions(extras: set[str], groups: set[str]) -> set[str]:
+    """Every distribution uv.lock installs for the project with ``extras`` and ``groups``.
+
+    Environment markers are ignored: a superset, so "not in it" means never installed.
+    """
+    lock = tomllib.loads(LOCK.read_text())
+    packages: dict[str, list[dict[str, Any]]] = {}
+    for package in lock["package"]:
+        packages.setdefault(package["name"], []).append(package)
+    [project] = packages["event-bridge"]
+    wanted: list[dict[str, Any]] = list(project["dependencies"])
+    for extra in extras:
+        wanted += project["optional-dependencies"][extra]
+    for group in groups:
+        wanted += project["dev-dependencies"][group]
+    seen: set[tuple[str, str | None]] = set()
+    while wanted:
+        dependency = wanted.pop()
+        name = dependency["name"]
+        for extra in [None, *dependency.get("extra", [])]:
+            if (name, extra) in seen:
+                continue
+            seen.add((name, extra))
+            for package in packages[name]:
+                if extra is None:
+                    wanted += package.get("dependencies", [])
+                else:
+                    wanted += package.get("optional-dependencies", {}).get(extra, [])
+    return {name for name, _ in seen} - {"event-bridge"}
+
+
+def workdir(target: str) -> str:
+    return [args for keyword, args in stage_chain(target) if keyword == "WORKDIR"][-1]
+
+
+def image_files(target: str) -> dict[str, Path]:
+    """Path in the image ``target`` -> the file here, for what its stages COPY from the context."""
+    files: dict[str, Path] = {}
+    current = "/"
+    for keyword, args in stage_chain(target):
+        if keyword == "WORKDIR":
+            current = posixpath.join(current, args)
+        if keyword != "COPY" or "--from=" in args:
+            continue
+        *sources, destination = args.split()
+        into = posixpath.join(current, destination)
+        into_directory = destination.endswith("/") or len(sources) > 1
+        for source in sources:
+            path = ROOT / source
+            if path.is_file():
+                inside = posixpath.join(into, path.name) if into_directory else into
+                files[posixpath.normpath(inside)] = path
+                continue
+            for file in path.rglob("*"):
+                relative = file.relative_to(ROOT).as_posix()
+                if file.is_file() and in_build_context(relative):
+                    inside = posixpath.join(into, file.relative_to(path).as_posix())
+                    files[posixpath.normpath(inside)] = file
+    return files
+
+
+def created_directories(target: str) -> set[str]:
+    """The directories the image ``target`` creates for its user (`install -d -o app`)."""
+    runs = " ".join(args for keyword, args in stage_chain(target) if keyword == "RUN")
+    return {
+        directory
+        for match in re.finditer(r"install -d -o app -g app -m 0750 ([^&]+)", runs)
+        for directory in match[1].split()
+    }
+
+
+def normalized(distribution: str) -> str:
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
+HIDE = """
+import sys
+
+HIDDEN = frozenset({hidden!r})
+
+
+class Hidden:
+    # What the image has not installed cannot be imported, as there.
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.partition(".")[0] in HIDDEN:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not in this image)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, Hidden)
+"""
+
+
+def run_in_image(
+    target: str, code: str, root: Path, env: Mapping[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Python ``code`` run as in the image ``target``, without Docker.
+
+    Its files (what its stages COPY) are laid out under ``root`` and ``code`` runs in
+    its WORKDIR there; every distribution of this environment that its `uv sync` does
+    not install is hidden, so importing it fails as it would in the image. Packages
+    that import one only if present (kombu does Django) do without it, as there.
+    """
+    for inside, source in image_files(target).items():
+        copy = root / inside.lstrip("/")
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, copy)
+    for directory in created_directories(target):
+        (root / directory.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    allowed = {normalized(d) for d in locked_distributions(*installs(target))}
+    allowed.add("event-bridge")  # the project's wheel: schemas, producer, bridge
+    hidden = sorted(
+        module
+        for module, distributions in packages_distributions().items()
+        if module not in sys.stdlib_module_names
+        and not any(normalized(d) in allowed for d in distributions)
+    )
+    return subprocess.run(
+        [sys.executable, "-c", HIDE.format(hidden=hidden) + code],
+        cwd=root / workdir(target).lstrip("/"),
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", **env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
 
 
 def settings_env_vars() -> set[str]:
@@ -372,11 +580,19 @@ def test_rabbitmq_is_the_official_image_with_management(compose: dict[str, Any])
     assert "hostname" in rabbit, "a fixed node name, or the data volume is not reused"
 
 
-def test_bridge_and_web_run_the_image_built_here(compose: dict[str, Any]) -> None:
-    for name in ("bridge", "web", "relay"):
-        service = compose["services"][name]
-        assert service["build"] == {"context": ".", "dockerfile": "Dockerfile"}, name
-        assert service["image"] == compose["services"]["bridge"]["image"]
+def test_each_service_runs_the_image_of_its_side(compose: dict[str, Any]) -> None:
+    images: dict[str, set[str]] = {}
+    for target, names in TARGETS.items():
+        for name in names:
+            service = compose["services"][name]
+            assert service["build"] == {
+                "context": ".",
+                "dockerfile": "Dockerfile",
+                "target": target,
+            }, name
+            images.setdefault(target, set()).add(service["image"])
+        assert target in named_stages(), f"the Dockerfile has no target {target}"
+    assert images == {"bridge": {"event-bridge:local"}, "example": {"event-bridge-example:local"}}
 
 
 def test_named_volumes_keep_the_state(compose: dict[str, Any]) -> None:
@@ -417,15 +633,24 @@ def test_every_command_exists_in_the_image(compose: dict[str, Any]) -> None:
     options = serve_options()
     seen: list[str] = []
     for name in ("bridge", "web", "relay"):
+        target = compose["services"][name]["build"]["target"]
+        extras, groups = installs(target)
         for argv in command_lines(compose["services"][name]["command"]):
             program = argv[0]
             if program == "python":
                 assert argv[1] == "example/manage.py", argv
-                assert (ROOT / argv[1]).is_file()
+                assert posixpath.join(workdir(target), argv[1]) in image_files(target), (
+                    f"{name}: the {target} image has no {argv[1]}"
+                )
+                assert "django" in extras, f"{name}: the {target} image has no Django"
+                assert "example" in groups, (
+                    f"{name}: the {target} image lacks the example's packages"
+                )
                 assert argv[2] in commands, f"no manage.py command {argv[2]!r}"
                 seen.append(argv[2])
             else:
                 assert program in scripts, f"{program} is no [project.scripts] entry"
+                assert "server" in extras, f"{name}: `{program}` needs the server extra"
                 assert argv[1] in cli.commands, f"no `{program} {argv[1]}`"
                 flags = [word for word in argv[2:] if word.startswith("--")]
                 for flag in flags:
@@ -579,12 +804,25 @@ def test_hadolint_would_catch_a_bad_dockerfile(tmp_path: Path) -> None:
     assert "DL3013" in done.stdout  # unpinned pip install
 
 
-def test_the_image_is_multi_stage_on_pinned_python() -> None:
-    froms = [args for stage in stages() for keyword, args in stage if keyword == "FROM"]
-    assert froms == ["python:3.11-slim AS builder", "python:3.11-slim"]
+def test_every_stage_is_pinned_python_or_one_before_it() -> None:
+    named: list[str] = []
+    for stage in stages():
+        base, name = from_parts(stage)
+        assert base == "python:3.11-slim" or base in named, base
+        assert name is not None, "every stage has a name"
+        named.append(name)
+    assert named[-1] == "bridge", "the last stage: a plain `docker build .` gives the bridge"
+    assert set(TARGETS) <= set(named)
     text = DOCKERFILE.read_text()
     assert ":latest" not in text
     assert re.search(r'pip install --no-cache-dir "uv==\$\{UV_VERSION\}"', text)
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_the_images_carry_no_build_tools(target: str) -> None:
+    # The virtualenv is made in a builder stage; the image only copies it.
+    runs = [args for keyword, args in stage_chain(target) if keyword == "RUN"]
+    assert [run for run in runs if "pip install" in run or "uv " in run] == []
 
 
 def test_uv_is_the_version_the_scripts_install() -> None:
@@ -595,49 +833,97 @@ def test_uv_is_the_version_the_scripts_install() -> None:
     assert pinned == scripts
 
 
-def test_the_builder_installs_the_locked_environment() -> None:
-    builder = stages()[0]
-    syncs = [args for keyword, args in builder if keyword == "RUN" and "uv sync" in args]
-    assert syncs, "the builder runs uv sync"
-    for args in syncs:
-        assert "--frozen" in args  # uv.lock as it is, never re-resolved
-        assert "--no-dev" in args  # no test tools in the image
-        assert "--group example" in args  # the example project's packages
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_the_builder_installs_the_locked_environment(target: str) -> None:
+    builder = venv_builder(target)
+    syncs = uv_syncs(builder)
+    assert len(syncs) == 2, "the dependencies, then the project"
+    for words in syncs:
+        assert "--frozen" in words  # uv.lock as it is, never re-resolved
+        assert "--no-dev" in words  # no test tools in the image
+    # Dependencies before the code, so that editing it does not reinstall them.
+    assert "--no-install-project" in syncs[0]
+    assert "--no-editable" in syncs[1]  # a wheel: the image needs no source
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    chain = stage_chain(builder)
+    runs = [i for i, (keyword, args) in enumerate(chain) if keyword == "RUN" and "uv sync" in args]
+    code = [
+        i
+        for i, (keyword, args) in enumerate(chain)
+        if keyword == "COPY" and args.split()[0] in packages
+    ]
+    assert runs[0] < min(code)
+    assert max(code) < runs[1]
 
 
-def test_the_runtime_runs_as_a_fixed_non_root_user() -> None:
-    runtime = stages()[-1]
-    users = [args for keyword, args in runtime if keyword == "USER"]
-    assert users, "the runtime stage sets USER"
+def test_the_bridge_image_has_the_server_and_no_django() -> None:
+    extras, groups = installs("bridge")
+    assert (extras, groups) == ({"server"}, set())
+    installed = locked_distributions(extras, groups)
+    assert installed >= SERVER_SIDE
+    assert installed & DJANGO_SIDE == set()
+
+
+def test_the_example_image_has_django_and_no_bridge_server() -> None:
+    extras, groups = installs("example")
+    assert (extras, groups) == ({"django"}, {"example"})
+    installed = locked_distributions(extras, groups)
+    assert installed >= DJANGO_SIDE
+    assert installed & SERVER_SIDE == set()
+
+
+def test_the_bridge_image_has_the_catalog_not_the_example_project(
+    compose: dict[str, Any],
+) -> None:
+    env = service_env(compose, "bridge")
+    module = env["BRIDGE_CATALOG"].split(":")[0].replace(".", "/")
+    bridge_files, example_files = image_files("bridge"), image_files("example")
+    for folder in env["PYTHONPATH"].split(":"):
+        if posixpath.join(folder, f"{module}.py") in bridge_files:
+            package = posixpath.dirname(posixpath.join(folder, module))
+            assert posixpath.join(package, "__init__.py") in bridge_files
+            break
+    else:
+        pytest.fail(f"{env['BRIDGE_CATALOG']} is on no PYTHONPATH folder of the bridge image")
+    assert "/app/example/manage.py" not in bridge_files
+    assert "/app/example/manage.py" in example_files
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_each_image_runs_as_a_fixed_non_root_user(target: str) -> None:
+    chain = stage_chain(target)
+    users = [args for keyword, args in chain if keyword == "USER"]
+    assert users, f"the {target} image sets USER"
     uid = users[-1].split(":")[0]
     assert uid.isdigit(), "a fixed numeric UID"
     assert int(uid) >= 1000, "not root, nor a system account of the base image"
-    keywords = [keyword for keyword, _ in runtime]
+    keywords = [keyword for keyword, _ in chain]
     last_run = max(i for i, k in enumerate(keywords) if k == "RUN")
     assert keywords.index("USER") > last_run, "nothing runs as root after USER"
-    text = " ".join(args for keyword, args in runtime if keyword == "RUN")
+    text = " ".join(args for keyword, args in chain if keyword == "RUN")
     assert f"--uid {uid}" in text
 
 
-def test_the_runtime_user_can_write_the_volumes(compose: dict[str, Any]) -> None:
-    runtime_runs = " ".join(args for keyword, args in stages()[-1] if keyword == "RUN")
-    created = re.search(r"install -d -o bridge -g bridge -m 0750 ([^&]+)", runtime_runs)
-    assert created, "the runtime stage creates its writable directories"
-    owned = set(created[1].split())
+def test_each_image_user_can_write_its_volumes(compose: dict[str, Any]) -> None:
     for name in ("bridge", "web", "relay"):
+        target = compose["services"][name]["build"]["target"]
+        owned = created_directories(target)
         for volume in compose["services"][name].get("volumes", []):
-            target = volume.split(":", 1)[1]
-            assert target in owned, f"{target} would be root's: the volume copies its owner"
+            mounted = volume.split(":", 1)[1]
+            assert mounted in owned, f"{mounted} would be root's: the volume copies its owner"
 
 
-def test_the_runtime_has_the_venv_on_path_and_the_ports() -> None:
-    runtime = stages()[-1]
-    env = " ".join(args for keyword, args in runtime if keyword == "ENV")
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_each_image_has_the_venv_on_path_and_its_ports(
+    compose: dict[str, Any], target: str
+) -> None:
+    chain = stage_chain(target)
+    env = " ".join(args for keyword, args in chain if keyword == "ENV")
     assert 'PATH="/app/.venv/bin:$PATH"' in env
-    exposed = {int(p) for keyword, args in runtime if keyword == "EXPOSE" for p in args.split()}
-    assert exposed == {BRIDGE_PORT, WEB_PORT}
-    workdirs = [args for keyword, args in runtime if keyword == "WORKDIR"]
-    assert workdirs[-1] == "/app"  # `python example/manage.py` in compose.yaml is relative to it
+    exposed = {int(p) for keyword, args in chain if keyword == "EXPOSE" for p in args.split()}
+    assert exposed == {port for name in TARGETS[target] for port in published(compose, name)}
+    assert workdir(target) == "/app"  # `python example/manage.py` in compose.yaml is relative to it
 
 
 def test_the_default_command_is_the_bridge() -> None:
@@ -646,6 +932,105 @@ def test_the_default_command_is_the_bridge() -> None:
     assert argv[0] in project_scripts()
     assert argv[1] in cli.commands
     assert argv[2:] == ["--host", "0.0.0.0"]
+    env = " ".join(args for keyword, args in stages()[-1] if keyword == "ENV")
+    assert "BRIDGE_STATE_DIR=/var/lib/event-bridge" in env
+    assert "/var/lib/event-bridge" in created_directories("bridge")
+
+
+def test_the_example_image_serves_the_example_by_default() -> None:
+    [cmd] = [args for keyword, args in named_stages()["example"] if keyword == "CMD"]
+    argv = json.loads(cmd)
+    assert argv[:3] == ["python", "example/manage.py", "runserver"]
+    assert "/app/example/manage.py" in image_files("example")
+    assert argv[-1] == f"0.0.0.0:{WEB_PORT}"
+
+
+# --- each image runs its commands with only its own packages -------------------------
+
+
+def test_hidden_packages_cannot_be_imported(tmp_path: Path) -> None:
+    code = "import websockets\nprint(websockets.__file__)"
+    assert run_in_image("bridge", code, tmp_path / "bridge", {}).returncode == 0
+    done = run_in_image("example", code, tmp_path / "example", {})
+    assert done.returncode != 0
+    assert "No module named 'websockets' (not in this image)" in done.stderr
+
+
+BRIDGE_IN_IMAGE = """
+import importlib, pkgutil, sys
+import bridge
+
+for module in pkgutil.walk_packages(bridge.__path__, "bridge."):
+    importlib.import_module(module.name)
+try:
+    import django
+except ModuleNotFoundError:
+    pass
+else:
+    raise SystemExit("django is importable")
+sys.argv = ["event-bridge", "schema"]
+from bridge.cli import main
+
+main()
+"""
+
+
+def test_the_bridge_image_runs_the_bridge_with_its_catalog(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    # Every module of the bridge imports without Django, and `event-bridge schema`
+    # loads the catalog compose.yaml names from the files the image copies.
+    env = service_env(compose, "bridge")
+    env["PYTHONPATH"] = ":".join(
+        str(tmp_path / folder.lstrip("/")) for folder in env["PYTHONPATH"].split(":")
+    )
+    env["BRIDGE_STATE_DIR"] = str(tmp_path / env["BRIDGE_STATE_DIR"].lstrip("/"))
+    done = run_in_image("bridge", BRIDGE_IN_IMAGE, tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    schema = json.loads(done.stdout)
+    catalog = load_catalog(env["BRIDGE_CATALOG"])
+    assert set(schema["discriminator"]["mapping"]) == set(catalog)
+
+
+EXAMPLE_IN_IMAGE = """
+import os, runpy, sys
+
+sys.path.insert(0, "example")  # as running example/manage.py does
+for argv in {commands!r}:
+    sys.argv = [os.path.expandvars(word) for word in argv]
+    print("$", " ".join(sys.argv), flush=True)
+    runpy.run_path("example/manage.py", run_name="__main__")
+try:
+    import websockets
+except ModuleNotFoundError:
+    pass
+else:
+    raise SystemExit("websockets is importable")
+"""
+
+
+def test_the_example_image_runs_web_and_relay(compose: dict[str, Any], tmp_path: Path) -> None:
+    # web's and relay's commands, for real: those that serve until stopped (runserver,
+    # event_bridge_relay) through `help`, which loads them; then Django's checks.
+    commands: list[list[str]] = []
+    for name in TARGETS["example"]:
+        for argv in command_lines(compose["services"][name]["command"]):
+            assert argv[:2] == ["python", "example/manage.py"], argv
+            if argv[2] in {"runserver", "event_bridge_relay"}:
+                commands.append(["manage.py", "help", argv[2]])
+            else:
+                commands.append(["manage.py", *argv[2:]])
+    commands.append(["manage.py", "check"])
+    env = service_env(compose, "web")
+    database = urlsplit(env["DATABASE_URL"]).path[1:]
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / database.lstrip('/')}"
+    # Nothing listens there: the events demo_users sends wait in the outbox.
+    env["BRIDGE_BROKER_URL"] = "amqp://guest:guest@127.0.0.1:9//"
+    done = run_in_image("example", EXAMPLE_IN_IMAGE.format(commands=commands), tmp_path, env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "System check identified no issues" in done.stdout
+    assert "manage.py event_bridge_relay [-h]" in done.stdout
+    assert (tmp_path / database.lstrip("/")).is_file()
 
 
 # --- .dockerignore -------------------------------------------------------------------
@@ -719,12 +1104,13 @@ def test_the_build_context_has_what_the_dockerfile_copies() -> None:
             assert in_build_context(relative), f"{relative} is left out by .dockerignore"
 
 
-def test_every_package_the_wheel_builds_is_copied() -> None:
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_every_package_the_wheel_builds_is_copied(target: str) -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
     copied = {
         args.split()[0]
-        for keyword, args in stages()[0]
+        for keyword, args in stage_chain(venv_builder(target))
         if keyword == "COPY" and "--from=" not in args
     }
     assert set(packages) <= copied
