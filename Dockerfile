@@ -34,6 +34,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --extra server --no-install-project
 COPY README.md ./
 COPY schemas ./schemas
+COPY messaging ./messaging
 COPY producer ./producer
 COPY bridge ./bridge
 RUN --mount=type=cache,target=/root/.cache/uv \
@@ -46,6 +47,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --extra django --group example --no-install-project
 COPY README.md ./
 COPY schemas ./schemas
+COPY messaging ./messaging
 COPY producer ./producer
 COPY bridge ./bridge
 RUN --mount=type=cache,target=/root/.cache/uv \

@@ -253,8 +253,8 @@ class RelayThread:
     """``manage.py event_bridge_relay``'s loop in a thread: polling SQLite, LISTENing on PG."""
 
     def __init__(self, broker_url: str) -> None:
+        from messaging.publisher import Publisher  # noqa: PLC0415
         from producer.conf import producer_settings  # noqa: PLC0415
-        from producer.publisher import Publisher  # noqa: PLC0415
         from producer.relay import Relay, waiter  # noqa: PLC0415
         from schemas.topology import display_url  # noqa: PLC0415
 
@@ -459,10 +459,10 @@ def django_rows(  # noqa: PLR0915 - one sequence of measurements sharing one dat
 
     from api_rest import signals  # noqa: PLC0415 - after django.setup()
     from api_rest.models import Categoria, Cliente, Reserva  # noqa: PLC0415
-    from producer.entities import declare  # noqa: PLC0415
+    from messaging.entities import declare  # noqa: PLC0415
+    from messaging.publisher import Publisher  # noqa: PLC0415
     from producer.models import OutboxEvent  # noqa: PLC0415
     from producer.notifier import publisher  # noqa: PLC0415
-    from producer.publisher import Publisher  # noqa: PLC0415
     from producer.relay import Poller, Relay  # noqa: PLC0415
     from schemas.topology import instance_queue  # noqa: PLC0415
     from tests.django.proxy import Proxy  # noqa: PLC0415 - the tests' TCP proxy
@@ -669,7 +669,7 @@ def reserva_event(data: dict[str, object]) -> tuple[dict[str, object], str]:
 def bare_kombu(args: argparse.Namespace, broker_url: str, data: dict[str, object]) -> Row:
     from kombu import Connection  # noqa: PLC0415
 
-    from producer.entities import exchange  # noqa: PLC0415
+    from messaging.entities import exchange  # noqa: PLC0415
     from schemas.topology import EVENTS  # noqa: PLC0415
 
     body, key = reserva_event(data)

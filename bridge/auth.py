@@ -9,11 +9,10 @@ from datetime import timedelta
 import jwt
 
 from bridge.router import Principal
-from schemas.protocol import MONITOR_SCOPE, token_claims
+from schemas.protocol import JWT_ALGORITHM, MONITOR_SCOPE, token_claims
 
 __all__ = ["MAX_TOKEN_LIFETIME", "Authenticator", "Unauthorized"]
 
-_ALGORITHM = "HS256"
 
 #: How far ahead a token's ``exp`` may be, by default: a day.
 MAX_TOKEN_LIFETIME = timedelta(hours=24)
@@ -52,7 +51,7 @@ class Authenticator:
             claims = jwt.decode(
                 token,
                 self._secret,
-                algorithms=[_ALGORITHM],
+                algorithms=[JWT_ALGORITHM],
                 issuer=self._issuer,
                 audience=self._audience,
                 options={"require": required},
@@ -85,4 +84,4 @@ class Authenticator:
         claims = token_claims(
             user, roles, ttl=ttl, issuer=self._issuer, audience=self._audience, monitor=monitor
         )
-        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+        return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM)

@@ -10,12 +10,12 @@ from bridge.auth import MAX_TOKEN_LIFETIME
 from bridge.exceptions import ConfigError
 from bridge.sites import Sites
 from schemas import Catalog
+from schemas.protocol import MIN_SECRET_LENGTH
 from schemas.topology import display_url, instance_queue
 
-__all__ = ["MIN_API_KEY_LENGTH", "MIN_SECRET_LENGTH", "Limits", "Settings"]
+__all__ = ["MIN_API_KEY_LENGTH", "Limits", "Settings"]
 
 #: HS256 needs a key of at least 256 bits (RFC 7518, section 3.2).
-MIN_SECRET_LENGTH = 32
 #: An API key is compared whole, never brute-forced offline: 96 random bits are plenty.
 MIN_API_KEY_LENGTH = 16
 

@@ -19,11 +19,11 @@ from typing import Any
 from bridge.exceptions import Undecodable
 from schemas import Catalog, Event, InvalidEvent, Reader, SchemaError
 from schemas.exceptions import FieldError
+from schemas.topology import TASK_NAME
 
-__all__ = ["MAX_REASON", "TASK_NAME", "Decoder"]
+__all__ = ["MAX_REASON", "Decoder"]
 
 #: The Celery task whose messages carry events.
-TASK_NAME = "bridge.publish"
 
 #: Reasons longer than this are cut: they travel in a message header.
 MAX_REASON = 1000

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from producer.publisher import Publisher, PublishError
+from messaging.publisher import Publisher, PublishError
 from schemas import DASHBOARD, Event, InvalidEvent, NotJSON, Reader
 
 __all__ = ["Draft", "EmitError", "draft", "send_amqp", "send_http"]

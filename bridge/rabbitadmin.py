@@ -20,7 +20,7 @@ from kombu import Connection
 
 from bridge.decode import Decoder
 from bridge.exceptions import Undecodable
-from producer.entities import declare
+from messaging.entities import declare
 from schemas.topology import (
     DEAD_LETTER_QUEUE,
     DEAD_LETTERS,

@@ -8,12 +8,13 @@
     from producer import WebSocketNotifier, issue_token, model_events
 
 By default each event is a row of the outbox table (:mod:`producer.models`),
-written in the caller's transaction, and ``manage.py event_bridge_relay``
-(:mod:`producer.relay`) publishes it; ``EVENT_BRIDGE["DELIVERY"] = "direct"``
-publishes on commit instead.
+written in the caller's transaction; once that commits, this process publishes
+it from a background thread (:mod:`producer.sender`), and ``manage.py
+event_bridge_relay`` (:mod:`producer.relay`) sweeps what it could not.
+``EVENT_BRIDGE["DELIVERY"] = "direct"`` publishes on commit instead.
 
-The RabbitMQ core (:mod:`producer.publisher`, :mod:`producer.entities`) does
-not import Django; the names below load Django only when first used.
+Publishing itself is :mod:`messaging`, which the bridge shares and which does
+not import Django; the names below load Django's parts only when first used.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ __all__ = ["WebSocketNotifier", "issue_token", "model_events"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so that ``import producer.publisher`` works without Django settings.
+    # Lazy, so that listing the app in INSTALLED_APPS loads none of Django's models.
     if name == "WebSocketNotifier":
         from producer.notifier import WebSocketNotifier  # noqa: PLC0415
 

@@ -14,11 +14,9 @@ from producer.conf import DELIVERIES, OUTBOX, producer_reader, producer_settings
 from producer.events import declared_types
 from producer.models import OUTBOX_TABLE
 from schemas import CatalogError
+from schemas.protocol import MIN_SECRET_LENGTH
 
 __all__ = ["check_catalog", "check_outbox_table", "check_settings"]
-
-#: HS256 needs a key of at least 256 bits, as the bridge insists.
-MIN_SECRET_LENGTH = 32
 
 
 @register()

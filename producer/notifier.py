@@ -26,8 +26,8 @@ from asgiref.sync import sync_to_async
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
+from messaging.publisher import Publisher, PublishError
 from producer.conf import OUTBOX, producer_reader, producer_settings
-from producer.publisher import Publisher, PublishError
 from producer.testing import record
 from schemas import CatalogError, Event, SchemaError
 

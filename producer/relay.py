@@ -1,7 +1,7 @@
 """The outbox relay: publishes stored events with confirms, then deletes them.
 
 Its core is :func:`relay_batch`: claim the oldest rows, publish each through the
-Django-free :class:`~producer.publisher.Publisher`, delete the confirmed ones,
+Django-free :class:`~messaging.publisher.Publisher`, delete the confirmed ones,
 commit. :class:`Relay` repeats it, waking when an insert commits (PostgreSQL's
 LISTEN/NOTIFY) or every ``poll_interval`` seconds (other databases), and backs
 off while RabbitMQ refuses. ``manage.py event_bridge_relay`` runs it.
@@ -23,8 +23,8 @@ from typing import Any, Protocol
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils import timezone
 
+from messaging.publisher import Publisher, PublishError
 from producer.models import OUTBOX_CHANNEL, OutboxEvent
-from producer.publisher import Publisher, PublishError
 from schemas import Catalog, Reader, SchemaError
 
 __all__ = [

@@ -29,8 +29,8 @@ from functools import cache
 
 from django.db import DEFAULT_DB_ALIAS, close_old_connections
 
+from messaging.publisher import Publisher
 from producer.conf import producer_settings
-from producer.publisher import Publisher
 from producer.relay import FIRST_BACKOFF, MAX_BACKOFF, describe_backlog, drain, relay_batch
 from schemas.topology import display_url
 

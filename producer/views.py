@@ -10,7 +10,7 @@ from django.utils.module_loading import import_string
 from django.views.decorators.http import require_GET
 
 from producer.conf import producer_settings
-from schemas.protocol import token_claims
+from schemas.protocol import JWT_ALGORITHM, token_claims
 
 __all__ = ["TokenError", "issue_token", "roles_of", "token"]
 
@@ -48,7 +48,7 @@ def issue_token(user: object, *, ttl: float | None = None, monitor: bool = False
         audience=config.jwt_audience,
         monitor=monitor,
     )
-    return jwt.encode(claims, config.jwt_secret, algorithm="HS256")
+    return jwt.encode(claims, config.jwt_secret, algorithm=JWT_ALGORITHM)
 
 
 @require_GET

@@ -12,6 +12,8 @@ from schemas.envelope import EventId
 from schemas.exceptions import SchemaError
 
 __all__ = [
+    "JWT_ALGORITHM",
+    "MIN_SECRET_LENGTH",
     "MONITOR_SCOPE",
     "AuthMessage",
     "ClientMessage",
@@ -27,6 +29,11 @@ __all__ = [
 ]
 
 _CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+#: How tokens are signed, by the bridge and by Django alike.
+JWT_ALGORITHM = "HS256"
+#: HS256 needs a key of at least 256 bits: the shortest secret either side accepts.
+MIN_SECRET_LENGTH = 32
 
 #: The ``scope`` claim of an operator's token: it sees every event, whatever its
 #: audience (the dashboard, ``event-bridge tail --all``).

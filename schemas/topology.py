@@ -29,6 +29,7 @@ __all__ = [
     "DEAD_LETTER_QUEUE",
     "EVENTS",
     "INSTANCE_BINDINGS",
+    "TASK_NAME",
     "Binding",
     "Exchange",
     "Queue",
@@ -36,6 +37,10 @@ __all__ = [
     "instance_queue",
     "routing_key",
 ]
+
+#: The Celery task name of the messages that carry events: what the producer
+#: publishes and the bridge reads (no Celery worker runs it).
+TASK_NAME = "bridge.publish"
 
 
 @dataclass(frozen=True)

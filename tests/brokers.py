@@ -12,7 +12,7 @@ from kombu import Connection
 
 from api_rest.events import Reserva, ReservaCreada
 from bridge.broker import Broker
-from producer.entities import queue
+from messaging.entities import queue
 from schemas import Event
 from schemas.topology import instance_queue
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kombu import Connection, Producer
 
-from producer.entities import exchange
+from messaging.entities import exchange
 from schemas import Event
 from schemas.topology import EVENTS, routing_key
 

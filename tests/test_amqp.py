@@ -27,8 +27,8 @@ from api_rest.events import Reserva, ReservaCreada, catalog
 from bridge.amqp import RabbitBroker
 from bridge.decode import Decoder
 from bridge.exceptions import BrokerUnavailable, ConfigError
-from producer.entities import exchange
-from producer.publisher import Publisher
+from messaging.entities import exchange
+from messaging.publisher import Publisher
 from schemas import Event, Reader
 from schemas.topology import DEAD_LETTER_QUEUE, EVENTS, instance_queue, routing_key
 from tests.brokers import (

@@ -11,7 +11,7 @@ from amqp.exceptions import PreconditionFailed
 from kombu import Connection, Consumer, Message, Producer
 
 from api_rest.events import catalog
-from producer.entities import declare, exchange, queue
+from messaging.entities import declare, exchange, queue
 from schemas import Event, Everyone, Reader, Role, User
 from schemas.topology import DEAD_LETTER_QUEUE, EVENTS, instance_queue
 from tests.rabbit import publish

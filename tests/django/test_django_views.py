@@ -17,8 +17,8 @@ from rest_framework.test import APIClient
 
 from api_rest.models import Reserva
 from bridge.auth import Authenticator, Unauthorized
+from messaging.publisher import PublishError
 from producer import WebSocketNotifier, issue_token
-from producer.publisher import PublishError
 from schemas import SchemaError
 from tests.bridges import SECRET, token
 from tests.django import factories

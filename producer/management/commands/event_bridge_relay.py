@@ -12,9 +12,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from messaging.publisher import Publisher
 from producer.conf import producer_settings
 from producer.models import OUTBOX_TABLE
-from producer.publisher import Publisher
 from producer.relay import SWEEP_AFTER, Relay, backlog, log, waiter
 from schemas.topology import display_url
 

@@ -18,16 +18,13 @@ from amqp.exceptions import AMQPError
 from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
 
-from producer.entities import exchange
+from messaging.entities import exchange
 from schemas import Event
-from schemas.topology import EVENTS, routing_key
+from schemas.topology import EVENTS, TASK_NAME, routing_key
 
-__all__ = ["TASK_NAME", "PublishError", "Publisher"]
+__all__ = ["PublishError", "Publisher"]
 
 log = logging.getLogger("producer")
-
-#: The Celery task name the bridge reads.
-TASK_NAME = "bridge.publish"
 
 
 #: At most two short retries: a request is never held long for an event.
