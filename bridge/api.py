@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
-from bridge.auth import Authenticator, Unauthorized
+from bridge.auth import Authenticator
 from bridge.broker import Broker
 from bridge.config import Limits, Settings
-from bridge.exceptions import BrokerUnavailable
+from bridge.exceptions import BrokerUnavailable, Unauthorized
 from bridge.http import Handler, Request, Response
 from bridge.hub import Hub
 from bridge.metrics import Metrics

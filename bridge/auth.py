@@ -8,18 +8,15 @@ from datetime import timedelta
 
 import jwt
 
+from bridge.exceptions import Unauthorized
 from bridge.router import Principal
 from schemas.protocol import JWT_ALGORITHM, MONITOR_SCOPE, token_claims
 
-__all__ = ["MAX_TOKEN_LIFETIME", "Authenticator", "Unauthorized"]
+__all__ = ["MAX_TOKEN_LIFETIME", "Authenticator"]
 
 
 #: How far ahead a token's ``exp`` may be, by default: a day.
 MAX_TOKEN_LIFETIME = timedelta(hours=24)
-
-
-class Unauthorized(Exception):
-    """A token that is missing, forged, expired or malformed; the message says which."""
 
 
 class Authenticator:

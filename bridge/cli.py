@@ -26,7 +26,7 @@ from bridge.app import Bridge, run
 from bridge.auth import Authenticator
 from bridge.config import Limits, Settings
 from bridge.decode import Decoder
-from bridge.exceptions import ConfigError
+from bridge.exceptions import AdminError, ConfigError, EmitError, HelperNameError, TailError
 from bridge.logs import configure
 from schemas import Catalog, CatalogError, Reader, event_schema, load_catalog
 from schemas.topology import Queue, display_url, instance_queue
@@ -573,7 +573,7 @@ def client_types_command(catalog: str | None, out: Path | None) -> None:
     """
     try:
         text = typescript.client_types(_catalog(catalog))
-    except typescript.HelperNameError as exc:
+    except HelperNameError as exc:
         raise click.BadParameter(str(exc), param_hint="'--catalog'") from exc
     if out is None:
         click.echo(text, nl=False)
@@ -605,7 +605,7 @@ def _rabbit(broker: str) -> Iterator[KombuConnection]:
             yield connection
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    except rabbitadmin.AdminError as exc:
+    except AdminError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -649,7 +649,7 @@ def topology(broker: str, instance: str | None, check: bool) -> None:
                 entities = rabbitadmin.check_topology(connection, queue)
             else:
                 entities = rabbitadmin.declare_topology(connection, queue)
-        except rabbitadmin.AdminError as exc:
+        except AdminError as exc:
             raise click.ClickException(str(exc)) from exc
     rows = [["name", "kind", "durable", "arguments", "messages", "consumers", "status"]]
     for entity in entities:
@@ -751,7 +751,7 @@ def emit(
             )
         try:
             emit_module.send_amqp(broker, draft.event)
-        except emit_module.EmitError as exc:
+        except EmitError as exc:
             raise click.ClickException(str(exc)) from exc
         click.echo(draft.event.id)
         return
@@ -763,7 +763,7 @@ def emit(
         click.echo(emit_module.send_http(url, draft, api_key=api_key))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    except emit_module.EmitError as exc:
+    except EmitError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -844,7 +844,7 @@ def tail(
         )
     except KeyboardInterrupt:
         return
-    except tail_module.TailError as exc:
+    except TailError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -960,7 +960,7 @@ def list_dead_letters(broker: str, limit: int) -> None:
     with _rabbit(broker) as connection:
         try:
             letters = rabbitadmin.dead_letters(connection, limit or None)
-        except rabbitadmin.AdminError as exc:
+        except AdminError as exc:
             raise click.ClickException(str(exc)) from exc
     if not letters:
         click.echo("bridge.dead is empty")
@@ -1025,7 +1025,7 @@ def replay_dead_letters(
                 dry_run=dry_run,
                 decoder=decoder,
             )
-        except rabbitadmin.AdminError as exc:
+        except AdminError as exc:
             raise click.ClickException(str(exc)) from exc
     kept = 0
     for outcome in outcomes:

@@ -9,14 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from bridge.exceptions import EmitError
 from messaging.publisher import Publisher, PublishError
 from schemas import DASHBOARD, Event, InvalidEvent, NotJSON, Reader
 
-__all__ = ["Draft", "EmitError", "draft", "send_amqp", "send_http"]
-
-
-class EmitError(Exception):
-    """The event was not taken; the message says why."""
+__all__ = ["Draft", "draft", "send_amqp", "send_http"]
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.http11 import Request as WsRequest
 from websockets.server import ServerProtocol
 
-from bridge.auth import Authenticator, Unauthorized
+from bridge.auth import Authenticator
 from bridge.config import Settings
+from bridge.exceptions import Unauthorized
 from bridge.http import Request
 from bridge.hub import Hub
 from bridge.router import Principal

@@ -22,16 +22,18 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from bridge.auth import Authenticator, Unauthorized
+from bridge.auth import Authenticator
 from bridge.config import Limits
 from bridge.counts import Kind, TypeCounts
+from bridge.exceptions import Unauthorized
 from bridge.mailbox import Mailbox
 from bridge.metrics import Metrics
 from bridge.router import Principal, Router
 from bridge.websocket import CLOSE_TOKEN_EXPIRED, CLOSE_UNAUTHORIZED, Client
-from schemas import Catalog, Event, SchemaError
+from schemas import Catalog, Event, InvalidEvent, SchemaError
 from schemas.protocol import (
     AuthMessage,
+    ErrorMessage,
     PingMessage,
     PongMessage,
     RefreshMessage,
@@ -226,7 +228,10 @@ class Hub:
 
     def _auth_timed_out(self, client: Client) -> None:
         if not client.authenticated:
-            client.close(CLOSE_UNAUTHORIZED, "send {op: auth} with a token within 5 s")
+            client.close(
+                CLOSE_UNAUTHORIZED,
+                f"send {{op: auth}} with a token within {self.limits.auth_timeout:g} s",
+            )
 
     # Client messages
 
@@ -234,8 +239,11 @@ class Hub:
         """Answer one text message from a client."""
         try:
             message = parse_client_message(data)
+        except InvalidEvent as exc:
+            client.send(ErrorMessage(error=str(exc), detail=[dict(e) for e in exc.errors]))
+            return
         except SchemaError as exc:
-            client.send_message_error(str(exc), getattr(exc, "errors", None))
+            client.send(ErrorMessage(error=str(exc)))
             return
         if client.mailbox is None and not isinstance(message, AuthMessage):
             client.close(CLOSE_UNAUTHORIZED, "authenticate first: {op: auth, token}")

@@ -19,7 +19,7 @@ from amqp.exceptions import ChannelError, NotFound, PreconditionFailed
 from kombu import Connection
 
 from bridge.decode import Decoder
-from bridge.exceptions import Undecodable
+from bridge.exceptions import AdminError, Undecodable
 from messaging.entities import declare
 from schemas.topology import (
     DEAD_LETTER_QUEUE,
@@ -32,7 +32,6 @@ from schemas.topology import (
 )
 
 __all__ = [
-    "AdminError",
     "DeadLetter",
     "Entity",
     "Replayed",
@@ -70,10 +69,6 @@ _KEPT_PROPERTIES = (
     "type",
     "app_id",
 )
-
-
-class AdminError(Exception):
-    """RabbitMQ could not be reached or refused what was asked; the message says why."""
 
 
 def _checked(url: str) -> str:

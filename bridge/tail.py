@@ -11,11 +11,9 @@ from urllib.parse import quote
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-__all__ = ["TailError", "line", "tail"]
+from bridge.exceptions import TailError
 
-
-class TailError(Exception):
-    """The connection could not be made or was closed by the bridge; the message says why."""
+__all__ = ["line", "tail"]
 
 
 def line(event: dict[str, Any]) -> str:

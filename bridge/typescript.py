@@ -28,10 +28,11 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
+from bridge.exceptions import HelperNameError, SchemaTooNew
 from schemas import Catalog, Category, UntypedEvent, event_schema, protocol
 from schemas.audience import Audience
 
-__all__ = ["HelperNameError", "SchemaTooNew", "client_js", "client_types", "helpers"]
+__all__ = ["client_js", "client_types", "helpers"]
 
 #: The audiences' definitions, written as `Audience`.
 _AUDIENCES = ("Everyone", "Role", "User")
@@ -59,14 +60,6 @@ _FORMATS: dict[str | None, str] = {
     "date-time": "An ISO 8601 date and time, in UTC: `2024-11-15T14:30:00Z`.",
 }
 _IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
-
-
-class SchemaTooNew(Exception):
-    """The schema uses something this converter does not know; extend it."""
-
-
-class HelperNameError(ValueError):
-    """A payload class whose name cannot make a client helper; the message says which."""
 
 
 # JSON Schema to TypeScript

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from websockets.server import ServerProtocol
 
 from bridge.mailbox import Mailbox
 from bridge.router import ANONYMOUS, Entry, Principal
+from schemas.protocol import ErrorMessage
 
 if TYPE_CHECKING:
     from bridge.hub import Hub
@@ -152,7 +152,7 @@ class Client:
         else:
             return
         if opcode is Opcode.BINARY:
-            self.send_message_error("send JSON text frames, not binary ones")
+            self.send(ErrorMessage(error="send JSON text frames, not binary ones"))
             return
         try:
             data.decode()
@@ -170,10 +170,6 @@ class Client:
     def send(self, message: BaseModel) -> None:
         """Send one ``bridge:*`` message now, ahead of anything queued."""
         self._write_text(message.model_dump_json().encode())
-
-    def send_message_error(self, error: str, detail: list[object] | None = None) -> None:
-        payload = {"type": "bridge:error", "error": error, "detail": detail or []}
-        self._write_text(json.dumps(payload).encode())
 
     def _too_slow(self, buffered: int) -> bool:
         """Close the client if ``buffered`` bytes are more than it may leave unread.

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bridge import typescript
+from bridge.exceptions import HelperNameError
 from schemas import Catalog, Payload
 from tests.bridges import EVENT_BRIDGE, Served
 from tests.httpclient import request
@@ -240,5 +241,5 @@ def test_a_payload_class_that_cannot_name_a_helper_is_refused(
 ) -> None:
     catalog = _catalog_of(*classes)
     for make in (typescript.client_types, typescript.client_table):
-        with pytest.raises(typescript.HelperNameError, match=says):
+        with pytest.raises(HelperNameError, match=says):
             make(catalog)

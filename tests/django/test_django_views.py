@@ -16,7 +16,8 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from api_rest.models import Reserva
-from bridge.auth import Authenticator, Unauthorized
+from bridge.auth import Authenticator
+from bridge.exceptions import Unauthorized
 from messaging.publisher import PublishError
 from producer import WebSocketNotifier, issue_token
 from schemas import SchemaError
