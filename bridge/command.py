@@ -24,7 +24,7 @@ def main() -> None:
         if exc.name not in SERVER_MODULES:
             raise
         sys.exit(
-            f"event-bridge: {exc.name} is not installed: the bridge and its commands come "
-            "with the server extra: pip install 'event-bridge[server]'"
+            "event-bridge: the bridge and its commands need the server extra "
+            f"({exc.name} is not installed): pip install 'event-bridge[server]'"
         )
     cli()

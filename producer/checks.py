@@ -161,7 +161,7 @@ def check_outbox_table(databases: Iterable[str] | None = None, **_: Any) -> list
         Warning(
             f"EVENT_BRIDGE['DELIVERY'] is 'outbox' but database {alias!r} has no {OUTBOX_TABLE}"
             " table: saves that send events will fail.",
-            hint="Run manage.py migrate producer, then keep manage.py event_bridge_relay running.",
+            hint="Run manage.py migrate producer.",
             id="event_bridge.W002",
         )
         for alias in databases or ()

@@ -40,6 +40,7 @@ __all__ = [
     "backlog",
     "describe_backlog",
     "drain",
+    "events",
     "relay_batch",
     "waiter",
 ]
@@ -176,7 +177,12 @@ class Backlog:
     def __str__(self) -> str:
         if self.oldest is None:
             return "the outbox is empty"
-        return f"{self.count} events waiting in the outbox, the oldest for {self.age:.1f} s"
+        return f"{events(self.count)} waiting in the outbox, the oldest for {self.age:.1f} s"
+
+
+def events(count: int) -> str:
+    """``1 event``, ``2 events``: counts in log lines read as sentences."""
+    return f"{count} event" if count == 1 else f"{count} events"
 
 
 def backlog(using: str = DEFAULT_DB_ALIAS) -> Backlog:

@@ -31,7 +31,14 @@ from django.db import DEFAULT_DB_ALIAS, close_old_connections
 
 from messaging.publisher import Publisher
 from producer.conf import producer_settings
-from producer.relay import FIRST_BACKOFF, MAX_BACKOFF, describe_backlog, drain, relay_batch
+from producer.relay import (
+    FIRST_BACKOFF,
+    MAX_BACKOFF,
+    describe_backlog,
+    drain,
+    events,
+    relay_batch,
+)
 from schemas.topology import display_url
 
 __all__ = ["MAX_PENDING", "Sender", "sender"]
@@ -127,7 +134,17 @@ class Sender:
         self._thread = threading.Thread(target=self._run, name="event-bridge sender", daemon=True)
         self._thread.start()
         # A script that sends and exits gives the thread its publish timeout to finish.
-        atexit.register(self.flush, producer_settings().publish_timeout)
+        atexit.register(self._at_exit, producer_settings().publish_timeout)
+
+    def _at_exit(self, timeout: float) -> None:
+        sent = self.flush(timeout)
+        with self._changed:
+            left = not sent or bool(self._owed)
+        if left:
+            log.warning(
+                "event-bridge: this process exits with events it could not send: they wait "
+                "in the outbox; manage.py event_bridge_relay (or --once) sends them"
+            )
 
     def _run(self) -> None:
         while (taken := self._take()) is not None:
@@ -199,9 +216,9 @@ class Sender:
                 self._failed({using}, f"{batch.error} (broker {broker})")
             elif self._backoff:
                 log.info(
-                    "event-bridge: RabbitMQ at %s takes events again: %d sent from the outbox",
+                    "event-bridge: RabbitMQ at %s takes events again: %s sent from the outbox",
                     broker,
-                    sent,
+                    events(sent),
                 )
         with self._changed:
             if not self._owed:

@@ -15,7 +15,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from messaging.publisher import Publisher
 from producer.conf import producer_settings
 from producer.models import OUTBOX_TABLE
-from producer.relay import SWEEP_AFTER, Relay, backlog, log, waiter
+from producer.relay import SWEEP_AFTER, Relay, backlog, events, log, waiter
 from schemas.topology import display_url
 
 
@@ -112,14 +112,14 @@ class Command(BaseCommand):
                 else "taking every row",
             )
             relay.run(stop)
-            log.info("relay: stopped after sending %d events; %s", relay.sent, backlog(using))
+            log.info("relay: stopped after sending %s; %s", events(relay.sent), backlog(using))
         finally:
             wait.close()
             publisher.close()
 
     def _once(self, relay: Relay) -> None:
         batch = relay.drain()
-        self.stdout.write(f"sent {relay.sent} events; {backlog(relay.using)}")
+        self.stdout.write(f"sent {events(relay.sent)}; {backlog(relay.using)}")
         if batch.error is not None:
             raise CommandError(f"RabbitMQ at {relay.broker} refused: {batch.error}")
 
