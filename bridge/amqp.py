@@ -49,6 +49,7 @@ from schemas.topology import (
     Queue,
     display_url,
     instance_queue,
+    is_amqp_url,
     routing_key,
 )
 
@@ -430,8 +431,10 @@ async def _declare_queue(channel: AbstractChannel, spec: Queue) -> AbstractQueue
 
 
 def _checked_queue(url: str, instance: str, prefetch: int) -> Queue:
-    if urlsplit(url).scheme not in {"amqp", "amqps"}:
-        raise ConfigError(f"the RabbitMQ URL must start with amqp:// or amqps://, not {url!r}")
+    if not is_amqp_url(url):
+        raise ConfigError(
+            f"the RabbitMQ URL must start with amqp:// or amqps://, not {display_url(url)!r}"
+        )
     if prefetch < 1:
         raise ConfigError(f"prefetch must be at least 1, not {prefetch}")
     try:

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import click
 from click.core import ParameterSource
@@ -29,7 +28,7 @@ from bridge.decode import Decoder
 from bridge.exceptions import AdminError, ConfigError, EmitError, HelperNameError, TailError
 from bridge.logs import configure
 from schemas import Catalog, CatalogError, Reader, event_schema, load_catalog
-from schemas.topology import Queue, display_url, instance_queue
+from schemas.topology import Queue, display_url, instance_queue, is_amqp_url
 
 __all__ = ["cli", "main"]
 
@@ -744,7 +743,7 @@ def emit(
     if via == "amqp":
         if broker is None:
             raise click.UsageError("--via amqp needs --broker (or BRIDGE_BROKER_URL)")
-        if urlsplit(broker).scheme not in {"amqp", "amqps"}:
+        if not is_amqp_url(broker):
             raise click.UsageError(
                 f"--broker must be an amqp:// or amqps:// URL, not {display_url(broker)!r}; "
                 "for a bridge on memory:// use --via http"

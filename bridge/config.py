@@ -11,7 +11,7 @@ from bridge.exceptions import ConfigError
 from bridge.sites import Sites
 from schemas import Catalog
 from schemas.protocol import MIN_SECRET_LENGTH
-from schemas.topology import display_url, instance_queue
+from schemas.topology import display_url, instance_queue, is_amqp_url
 
 __all__ = ["MIN_API_KEY_LENGTH", "Limits", "Settings"]
 
@@ -125,7 +125,7 @@ class Settings:
     jwt_audience: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.broker_url.startswith(("memory://", "amqp://", "amqps://")):
+        if not (self.broker_url.startswith("memory://") or is_amqp_url(self.broker_url)):
             raise ConfigError(
                 "--broker must be memory:// or amqp://user:password@host:5672/vhost, "
                 f"not {display_url(self.broker_url)!r}"

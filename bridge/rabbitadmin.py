@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import amqp
 from amqp.exceptions import ChannelError, NotFound, PreconditionFailed
@@ -28,6 +27,7 @@ from schemas.topology import (
     Exchange,
     Queue,
     display_url,
+    is_amqp_url,
     routing_key,
 )
 
@@ -72,7 +72,7 @@ _KEPT_PROPERTIES = (
 
 
 def _checked(url: str) -> str:
-    if urlsplit(url).scheme not in {"amqp", "amqps"}:
+    if not is_amqp_url(url):
         raise ValueError(
             f"--broker must be an amqp:// or amqps:// URL, not {display_url(url)!r}: "
             "this command works on RabbitMQ"

@@ -15,6 +15,7 @@ from producer.events import declared_types
 from producer.models import OUTBOX_TABLE
 from schemas import CatalogError
 from schemas.protocol import MIN_SECRET_LENGTH
+from schemas.topology import is_amqp_url
 
 __all__ = ["check_catalog", "check_outbox_table", "check_settings"]
 
@@ -30,7 +31,7 @@ def check_settings(**_: Any) -> list[CheckMessage]:
             hint="Set EVENT_BRIDGE['BROKER_URL'] or CELERY_BROKER_URL to amqp://…",
             id="event_bridge.E001",
         ))  # fmt: skip
-    elif not config.broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
+    elif not (is_amqp_url(config.broker_url) or config.broker_url.startswith("pyamqp://")):
         found.append(Error(
             f"The broker must be RabbitMQ, not {config.broker_url.split(':', 1)[0]}://.",
             hint="event-bridge routes through RabbitMQ's bridge.events exchange.",

@@ -25,6 +25,7 @@ from schemas.audience import Everyone, Role, User
 from schemas.envelope import DASHBOARD, Event
 
 __all__ = [
+    "AMQP_SCHEMES",
     "DEAD_LETTERS",
     "DEAD_LETTER_QUEUE",
     "EVENTS",
@@ -35,6 +36,7 @@ __all__ = [
     "Queue",
     "display_url",
     "instance_queue",
+    "is_amqp_url",
     "routing_key",
 ]
 
@@ -139,6 +141,15 @@ def routing_key(event: Event) -> str:
             return "dashboard"
         case _:
             return "event." + event.type.replace(":", ".")
+
+
+#: The URL schemes of RabbitMQ that the bridge, the producer and the operator commands take.
+AMQP_SCHEMES = frozenset({"amqp", "amqps"})
+
+
+def is_amqp_url(url: str) -> bool:
+    """Whether ``url`` names RabbitMQ: ``amqp://`` or ``amqps://``."""
+    return urlsplit(url).scheme in AMQP_SCHEMES
 
 
 def display_url(url: str) -> str:
