@@ -55,6 +55,7 @@ async def dead_letters(amqp_url: str, prefix: str) -> dict[str, str]:
     return found
 
 
+@pytest.mark.timing
 async def test_poison_messages_are_dead_lettered_and_the_good_ones_arrive_on_time(
     own_amqp_url: str, tmp_path: Path
 ) -> None:
@@ -117,6 +118,7 @@ async def test_poison_messages_are_dead_lettered_and_the_good_ones_arrive_on_tim
     assert typical_mixed < 2 * typical_calm
 
 
+@pytest.mark.timing
 async def test_a_dropped_rabbitmq_connection_is_back_within_10_s_and_nothing_is_lost(
     own_amqp_url: str, tmp_path: Path
 ) -> None:
@@ -182,6 +184,7 @@ async def churn(bridge: BridgeProcess, count: int, concurrency: int = 20) -> Non
     await bridge.counted("connection closed", closed, timeout=30)
 
 
+@pytest.mark.timing
 async def test_connection_churn_leaves_no_leak(own_amqp_url: str, tmp_path: Path) -> None:
     """Issue 8, scenario 7: 10,000 connects and disconnects in a minute."""
     async with BridgeProcess(own_amqp_url, "faults-churn", tmp_path) as bridge:
@@ -259,6 +262,7 @@ def resident_mib(pid: int) -> float:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.timing
 async def test_a_client_that_stops_reading_is_dropped_and_the_others_stay_on_time(
     own_amqp_url: str, tmp_path: Path
 ) -> None:

@@ -90,7 +90,13 @@ def test_a_rejected_message_is_dead_lettered_not_requeued(connection: Connection
 def test_declaring_twice_is_harmless(connection: Connection) -> None:
     spec = instance_queue("redeclare-test")
     declare(connection, spec)
-    declare(connection, spec)
+    event = Event.of(parse_event(json.dumps(SEED_EVENTS[0][0])).data)
+    publish(connection, event)
+    declare(connection, spec)  # as every process does when it starts: no error, no loss
+    bound = queue(spec).bind(connection.default_channel)
+    kept = bound.get(no_ack=True)
+    assert kept is not None and parse_event(kept.body) == event
+    assert bound.get(no_ack=True) is None  # one binding: the event arrived once
 
 
 def test_an_instance_queue_keeps_its_arguments(connection: Connection) -> None:

@@ -160,6 +160,7 @@ def test_the_relay_sends_what_commits_and_nothing_that_rolls_back(
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.timing
 def test_with_rabbitmq_unreachable_saves_stay_fast_and_every_event_arrives_once_it_is_back(
     live: LiveBridge, browser: Browser, proxy: Proxy
 ) -> None:
@@ -483,6 +484,7 @@ def test_with_the_default_settings_and_no_relay_every_call_and_a_save_reach_a_br
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.timing
 def test_with_rabbitmq_unreachable_saves_stay_fast_and_the_process_sends_them_once_it_is_back(
     live: LiveBridge,
     browser: Browser,
