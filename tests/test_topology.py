@@ -95,7 +95,8 @@ def test_declaring_twice_is_harmless(connection: Connection) -> None:
     declare(connection, spec)  # as every process does when it starts: no error, no loss
     bound = queue(spec).bind(connection.default_channel)
     kept = bound.get(no_ack=True)
-    assert kept is not None and parse_event(kept.body) == event
+    assert kept is not None
+    assert parse_event(kept.body) == event
     assert bound.get(no_ack=True) is None  # one binding: the event arrived once
 
 
