@@ -40,7 +40,8 @@ import yaml
 from django.core.management import find_commands
 from jsonschema import Draft7Validator
 
-from bridge.cli import cli, serve
+from bridge.cli import cli
+from bridge.cli.serve import serve
 from schemas import load_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
