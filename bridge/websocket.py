@@ -22,6 +22,7 @@ from websockets.server import ServerProtocol
 
 from bridge.mailbox import Mailbox
 from bridge.router import ANONYMOUS, Entry, Principal
+from bridge.slow import judge
 from schemas.protocol import ErrorMessage
 
 if TYPE_CHECKING:
@@ -48,9 +49,6 @@ CLOSE_TOKEN_EXPIRED = 4419
 CLOSE_TOO_SLOW = CloseCode.TRY_AGAIN_LATER  # 1013
 
 _PING = Frame(Opcode.PING, b"").serialize(mask=False)
-#: A client with more than this waiting is behind: the first to go when all clients
-#: together hold too much (``max_queued_bytes``).
-_BEHIND = 64 * 1024
 _ids = itertools.count(1)
 
 
@@ -180,23 +178,22 @@ class Client:
         """
         self.note_buffered(buffered)
         limits = self.hub.limits
-        if self.hub.queued > limits.max_queued_bytes and buffered > _BEHIND:
-            bound = "max_queued_bytes"
-        elif buffered <= limits.max_send_buffer:
-            self.allowance = 0
+        verdict = judge(
+            buffered,
+            allowance=self.allowance,
+            queued=self.hub.queued,
+            max_send_buffer=limits.max_send_buffer,
+            max_queued_bytes=limits.max_queued_bytes,
+        )
+        self.allowance = verdict.allowance
+        if verdict.broke is None:
             return False
-        else:
-            # Drained bytes of a burst need no more allowance.
-            self.allowance = min(self.allowance, buffered)
-            if buffered <= limits.max_send_buffer + self.allowance:
-                return False
-            bound = "max_send_buffer"
         log.warning(
             "slow client dropped",
             extra={
                 "conn": self.id,
                 "buffered": buffered,
-                "bound": bound,
+                "bound": verdict.broke,
                 "queued": self.hub.queued,
             },
         )
