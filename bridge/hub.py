@@ -28,6 +28,7 @@ from bridge.counts import Kind, TypeCounts
 from bridge.exceptions import Unauthorized
 from bridge.mailbox import Mailbox
 from bridge.metrics import Metrics
+from bridge.resume import resume
 from bridge.router import Principal, Router
 from bridge.websocket import CLOSE_TOKEN_EXPIRED, CLOSE_UNAUTHORIZED, Client
 from schemas import Catalog, Event, InvalidEvent, SchemaError
@@ -308,9 +309,7 @@ class Hub:
         mailbox = client.mailbox
         if mailbox is None:
             return
-        after_seq = 0 if after is None else self.router.seq_of(after)
-        replay = self.router.replay(client.principal, after, until=mailbox.joined)
-        if not mailbox.resume(after_seq, replay):
+        if not resume(self.router, client.principal, mailbox, after):
             client.send(ResetMessage(latest=self.router.latest_for(client.principal)))
         self._dirty.add(client)
         self._schedule_flush()

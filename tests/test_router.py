@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from api_rest.events import DashboardUpdate, Reserva, ReservaCreada
 from bridge.mailbox import Mailbox
+from bridge.resume import resume
 from bridge.router import ANONYMOUS, Principal, Router
 from schemas import Event, Everyone, Role, User
 from schemas.audience import Audience
@@ -210,9 +211,7 @@ def test_resume_delivers_each_missed_event_once_and_in_order(
         mailbox.push(entry)
     ids = [e.event.id for e in router.history()]
     after = ids[after_index] if after_index < len(ids) else "unknown"
-    after_seq = router.seq_of(after)
-    replay = router.replay(sub.principal, after, until=mailbox.joined)
-    resumed = mailbox.resume(after_seq, replay)
+    resumed = resume(router, sub.principal, mailbox, after)
     got = [e.event.id for e in mailbox.take()]
     if after == "unknown":
         assert not resumed
@@ -231,5 +230,4 @@ def test_a_resume_after_live_events_went_out_asks_for_a_reset() -> None:
     assert live is not None
     mailbox.push(live)
     mailbox.take()  # "c" was sent before the client asked to resume after "a"
-    replay = router.replay(ANONYMOUS, "a", until=mailbox.joined)
-    assert not mailbox.resume(router.seq_of("a"), replay)
+    assert not resume(router, ANONYMOUS, mailbox, "a")
