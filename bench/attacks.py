@@ -78,7 +78,7 @@ def token(ttl: float = 300, *, key: str = SECRET, headers: dict[str, object] | N
 
 
 def frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
-    """A client's frame, masked, as RFC 6455 wants it (copied from tests/test_abuse.py)."""
+    """A client's frame, masked, as RFC 6455 wants it (the same as tests/test_abuse.py's)."""
     head = bytes([(0x80 if fin else 0) | opcode])
     length = len(payload)
     if length < 126:

@@ -32,24 +32,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from delivery import (
-    CONNECT_TIMEOUT,
-    GENERATOR_CORE,
-    HOST,
-    SERVER_CORE,
-    VHOST_PREFIX,
-    Client,
+from deliverybench.clients import Client
+from deliverybench.constants import CONNECT_TIMEOUT, GENERATOR_CORE, HOST, SERVER_CORE, VHOST_PREFIX
+from deliverybench.machine import ServerGone, pin_to_core, versions, vhost
+from deliverybench.progress import progress
+from deliverybench.servers import (
     Running,
-    ServerGone,
     ServerSpec,
     forget_redis_keys,
     missing_prerequisite,
-    pin_to_core,
-    progress,
     served,
     server_specs,
-    versions,
-    vhost,
 )
 from sio_client import SioClient
 from websockets.frames import Frame, Opcode
@@ -105,7 +98,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Namespace:
     args = parser.parse_args(argv)
     if args.clients <= args.warmup or args.warmup < 1:
         parser.error("--clients must exceed --warmup, which must be positive")
-    # What delivery.server_specs reads.
+    # What deliverybench.servers.server_specs reads.
     args.no_batch = True
     args.channels_rates = [10.0]
     args.socketio_rates = [10.0, 40.0]
@@ -171,7 +164,7 @@ async def settled_rss(pid: int) -> int:
 
 
 class IdleClient(Client):
-    """``delivery.Client`` that needs no JSON of the server.
+    """``deliverybench.clients.Client`` that needs no JSON of the server.
 
     It counts as connected at the server's first text frame (the welcome, compressed
     or not), answers it with ``{"op": "ping"}`` as the delivery clients do (the

@@ -72,7 +72,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from delivery import VHOST_PREFIX, rabbitmqctl, vhost
+from deliverybench.constants import VHOST_PREFIX
+from deliverybench.machine import rabbitmqctl, vhost
+from proxy import Proxy
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -371,7 +373,7 @@ def sent_on_commit_rows(
     args: argparse.Namespace,
     save: Callable[[], None],
     broker_url: str,
-    proxy_class: Any,
+    proxy_class: type[Proxy],
     tmp: Path,
 ) -> list[Row]:
     """The default: each process sends its committed rows from a thread; no relay runs."""
@@ -465,7 +467,6 @@ def django_rows(  # noqa: PLR0915 - one sequence of measurements sharing one dat
     from producer.notifier import publisher  # noqa: PLC0415
     from producer.relay import Poller, Relay  # noqa: PLC0415
     from schemas.topology import instance_queue  # noqa: PLC0415
-    from tests.django.proxy import Proxy  # noqa: PLC0415 - the tests' TCP proxy
 
     failures = Failures()
     producer_log = logging.getLogger("producer")
@@ -623,7 +624,7 @@ def outbox_down(
     save: Callable[[], None],
     broker_url: str,
     depth: Callable[[], int],
-    proxy_class: Any,
+    proxy_class: type[Proxy],
     warnings: Failures,
 ) -> Row:
     """Saves while the relay cannot reach RabbitMQ, then how long until all arrived."""

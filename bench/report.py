@@ -59,7 +59,7 @@ SCRIPTS = (
 #: Names whose script is another one with arguments: name -> (script, arguments).
 COMMANDS = {"capacity": ("memory", ("--capacity", "--capacity-step", "2000"))}
 
-#: delivery.py's table titles (delivery.TITLES).
+#: delivery.py's table titles (deliverybench.output.TITLES).
 FIXED = "Plain clients at fixed rates"
 BROWSER = "Browser-like clients, offering permessage-deflate"
 STEPS = "Highest sustained rate: every step"

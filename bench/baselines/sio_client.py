@@ -10,9 +10,9 @@ server's pings (``2``) with ``3``, and for every ``42["event",DATA]`` (or
 the server encoded it, and the kernel's receive time (``SO_TIMESTAMPNS``,
 CLOCK_REALTIME like ``time.time()``) of the read that completed its frame.
 
-The WebSocket side is :class:`FrameReader`, which ``bench/delivery.py``'s plain
-client shares. With ``deflate=True`` it offers permessage-deflate as browsers do,
-and inflates what the server compressed.
+The WebSocket side is :class:`FrameReader`, which the delivery benchmark's plain
+client (``bench/deliverybench/clients.py``) shares. With ``deflate=True`` it offers
+permessage-deflate as browsers do, and inflates what the server compressed.
 
     client = await connect(port, lambda data, now: print(bytes(data), now))
     ...

@@ -1,6 +1,6 @@
 """A TCP proxy that plays RabbitMQ going away, without stopping the shared RabbitMQ.
 
-Used by the outbox tests and by ``bench/producer.py``; it imports nothing of Django.
+Used by the outbox tests (bench has its own, bench/proxy.py: it imports nothing from tests); it imports nothing of Django.
 """
 
 from __future__ import annotations
