@@ -36,16 +36,26 @@ class HistoryFile:
     def open(self) -> list[Event]:
         """Start appending; returns the last events saved, oldest first.
 
-        Lines that do not parse (one cut short by a crash) are skipped.
+        Lines that do not parse are skipped. A last line cut short by a crash
+        is cut off the file, so that the next event starts a line of its own.
         """
         # Events may carry personal data: the folder and the file are the bridge user's only.
         self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self._path.exists():
             self._path.chmod(0o600)
+            whole = 0  # bytes of complete lines
             with self._path.open("rb") as file:
                 for line in file:
+                    if not line.endswith(b"\n"):
+                        log.warning(
+                            "history line cut short by a crash dropped",
+                            extra={"path": str(self._path), "bytes": len(line)},
+                        )
+                        break
+                    whole += len(line)
                     self._lines += 1
                     self._recent.append(line.rstrip(b"\n"))
+            os.truncate(self._path, whole)
         events = [event for line in self._recent if (event := self._parse(line))]
         self._reopen()
         return events
@@ -75,6 +85,7 @@ class HistoryFile:
         self.close()
         if self._lines > _COMPACT_FACTOR * (self._recent.maxlen or 1):
             partial = self._path.with_suffix(".tmp")
+            partial.unlink(missing_ok=True)  # one left by a crash keeps its own mode
             with open(partial, "wb", opener=_private) as file:
                 file.write(b"".join(line + b"\n" for line in self._recent))
             os.replace(partial, self._path)
