@@ -42,6 +42,7 @@ class Authenticator:
     def verify(self, token: str) -> Principal:
         """The principal a token names; raises :class:`Unauthorized` saying why not."""
         required = ["exp", "sub"]
+        # (PyJWT also requires iss and aud once it is given an issuer and an audience.)
         required += ["iss"] if self._issuer else []
         required += ["aud"] if self._audience else []
         try:
@@ -57,6 +58,14 @@ class Authenticator:
             raise Unauthorized("token expired") from exc
         except jwt.InvalidSignatureError as exc:
             raise Unauthorized("token signature is not valid") from exc
+        except jwt.InvalidAudienceError as exc:
+            if self._audience is None:
+                # Django sets JWT_AUDIENCE, the bridge was not told: say which side to change.
+                raise Unauthorized(
+                    "token has an aud claim and this bridge checks none: start it with "
+                    "--jwt-audience, or drop EVENT_BRIDGE['JWT_AUDIENCE']"
+                ) from exc
+            raise Unauthorized(f"token not valid: {exc}") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"token not valid: {exc}") from exc
         roles = claims.get("roles", [])

@@ -183,6 +183,12 @@ def test_iss_and_aud_must_match_when_the_authenticator_requires_them(
     assert refusal(auth, token) == f"token not valid: {says}"
 
 
+def test_a_token_with_an_audience_to_a_bridge_that_checks_none_says_which_side_to_change() -> None:
+    says = refusal(Authenticator(SECRET), signed(claims(aud="event-bridge")))
+    assert "this bridge checks none: start it with --jwt-audience" in says
+    assert "EVENT_BRIDGE['JWT_AUDIENCE']" in says
+
+
 @pytest.mark.parametrize(
     "token",
     [
