@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import click
 
-from bridge import rabbitadmin
 from bridge.cli.group import cli
 from bridge.cli.options import broker_option, catalog_option, named_catalog, rabbit, strict_option
+from bridge.cli.tables import table
 from bridge.decode import Decoder
 from bridge.exceptions import AdminError
+from bridge.rabbitadmin.deadletters import dead_letters as read_dead_letters
+from bridge.rabbitadmin.deadletters import replay as replay_letters
 from schemas import Reader
 
 
@@ -50,7 +52,7 @@ def list_dead_letters(broker: str, limit: int) -> None:
     """
     with rabbit(broker) as connection:
         try:
-            letters = rabbitadmin.dead_letters(connection, limit or None)
+            letters = read_dead_letters(connection, limit or None)
         except AdminError as exc:
             raise click.ClickException(str(exc)) from exc
     if not letters:
@@ -67,7 +69,7 @@ def list_dead_letters(broker: str, limit: int) -> None:
                 _preview(letter.body),
             ]
         )
-    click.echo(rabbitadmin.table(rows))
+    click.echo(table(rows))
 
 
 def _preview(body: bytes, size: int = 100) -> str:
@@ -110,7 +112,7 @@ def replay_dead_letters(
     decoder = Decoder(Reader(named_catalog(catalog), strict=strict_events))
     with rabbit(broker) as connection:
         try:
-            outcomes = rabbitadmin.replay(
+            outcomes = replay_letters(
                 connection,
                 lambda letter: everything or letter.message_id in wanted,
                 dry_run=dry_run,

@@ -13,8 +13,8 @@ import click
 from click.core import ParameterSource
 from kombu import Connection as KombuConnection
 
-from bridge import rabbitadmin
 from bridge.exceptions import AdminError
+from bridge.rabbitadmin.connection import connect
 from schemas import Catalog, CatalogError, load_catalog
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -121,7 +121,7 @@ def broker_option(help_text: str = _BROKER_HELP) -> Callable[[F], F]:
 @contextmanager
 def rabbit(broker: str) -> Iterator[KombuConnection]:
     try:
-        with rabbitadmin.connect(broker) as connection:
+        with connect(broker) as connection:
             yield connection
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from bridge import rabbitadmin
 from bridge.cli.group import cli
 from bridge.cli.options import broker_option, rabbit
+from bridge.cli.tables import table
 from bridge.exceptions import AdminError
+from bridge.rabbitadmin.topology import check_topology, declare_topology
 from schemas.topology import Queue, instance_queue
 
 
@@ -48,9 +49,9 @@ def topology(broker: str, instance: str | None, check: bool) -> None:
     with rabbit(broker) as connection:
         try:
             if check:
-                entities = rabbitadmin.check_topology(connection, queue)
+                entities = check_topology(connection, queue)
             else:
-                entities = rabbitadmin.declare_topology(connection, queue)
+                entities = declare_topology(connection, queue)
         except AdminError as exc:
             raise click.ClickException(str(exc)) from exc
     rows = [["name", "kind", "durable", "arguments", "messages", "consumers", "status"]]
@@ -66,7 +67,7 @@ def topology(broker: str, instance: str | None, check: bool) -> None:
                 "ok" if entity.problem is None else entity.problem.partition(":")[0],
             ]
         )
-    click.echo(rabbitadmin.table(rows))
+    click.echo(table(rows))
     problems = [e for e in entities if e.problem is not None]
     for entity in problems:
         click.echo(f"{entity.name}: {entity.problem}", err=True)

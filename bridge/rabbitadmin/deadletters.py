@@ -1,47 +1,22 @@
-"""RabbitMQ for an operator, synchronously with kombu: the topology and the dead letters.
-
-The command line uses this module; the bridge itself never does (it has
-:mod:`bridge.amqp`). Names come only from :mod:`schemas.topology`.
-"""
+"""The dead letters in ``bridge.dead``: listed without taking them, replayed on request."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 import amqp
-from amqp.exceptions import ChannelError, NotFound, PreconditionFailed
+from amqp.exceptions import NotFound
 from kombu import Connection
 
 from bridge.decode import Decoder
 from bridge.exceptions import AdminError, Undecodable
-from messaging.entities import declare
-from schemas.topology import (
-    DEAD_LETTER_QUEUE,
-    DEAD_LETTERS,
-    EVENTS,
-    Exchange,
-    Queue,
-    display_url,
-    is_amqp_url,
-    routing_key,
-)
+from bridge.rabbitadmin.connection import open_channel
+from schemas.topology import DEAD_LETTER_QUEUE, EVENTS, routing_key
 
-__all__ = [
-    "DeadLetter",
-    "Entity",
-    "Replayed",
-    "check_topology",
-    "connect",
-    "dead_letters",
-    "declare_topology",
-    "replay",
-    "table",
-]
+__all__ = ["DeadLetter", "Replayed", "dead_letters", "replay"]
 
 #: Headers that say how a message died; a replayed message leaves without them.
 _DEATH_HEADERS = frozenset(
@@ -69,163 +44,6 @@ _KEPT_PROPERTIES = (
     "type",
     "app_id",
 )
-
-
-def _checked(url: str) -> str:
-    if not is_amqp_url(url):
-        raise ValueError(
-            f"--broker must be an amqp:// or amqps:// URL, not {display_url(url)!r}: "
-            "this command works on RabbitMQ"
-        )
-    return url
-
-
-@contextmanager
-def connect(url: str, *, timeout: float = 5.0) -> Iterator[Connection]:
-    """A connection to RabbitMQ with publisher confirms, or :class:`AdminError` saying why not.
-
-    Raises :class:`ValueError` for a URL that is not ``amqp://`` or ``amqps://``.
-    """
-    connection = Connection(
-        _checked(url), connect_timeout=timeout, transport_options={"confirm_publish": True}
-    )
-    try:
-        try:
-            connection.connect()
-        except (OSError, amqp.AMQPError) as exc:
-            raise AdminError(f"cannot connect to {display_url(url)}: {exc}") from exc
-        yield connection
-    finally:
-        with contextlib.suppress(OSError, amqp.AMQPError):
-            connection.release()
-
-
-@contextmanager
-def _channel(connection: Connection) -> Iterator[amqp.Channel]:
-    # A channel of its own per step: RabbitMQ closes a channel on any refusal.
-    channel = cast(amqp.Channel, connection.channel())
-    try:
-        yield channel
-    finally:
-        with contextlib.suppress(OSError, amqp.AMQPError):
-            channel.close()
-
-
-# The topology.
-
-
-@dataclass(frozen=True)
-class Entity:
-    """One exchange or queue as RabbitMQ has it; ``problem`` is set when it is not as expected."""
-
-    name: str
-    kind: str
-    durable: bool
-    arguments: Mapping[str, str | int]
-    messages: int | None = None
-    consumers: int | None = None
-    problem: str | None = None
-
-
-def _specs(instance: Queue | None) -> tuple[list[Exchange], list[Queue]]:
-    queues = [DEAD_LETTER_QUEUE] if instance is None else [DEAD_LETTER_QUEUE, instance]
-    return [EVENTS, DEAD_LETTERS], queues
-
-
-def _queue_kind(spec: Queue) -> str:
-    return f"queue ({spec.arguments.get('x-queue-type', 'classic')})"
-
-
-def declare_topology(connection: Connection, instance: Queue | None = None) -> list[Entity]:
-    """Declare the exchanges, ``bridge.dead`` and ``instance`` with their bindings; describe them.
-
-    Raises :class:`AdminError` when RabbitMQ refuses, e.g. a queue that exists
-    with other arguments.
-    """
-    _, queues = _specs(instance)
-    try:
-        declare(connection, *queues[1:])
-    except ChannelError as exc:
-        raise AdminError(f"RabbitMQ refused the topology: {exc}") from exc
-    return check_topology(connection, instance)
-
-
-def check_topology(connection: Connection, instance: Queue | None = None) -> list[Entity]:
-    """Describe each expected exchange and queue without creating anything.
-
-    An entity that is missing, or exists with another type or other
-    arguments, has its ``problem`` set. AMQP cannot read bindings, so they
-    are not checked.
-    """
-    exchanges, queues = _specs(instance)
-    found = [_check_exchange(connection, spec) for spec in exchanges]
-    found += [_check_queue(connection, spec) for spec in queues]
-    return found
-
-
-def _check_exchange(connection: Connection, spec: Exchange) -> Entity:
-    entity = Entity(spec.name, f"exchange ({spec.type})", spec.durable, {})
-    try:
-        with _channel(connection) as channel:
-            channel.exchange_declare(spec.name, spec.type, passive=True)
-    except NotFound:
-        return _with_problem(entity, "missing")
-    # It exists: declaring it as expected changes nothing, or is refused if it differs.
-    try:
-        with _channel(connection) as channel:
-            channel.exchange_declare(spec.name, spec.type, durable=spec.durable, auto_delete=False)
-    except PreconditionFailed as exc:
-        return _with_problem(entity, _refusal(exc))
-    return entity
-
-
-def _check_queue(connection: Connection, spec: Queue) -> Entity:
-    entity = Entity(spec.name, _queue_kind(spec), spec.durable, spec.arguments)
-    try:
-        with _channel(connection) as channel:
-            ok = channel.queue_declare(spec.name, passive=True)
-    except NotFound:
-        return _with_problem(entity, "missing")
-    assert ok is not None
-    _, messages, consumers = ok
-    entity = Entity(entity.name, entity.kind, entity.durable, entity.arguments, messages, consumers)
-    try:
-        with _channel(connection) as channel:
-            channel.queue_declare(
-                spec.name, durable=spec.durable, auto_delete=False, arguments=dict(spec.arguments)
-            )
-    except PreconditionFailed as exc:
-        return _with_problem(entity, _refusal(exc))
-    return entity
-
-
-def _with_problem(entity: Entity, problem: str) -> Entity:
-    return Entity(
-        entity.name,
-        entity.kind,
-        entity.durable,
-        entity.arguments,
-        entity.messages,
-        entity.consumers,
-        problem,
-    )
-
-
-def _refusal(exc: ChannelError) -> str:
-    text = str(getattr(exc, "reply_text", "") or exc)
-    return "different: " + text.removeprefix("PRECONDITION_FAILED - ")
-
-
-def table(rows: Sequence[Sequence[str]]) -> str:
-    """``rows`` (the first one a header) as aligned columns."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
-
-
-# Dead letters.
 
 
 @dataclass(frozen=True)
@@ -306,7 +124,7 @@ def _read(channel: amqp.Channel, limit: int | None) -> list[DeadLetter]:
 def dead_letters(connection: Connection, limit: int | None = None) -> list[DeadLetter]:
     """The first ``limit`` messages of ``bridge.dead`` (all if ``None``), left in the queue."""
     try:
-        with _channel(connection) as channel:
+        with open_channel(connection) as channel:
             return _read(channel, limit)
     except NotFound as exc:
         raise AdminError(
@@ -333,7 +151,7 @@ def replay(
     """
     outcomes: list[Replayed] = []
     try:
-        with _channel(connection) as reader, _channel(connection) as writer:
+        with open_channel(connection) as reader, open_channel(connection) as writer:
             returned: list[str] = []
             # py-amqp calls these for a message RabbitMQ could not route (mandatory).
             cast(Any, writer).events["basic_return"].add(
