@@ -13,7 +13,10 @@ from schemas import Catalog
 from schemas.protocol import MIN_SECRET_LENGTH
 from schemas.topology import display_url, instance_queue, is_amqp_url
 
-__all__ = ["MIN_API_KEY_LENGTH", "Limits", "Settings"]
+__all__ = ["MIN_API_KEY_LENGTH", "WS_PATH", "Limits", "Settings"]
+
+#: Where clients open their WebSocket (the one path the handshake accepts).
+WS_PATH = "/ws"
 
 #: HS256 needs a key of at least 256 bits (RFC 7518, section 3.2).
 #: An API key is compared whole, never brute-forced offline: 96 random bits are plenty.

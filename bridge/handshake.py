@@ -13,7 +13,7 @@ from websockets.http11 import Request as WsRequest
 from websockets.server import ServerProtocol
 
 from bridge.auth import Authenticator
-from bridge.config import Settings
+from bridge.config import WS_PATH, Settings
 from bridge.exceptions import Unauthorized
 from bridge.http import Request
 from bridge.hub import Hub
@@ -23,8 +23,6 @@ from bridge.websocket import Client
 __all__ = ["Handshake"]
 
 log = logging.getLogger("bridge.ws")
-
-WS_PATH = "/ws"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import h11
 from websockets.frames import CloseCode
 
-from bridge.config import Limits
+from bridge.config import WS_PATH, Limits
 from bridge.connections import Connections
 from bridge.metrics import Metrics
 from bridge.sites import Sites
@@ -334,7 +334,16 @@ class HttpProtocol(asyncio.Protocol):
         self._task.add_done_callback(self._respond)
 
     def _not_here(self, request: Request) -> Response:
-        """404 for an unknown path; 405 with ``Allow`` for a known path and another method."""
+        """404 for an unknown path; 405 with ``Allow`` for a known path and another method.
+
+        A GET of the WebSocket path without ``Upgrade: websocket`` (a browser's
+        address bar, curl) gets 426 saying to open a WebSocket (RFC 9110, 15.5.22).
+        """
+        if request.path == WS_PATH and request.method in ("GET", "HEAD"):
+            refusal = f"{WS_PATH} is a WebSocket: open it with a WebSocket client"
+            return Response.error(426, refusal).with_headers(
+                ("upgrade", "websocket"), ("connection", "upgrade")
+            )
         served = {method for method, path in self._routes if path == request.path}
         methods = sorted(served | {"HEAD"} if "GET" in served else served)
         refusal = f"no {request.method} {request.path} here"

@@ -286,11 +286,12 @@ async def test_an_upgrade_without_a_websocket_key_gets_400_saying_so(make: Make)
     assert_refused(answer, 400, "Sec-WebSocket-Key")
 
 
-async def test_a_plain_get_to_ws_gets_a_4xx_with_a_reason(tmp_path: Path) -> None:
+async def test_a_plain_get_to_ws_gets_426_saying_to_open_a_websocket(tmp_path: Path) -> None:
     async with running(settings(tmp_path)) as bridge:
         reply = await request(bridge.port, "GET", "/ws")
-    assert 400 <= reply.status < 500
-    assert "/ws" in reply.json()["error"]
+    assert reply.status == 426
+    assert reply.headers["upgrade"] == "websocket"
+    assert reply.json()["error"] == "/ws is a WebSocket: open it with a WebSocket client"
 
 
 # What the accepted connection is
