@@ -18,7 +18,6 @@ __all__ = ["MIN_API_KEY_LENGTH", "WS_PATH", "Limits", "Settings"]
 #: Where clients open their WebSocket (the one path the handshake accepts).
 WS_PATH = "/ws"
 
-#: HS256 needs a key of at least 256 bits (RFC 7518, section 3.2).
 #: An API key is compared whole, never brute-forced offline: 96 random bits are plenty.
 MIN_API_KEY_LENGTH = 16
 

@@ -23,8 +23,6 @@ from schemas.topology import TASK_NAME
 
 __all__ = ["MAX_REASON", "Decoder"]
 
-#: The Celery task whose messages carry events.
-
 #: Reasons longer than this are cut: they travel in a message header.
 MAX_REASON = 1000
 

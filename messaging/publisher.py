@@ -12,13 +12,13 @@ import logging
 import os
 import socket
 import time
-import weakref
 
 from amqp.exceptions import AMQPError
 from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
 
 from messaging.entities import exchange
+from messaging.forks import reset_in_child
 from schemas import Event
 from schemas.topology import EVENTS, TASK_NAME, routing_key
 
@@ -63,8 +63,7 @@ class Publisher:
         self._failed_at = 0.0
         self._app = self._celery()
         # A forked child (a gunicorn worker) must not publish on its parent's sockets.
-        fresh = weakref.WeakMethod(self._forked)
-        os.register_at_fork(after_in_child=lambda: (forked := fresh()) and forked())
+        reset_in_child(self._forked)
         # Declared once per connection by kombu, so a fresh RabbitMQ is ready too.
         self._exchange = exchange(EVENTS)
 

@@ -129,8 +129,11 @@ class WebSocketNotifier:
         """
         if record(event, self._using):
             return True  # a test is capturing: nothing leaves
-        if producer_settings().delivery == OUTBOX:
-            return self._store(event)
+        config = producer_settings()
+        if config.delivery == OUTBOX:
+            return self._store(
+                event, send_on_commit=config.send_on_commit and bool(config.broker_url)
+            )
         connection = connections[self._using]
         if connection.in_atomic_block:
             # Leaves only if the transaction commits; a rollback sends nothing.
@@ -197,7 +200,7 @@ class WebSocketNotifier:
             _misfit(event.type)
         return self.send(event)
 
-    def _store(self, event: Event) -> bool:
+    def _store(self, event: Event, *, send_on_commit: bool) -> bool:
         # Not at the top: apps.py files import this module before models may load.
         from producer.models import OutboxEvent  # noqa: PLC0415
         from producer.sender import sender  # noqa: PLC0415
@@ -210,8 +213,7 @@ class WebSocketNotifier:
             if connections[self._using].in_atomic_block:
                 raise  # the caller's transaction is broken: its caller must know
             return self.failed(f"event {event.id} not stored in the outbox: {exc}", exc)
-        config = producer_settings()
-        if config.send_on_commit and config.broker_url:
+        if send_on_commit:
             # At once outside a transaction; after the commit inside one, never on rollback.
             transaction.on_commit(partial(sender.submit, self._using, row.id), using=self._using)
         _watch.look(self._using)

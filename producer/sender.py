@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -29,6 +28,7 @@ from functools import cache
 
 from django.db import DEFAULT_DB_ALIAS, close_old_connections
 
+from messaging.forks import reset_in_child
 from messaging.publisher import Publisher
 from producer.conf import producer_settings
 from producer.relay import (
@@ -69,7 +69,7 @@ class Sender:
         self.batch_size = batch_size
         self._fresh()
         # A forked child (a gunicorn worker) inherits neither the thread nor a usable lock.
-        os.register_at_fork(after_in_child=self._fresh)
+        reset_in_child(self._fresh)
 
     def _fresh(self) -> None:
         self._changed = threading.Condition()

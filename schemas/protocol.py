@@ -32,7 +32,8 @@ _CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 #: How tokens are signed, by the bridge and by Django alike.
 JWT_ALGORITHM = "HS256"
-#: HS256 needs a key of at least 256 bits: the shortest secret either side accepts.
+#: HS256 needs a key of at least 256 bits (RFC 7518, section 3.2): the shortest
+#: secret either side accepts.
 MIN_SECRET_LENGTH = 32
 
 #: The ``scope`` claim of an operator's token: it sees every event, whatever its

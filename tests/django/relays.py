@@ -21,7 +21,7 @@ from django.db import connection
 from tests.django.proxy import Proxy
 from tests.output import Output
 
-__all__ = ["Proxy", "RelayProcess", "database_url", "running_relay"]
+__all__ = ["Proxy", "RelayProcess", "database_url", "manage_env", "running_relay"]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Seconds a test waits for a relay to say something.
@@ -46,16 +46,20 @@ def database_url() -> str:
     return f"postgresql://{userinfo}@{host}:{port}/{given['NAME']}"
 
 
+def manage_env(broker_url: str) -> dict[str, str]:
+    """The environment of a ``manage.py`` process on the test database and ``broker_url``."""
+    return {
+        **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+        "DATABASE_URL": database_url(),
+        "BRIDGE_BROKER_URL": broker_url,
+    }
+
+
 class RelayProcess:
     """``manage.py event_bridge_relay`` in a process of its own, its output read line by line."""
 
     def __init__(self, broker_url: str, *args: str) -> None:
-        env = {
-            **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
-            "DATABASE_URL": database_url(),
-            "BRIDGE_BROKER_URL": broker_url,
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = {**manage_env(broker_url), "PYTHONUNBUFFERED": "1"}
         command = [sys.executable, str(ROOT / "example" / "manage.py"), "event_bridge_relay"]
         self.proc = subprocess.Popen(
             [*command, "--poll-interval", str(POLL), *args],

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import signal
 import socket
@@ -45,7 +44,7 @@ from producer.relay import STUCK_AFTER, SWEEP_AFTER
 from producer.sender import Sender
 from tests.bridges import token
 from tests.django import factories
-from tests.django.relays import ROOT, Proxy, RelayProcess, database_url, running_relay
+from tests.django.relays import ROOT, Proxy, RelayProcess, manage_env, running_relay
 from tests.django.rollback import Boom, fail_in_a_transaction
 from tests.django_live import WAIT, Browser, LiveBridge, live_bridge
 
@@ -237,14 +236,15 @@ Cliente.objects.create(user=User.objects.create(username="exits", email="e@examp
 
 
 def manage_shell(amqp_url: str, script: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
-        "DATABASE_URL": database_url(),
-        "BRIDGE_BROKER_URL": amqp_url,
-    }
     manage = [sys.executable, str(ROOT / "example" / "manage.py"), "shell", "-c", script]
     return subprocess.run(
-        manage, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+        manage,
+        env=manage_env(amqp_url),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
