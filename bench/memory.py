@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deliverybench.clients import Client
+from deliverybench.clients import Client, StreamClient
 from deliverybench.constants import CONNECT_TIMEOUT, GENERATOR_CORE, HOST, SERVER_CORE, VHOST_PREFIX
 from deliverybench.machine import ServerGone, pin_to_core, versions, vhost
 from deliverybench.progress import progress
@@ -47,7 +47,7 @@ from deliverybench.servers import (
 from sio_client import SioClient
 from websockets.frames import Frame, Opcode
 
-SERVERS = ("bridge", "baseline", "socketio", "channels", "nestjs")
+SERVERS = ("bridge", "bridge+sse", "baseline", "socketio", "channels", "nestjs")
 #: VmRSS has settled once two readings this far apart differ by less than RSS_STABLE.
 RSS_INTERVAL = 1.0
 RSS_STABLE = 0.005
@@ -177,7 +177,15 @@ class IdleClient(Client):
             self.welcomed.set_result(None)
 
 
-Idle = IdleClient | SioClient
+class IdleStream(StreamClient):
+    """An idle client of ``/sse``: connected at its welcome; a stream needs no answer."""
+
+    def _message(self, message: bytes | bytearray, now: float) -> None:
+        if not self.welcomed.done():
+            self.welcomed.set_result(None)
+
+
+Idle = IdleClient | IdleStream | SioClient
 
 
 @dataclass
@@ -212,6 +220,8 @@ async def connect_idle(
                     client: Idle = SioClient(
                         port, _ignore, deflate=deflate, namespace=spec.namespace, event=spec.event
                     )
+                elif spec.sse:
+                    client = IdleStream(port, "/sse")
                 else:
                     client = IdleClient(port, "/ws", deflate=deflate)
                 try:
@@ -413,7 +423,8 @@ async def run(args: Namespace, broker_url: str, workdir: Path, files: int) -> li
         if name in skipped:
             continue
         spec = specs[name]
-        for deflate in (False, True):
+        # Streams have no compression to offer.
+        for deflate in (False,) if spec.sse else (False, True):
             # A fresh server per kind of client: memory freed by closed connections is
             # rarely returned to the system, so it would blur the next reading.
             try:

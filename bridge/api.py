@@ -196,7 +196,7 @@ class Api:
             {
                 "status": "ok" if connected else "unavailable",
                 "broker": "connected" if connected else "disconnected",
-                "connections": len(self.hub.clients),
+                "connections": len(self.hub.sessions),
                 "instance": self.settings.instance,
             },
         )
@@ -226,7 +226,7 @@ class Api:
                 "instance": self.settings.instance,
                 "broker": "connected" if self.broker.connected else "disconnected",
                 "connections": {
-                    "total": len(self.hub.clients),
+                    "total": len(self.hub.sessions),
                     "byRole": self.hub.router.count_by_role(),
                 },
                 "events": {

@@ -1,4 +1,4 @@
-"""One bridge instance, assembled: broker in, router and hub, HTTP and WebSocket out."""
+"""One bridge instance, assembled: broker in, router and hub, HTTP, WebSocket and SSE out."""
 
 from __future__ import annotations
 
@@ -15,13 +15,11 @@ from importlib import resources
 from importlib.metadata import version
 from pathlib import Path
 
-from websockets.frames import CloseCode
-
 from bridge.amqp import RabbitBroker
 from bridge.api import Api, StaticFile
 from bridge.auth import Authenticator
 from bridge.broker import Broker
-from bridge.config import Settings
+from bridge.config import SSE_PATH, Settings
 from bridge.decode import Decoder
 from bridge.handshake import Handshake
 from bridge.history import HistoryFile
@@ -31,9 +29,11 @@ from bridge.memory import MemoryBroker
 from bridge.metrics import Metrics
 from bridge.openapi import openapi
 from bridge.router import Router
+from bridge.session import Session
+from bridge.sse import EventStreams
 from bridge.typescript import client_js, client_types
-from bridge.websocket import Client
 from schemas import Reader
+from schemas.protocol import CLOSE_GOING_AWAY
 
 __all__ = ["Bridge", "open_broker", "run"]
 
@@ -112,12 +112,12 @@ class Bridge:
         self.history = HistoryFile(
             settings.history_file, size=settings.history_size, reader=lenient
         )
-        self.router: Router[Client] = Router(
+        self.router: Router[Session] = Router(
             history_size=settings.history_size, dedup_size=settings.limits.dedup_size
         )
         self.metrics = Metrics(
             connections_by_role=self.router.count_by_role,
-            connections=lambda: len(self.hub.clients),
+            connections=lambda: len(self.hub.sessions),
             broker_connected=lambda: self.broker.connected,
             dead_lettered=lambda: self.broker.dead_lettered,
             queued=lambda: self.hub.queued,
@@ -151,9 +151,11 @@ class Bridge:
         """Load the history, listen, and start consuming."""
         self.router.restore(self.history.open())
         handshake = Handshake(self.hub, self.authenticator, self.settings)
+        streams = EventStreams(self.hub, self.authenticator, self.settings)
         self._http = HttpServer(
             self.api.routes(),
             handshake,
+            streams={SSE_PATH: streams},
             limits=self.settings.limits,
             metrics=self.metrics,
             sites=self.settings.sites,
@@ -170,9 +172,9 @@ class Bridge:
         if self._keepalive is not None:
             self._keepalive.cancel()
         await self.broker.close()
-        self.hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        self.hub.close_all(CLOSE_GOING_AWAY, "server shutting down")
         for connection in self._http.connections if self._http is not None else ():
-            if connection.client is None:
+            if connection.stream is None:
                 connection.close()  # idle keep-alive HTTP
         await self._clients_gone()
         self.history.close()
@@ -180,12 +182,12 @@ class Bridge:
             await self._server.wait_closed()
 
     async def _clients_gone(self) -> None:
-        if self.hub.clients:
+        if self.hub.sessions:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.limits.close_timeout + 0.5):
                     await self.hub.emptied.wait()
-        for client in list(self.hub.clients):
-            client.transport.abort()
+        for session in list(self.hub.sessions):
+            session.link.abort()
 
     def dashboard_link(self) -> str:
         """A link to the dashboard with a token for this run."""
@@ -210,7 +212,7 @@ async def run(settings: Settings, announce: Callable[[Bridge], None]) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
-    log.info("shutting down", extra={"connections": len(bridge.hub.clients)})
+    log.info("shutting down", extra={"connections": len(bridge.hub.sessions)})
     # The contract gives a stop 10 s; a broker that does not answer must not hold it up.
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(bridge.stop(), timeout=9)

@@ -13,10 +13,12 @@ from schemas import Catalog
 from schemas.protocol import MIN_SECRET_LENGTH
 from schemas.topology import display_url, instance_queue, is_amqp_url
 
-__all__ = ["MIN_API_KEY_LENGTH", "WS_PATH", "Limits", "Settings"]
+__all__ = ["MIN_API_KEY_LENGTH", "SSE_PATH", "WS_PATH", "Limits", "Settings"]
 
 #: Where clients open their WebSocket (the one path the handshake accepts).
 WS_PATH = "/ws"
+#: Where browsers open a stream of Server-Sent Events, the fallback for WebSocket.
+SSE_PATH = "/sse"
 
 #: An API key is compared whole, never brute-forced offline: 96 random bits are plenty.
 MIN_API_KEY_LENGTH = 16

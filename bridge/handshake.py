@@ -18,7 +18,7 @@ from bridge.exceptions import Unauthorized
 from bridge.http import Request
 from bridge.hub import Hub
 from bridge.router import Principal
-from bridge.websocket import Client
+from bridge.websocket import WebSocketLink
 
 __all__ = ["Handshake"]
 
@@ -33,8 +33,10 @@ class Handshake:
     authenticator: Authenticator
     settings: Settings
 
-    def __call__(self, transport: asyncio.Transport, raw: bytes, request: Request) -> Client | None:
-        """The new client, or ``None`` once a refusal was written."""
+    def __call__(
+        self, transport: asyncio.Transport, raw: bytes, request: Request
+    ) -> WebSocketLink | None:
+        """The new connection, or ``None`` once a refusal was written."""
         extensions = [ServerPerMessageDeflateFactory()] if self.settings.compression else None
         protocol = ServerProtocol(
             extensions=extensions, max_size=self.settings.limits.max_message_size
@@ -62,15 +64,16 @@ class Handshake:
         if sock is not None:
             send_buffer = self.settings.limits.socket_send_buffer
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
-        client = Client(
-            self.hub,
+        link = WebSocketLink(
             transport,
             protocol,
+            self.hub,
             batch=request.query.get("batch") == "1",
             remote=request.remote,
+            max_fragments=self.settings.limits.max_fragments,
         )
-        self.hub.open(client, principal, anonymous=self.settings.allow_anonymous)
-        return client
+        self.hub.open(link.session, principal, anonymous=self.settings.allow_anonymous)
+        return link
 
     def _check(self, request: Request) -> tuple[Principal | None, tuple[int, str] | None]:
         if request.path != WS_PATH:

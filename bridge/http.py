@@ -1,8 +1,9 @@
-"""HTTP on the bridge's port: h11 parses requests, and ``GET /ws`` is handed to WebSocket.
+"""HTTP on the bridge's port: h11 parses requests; streams take their connection over.
 
 The bridge owns the transport (see docs/decisions.md): plain requests go to
-handlers by method and path; an upgrade request becomes a
-:class:`~bridge.websocket.Client`, which then gets every byte.
+handlers by method and path. An upgrade request (``GET /ws``) and a request
+for an event stream (``GET /sse``) each become a :class:`Stream`, which then
+gets every byte.
 """
 
 from __future__ import annotations
@@ -14,19 +15,17 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
-from websockets.frames import CloseCode
 
 from bridge.config import WS_PATH, Limits
 from bridge.connections import Connections
 from bridge.metrics import Metrics
 from bridge.sites import Sites
-from bridge.websocket import Client
 
-__all__ = ["Handler", "HttpProtocol", "Request", "Response", "Upgrade"]
+__all__ = ["Handler", "HttpProtocol", "Opener", "Request", "Response", "Stream", "Upgrade"]
 
 log = logging.getLogger("bridge.http")
 
@@ -78,9 +77,30 @@ class Response:
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
-#: Turns an upgrade request into a WebSocket client, or refuses it (``None``).
-#: It gets the raw bytes of the request, which the WebSocket protocol parses again.
-Upgrade = Callable[[asyncio.Transport, bytes, Request], Client | None]
+
+class Stream(Protocol):
+    """A connection taken over from HTTP: a WebSocket, or an event stream."""
+
+    def receive(self, data: bytes) -> None:
+        """Bytes from the peer."""
+
+    def receive_eof(self) -> bool | None:
+        """The peer sent EOF; true keeps the transport half open (asyncio's convention)."""
+
+    def lost(self) -> None:
+        """The socket is gone."""
+
+    def fail(self) -> None:
+        """Handling its input raised: close this connection only."""
+
+
+#: Turns an upgrade request into a WebSocket, or refuses it (``None``, once its
+#: answer is written). It gets the raw bytes of the request, which the WebSocket
+#: protocol parses again.
+Upgrade = Callable[[asyncio.Transport, bytes, Request], Stream | None]
+#: Answers a ``GET`` of a stream's path: the stream, which wrote its own response's
+#: head, or a refusal for HTTP to send.
+Opener = Callable[[asyncio.Transport, Request], Stream | Response]
 
 
 @dataclass
@@ -116,12 +136,14 @@ class HttpServer:
         routes: Mapping[tuple[str, str], Handler],
         upgrade: Upgrade,
         *,
+        streams: Mapping[str, Opener] | None = None,
         limits: Limits,
         metrics: Metrics,
         sites: Sites,
     ) -> None:
         self.routes = routes
         self.upgrade = upgrade
+        self.streams = streams or {}
         self.limits = limits
         self.metrics = metrics
         self.sites = sites
@@ -136,7 +158,7 @@ class HttpServer:
 
 
 class HttpProtocol(asyncio.Protocol):
-    """One TCP connection: HTTP/1.1 requests, until it becomes a WebSocket."""
+    """One TCP connection: HTTP/1.1 requests, until a stream takes it over."""
 
     def __init__(self, server: HttpServer) -> None:
         self._server = server
@@ -158,7 +180,7 @@ class HttpProtocol(asyncio.Protocol):
         # The one timeout running: for the request under way, or for the next one.
         self._timer: asyncio.TimerHandle | None = None
         self._idle = False
-        self.client: Client | None = None
+        self.stream: Stream | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -182,13 +204,13 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._discarding or not self._admitted:
             return
-        if self.client is not None:
+        if self.stream is not None:
             try:
-                self.client.receive(data)
+                self.stream.receive(data)
             except Exception:
                 # No caller can catch here: log it, and close only this connection.
-                log.exception("connection failed", extra={"conn": self.client.id})
-                self.client.close(CloseCode.INTERNAL_ERROR, "internal error")
+                log.exception("connection failed", extra={"remote": self._remote})
+                self.stream.fail()
             return
         if self._raw is not None:
             self._raw += data
@@ -199,9 +221,8 @@ class HttpProtocol(asyncio.Protocol):
         self._next_events()
 
     def eof_received(self) -> bool | None:
-        if self.client is not None:
-            self.client.receive_eof()
-            return True
+        if self.stream is not None:
+            return self.stream.receive_eof()
         if self._h11 is not None:
             self._h11.receive_data(b"")
             self._next_events()
@@ -210,8 +231,8 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         self._server.connections.release(self, self._address)
-        if self.client is not None:
-            self.client.hub.closed(self.client)
+        if self.stream is not None:
+            self.stream.lost()
 
     # Timeouts
 
@@ -251,7 +272,16 @@ class HttpProtocol(asyncio.Protocol):
 
     def _next_events(self) -> None:
         conn = self._h11
-        while conn is not None and not (self._busy or self._discarding or self.client):
+        # Once closing (a refusal was answered), nothing more is read as a request:
+        # a refused request's end must not reach its handler.
+        transport = self._transport
+        while conn is not None and not (
+            self._busy
+            or self._discarding
+            or self.stream
+            or transport is None
+            or transport.is_closing()
+        ):
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
@@ -307,11 +337,11 @@ class HttpProtocol(asyncio.Protocol):
         early = self._h11.trailing_data[0]
         raw, self._raw = bytes(self._raw[: len(self._raw) - len(early)]), None
         self._cancel_timer()  # the WebSocket has its own: login, keepalive
-        client = self._upgrade(self._transport, raw, self._make_request(event, b""))
-        if client is None:
+        stream = self._upgrade(self._transport, raw, self._make_request(event, b""))
+        if stream is None:
             self._transport.close()
             return
-        self.client = client
+        self.stream = stream
         self._h11 = None
         if early:
             self.data_received(early)
@@ -321,6 +351,10 @@ class HttpProtocol(asyncio.Protocol):
         request = self._make_request(self._request, bytes(self._body))
         self._raw = None  # only a connection's first request may become a WebSocket
         self._cancel_timer()  # the request is whole; the handler's time is not the client's
+        opener = self._server.streams.get(request.path)
+        if opener is not None and request.method == "GET":
+            self._open_stream(opener, request)
+            return
         handler = self._routes.get((request.method, request.path))
         if handler is None and request.method == "HEAD":
             # RFC 9110, section 9.3.2: HEAD wherever GET; h11 leaves the body out.
@@ -333,6 +367,17 @@ class HttpProtocol(asyncio.Protocol):
         self._task = asyncio.get_running_loop().create_task(handler(request))
         self._task.add_done_callback(self._respond)
 
+    def _open_stream(self, opener: Opener, request: Request) -> None:
+        assert self._transport is not None
+        opened = opener(self._transport, request)
+        if isinstance(opened, Response):
+            self._send(opened)
+            return
+        # The stream wrote its own head and owns the connection from here: whatever
+        # the client sends after its request is its stream's to read.
+        self.stream = opened
+        self._h11 = None
+
     def _not_here(self, request: Request) -> Response:
         """404 for an unknown path; 405 with ``Allow`` for a known path and another method.
 
@@ -344,6 +389,9 @@ class HttpProtocol(asyncio.Protocol):
             return Response.error(426, refusal).with_headers(
                 ("upgrade", "websocket"), ("connection", "upgrade")
             )
+        if request.path in self._server.streams:
+            refusal = f"{request.path} is an event stream: GET it"
+            return Response.error(405, refusal).with_headers(("allow", "GET"))
         served = {method for method, path in self._routes if path == request.path}
         methods = sorted(served | {"HEAD"} if "GET" in served else served)
         refusal = f"no {request.method} {request.path} here"
@@ -407,7 +455,7 @@ class HttpProtocol(asyncio.Protocol):
             asyncio.get_running_loop().call_later(_LINGER, self._close)
 
     def close(self) -> None:
-        """Close a plain HTTP connection (a WebSocket closes through its client)."""
+        """Close a plain HTTP connection (a stream closes through its session)."""
         self._close()
 
     def _close(self) -> None:

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from bridge.auth import Authenticator
 from bridge.config import Limits
@@ -30,9 +30,13 @@ from bridge.mailbox import Mailbox
 from bridge.metrics import Metrics
 from bridge.resume import resume
 from bridge.router import Principal, Router
-from bridge.websocket import CLOSE_TOKEN_EXPIRED, CLOSE_UNAUTHORIZED, Client
+from bridge.session import Phase, Session
+from bridge.slow import judge
 from schemas import Catalog, Event, InvalidEvent, SchemaError
 from schemas.protocol import (
+    CLOSE_TOKEN_EXPIRED,
+    CLOSE_TOO_SLOW,
+    CLOSE_UNAUTHORIZED,
     AuthMessage,
     ErrorMessage,
     PingMessage,
@@ -48,16 +52,23 @@ __all__ = ["Hub"]
 
 log = logging.getLogger("bridge.ws")
 
+#: Sessions of one framing with the same queued events share one batch frame, by
+#: framing and event numbers, for the length of one flush.
+_Batches = dict[tuple[object, tuple[int, ...]], bytes]
+
 #: Keepalive pings go out in this many slices per interval.
 _PING_SLICES = 10
 
 
 class Hub:
-    """The connections of one bridge instance and the delivery of events to them."""
+    """The sessions of one bridge instance and the delivery of events to them.
+
+    It implements :class:`~bridge.session.Inbox`: transports report to it.
+    """
 
     def __init__(
         self,
-        router: Router[Client],
+        router: Router[Session],
         authenticator: Authenticator,
         *,
         limits: Limits,
@@ -72,11 +83,11 @@ class Hub:
         self._authenticator = authenticator
         self._instance = instance
         self._record = record
-        self.clients: set[Client] = set()
-        self._dirty: set[Client] = set()
+        self.sessions: set[Session] = set()
+        self._dirty: set[Session] = set()
         self._flush_pending = False
-        # Batch connections with queued events, flushed when the window closes.
-        self._batched: set[Client] = set()
+        # Batch sessions with queued events, flushed when the window closes.
+        self._batched: set[Session] = set()
         self._batch_timer: asyncio.TimerHandle | None = None
         self._batch_flushed = -float("inf")
         self.catalog = catalog
@@ -88,7 +99,7 @@ class Hub:
         self._received: list[float] = []
         #: Set whenever the last connection closes.
         self.emptied = asyncio.Event()
-        #: Bytes waiting in every client's transport, as each was last seen.
+        #: Bytes waiting in every session's link, as each was last seen.
         self.queued = 0
 
     # Events in
@@ -103,9 +114,9 @@ class Hub:
         self._record(entry.json)
         recipients = self.router.recipients(entry)
         dirty, batched = self._dirty, self._batched
-        for client in recipients:
-            if client.mailbox is not None and client.mailbox.push(entry):
-                (batched if client.batch else dirty).add(client)
+        for session in recipients:
+            if session.mailbox.push(entry):
+                (batched if session.batch else dirty).add(session)
         kind = self.counts.kind(event)
         name = self.counts.count(event, kind)
         if kind is not Kind.TYPED:
@@ -140,7 +151,7 @@ class Hub:
             self._batch_timer = loop.call_at(due, self._flush_batched)
 
     def flush(self) -> None:
-        """Write what each connection has queued, one write per connection."""
+        """Write what each session has queued, one write per session."""
         self._flush_pending = False
         dirty, self._dirty = self._dirty, set()
         self._write(dirty)
@@ -155,188 +166,297 @@ class Hub:
         batched, self._batched = self._batched, set()
         self._write(batched)
 
-    @staticmethod
-    def _write(clients: set[Client]) -> None:
-        # Clients with the same queued events share one batch frame, built once.
-        batch_frames: dict[tuple[int, ...], bytes] = {}
-        for client in clients:
-            client.flush(batch_frames)
+    def _write(self, sessions: set[Session]) -> None:
+        batches: _Batches = {}
+        for session in sessions:
+            self._deliver(session, batches)
 
-    # Connections
+    def _deliver(self, session: Session, batches: _Batches) -> None:
+        """Write everything queued for ``session`` in one go, or drop it if it is too far behind."""
+        if not session.receiving:
+            return
+        entries = session.mailbox.take()
+        if not entries:
+            return
+        link = session.link
+        buffered = link.buffered()
+        # A session that keeps up has nothing waiting, before or since: nothing to check.
+        # What a write leaves waiting is counted at the session's next write (looking
+        # right after each one added about 100 ns to every delivery): the total lags by one
+        # write per session.
+        if (buffered or session.buffered) and self._too_slow(session, buffered):
+            return
+        if session.batch:
+            key = (session.framing, tuple(e.seq for e in entries))
+            data = batches.get(key)
+            if data is None:
+                data = batches[key] = session.framing.events(entries, batch=True)
+        else:
+            data = session.framing.events(entries, batch=False)
+        link.write(data)
+        limit = self.limits.max_send_buffer
+        if len(data) > limit and buffered <= limit:
+            # One write over the limit, to a client that was keeping up, is a burst the
+            # bridge chose to send (a resume's replay, most likely): it may drain it at
+            # its own pace. If it stops reading, ``limit`` more gets it dropped.
+            session.allowance = link.buffered()
 
-    def open(self, client: Client, principal: Principal | None, *, anonymous: bool) -> None:
+    def _too_slow(self, session: Session, buffered: int) -> bool:
+        """Close ``session`` if ``buffered`` bytes are more than it may leave unread.
+
+        Every write goes through here, replies and pongs as well as events: a
+        client that sends and never reads would otherwise make the bridge hold
+        its answers for ever, before authentication as after.
+        """
+        self._note_buffered(session, buffered)
+        limits = self.limits
+        verdict = judge(
+            buffered,
+            allowance=session.allowance,
+            queued=self.queued,
+            max_send_buffer=limits.max_send_buffer,
+            max_queued_bytes=limits.max_queued_bytes,
+        )
+        session.allowance = verdict.allowance
+        if verdict.broke is None:
+            return False
+        log.warning(
+            "slow client dropped",
+            extra={
+                "conn": session.id,
+                "buffered": buffered,
+                "bound": verdict.broke,
+                "queued": self.queued,
+            },
+        )
+        self.metrics.slow_clients.inc()
+        self.close(session, CLOSE_TOO_SLOW, "too slow: reconnect and resume")
+        return True
+
+    def _note_buffered(self, session: Session, size: int) -> None:
+        self.queued += size - session.buffered
+        session.buffered = size
+
+    def send(self, session: Session, message: BaseModel) -> None:
+        """Send one ``bridge:*`` message now, ahead of anything queued."""
+        if session.phase is Phase.CLOSING or self._too_slow(session, session.link.buffered()):
+            return
+        data = session.framing.message(message.model_dump_json().encode())
+        if data:
+            session.link.write(data)
+
+    # Sessions
+
+    def open(self, session: Session, principal: Principal | None, *, anonymous: bool) -> None:
         """A connection completed its handshake, with a principal from its URL or not yet."""
-        self.clients.add(client)
+        self.sessions.add(session)
         self.emptied.clear()
         if principal is not None or anonymous:
-            self.join(client, principal)
+            self.join(session, principal)
         else:
-            client.set_timer(self.limits.auth_timeout, lambda: self._auth_timed_out(client))
+            session.set_timer(self.limits.auth_timeout, lambda: self._auth_timed_out(session))
 
-    def join(self, client: Client, principal: Principal | None) -> None:
-        """Start delivering to ``client``: welcome, the dashboard snapshot, then live events."""
-        if client.mailbox is not None:
-            self.router.leave(client)
+    def join(self, session: Session, principal: Principal | None) -> None:
+        """Start delivering to ``session``: welcome, the dashboard snapshot, then live events.
+
+        Live events are held until the client says whether it resumes
+        (:meth:`resume`, :meth:`release`) or the resume window closes.
+        """
+        first = session.phase is Phase.AWAITING_TOKEN
+        if not first:
+            self.router.leave(session)  # an anonymous session that authenticated
         if principal is not None:
-            client.principal = principal
-            client.authenticated = True
-            self._watch_expiry(client)
-        first = client.mailbox is None
-        client.mailbox = client.mailbox or Mailbox(joined=self.router.head)
-        self.router.join(client)
-        user, roles = client.principal.user, sorted(client.principal.roles)
-        client.send(WelcomeMessage(user=user, roles=roles, instance=self._instance))
+            session.principal = principal
+            session.phase = Phase.AUTHENTICATED
+            self._watch_expiry(session)
+        elif first:
+            session.phase = Phase.ANONYMOUS
+        if first:
+            session.mailbox = Mailbox(joined=self.router.head)
+        self.router.join(session)
+        user, roles = session.principal.user, sorted(session.principal.roles)
+        self.send(session, WelcomeMessage(user=user, roles=roles, instance=self._instance))
         if not first:
             return
         if self.router.snapshot is not None:
-            client.mailbox.push(self.router.snapshot)
-        client.set_timer(self.limits.resume_window, lambda: self._release(client))
+            session.mailbox.push(self.router.snapshot)
+        session.set_timer(self.limits.resume_window, lambda: self.release(session))
         log.info(
             "connection opened",
-            extra={"conn": client.id, "remote": client.remote, "user": user, "roles": roles},
+            extra={
+                "conn": session.id,
+                "transport": session.transport,
+                "remote": session.remote,
+                "user": user,
+                "roles": roles,
+            },
         )
 
-    def leave(self, client: Client) -> None:
-        """Stop delivering to ``client``."""
-        self.router.leave(client)
-        self._dirty.discard(client)
-        self._batched.discard(client)
+    def release(self, session: Session) -> None:
+        """Let live events go to ``session``: it does not resume, or no longer can."""
+        if session.receiving and session.mailbox.held:
+            session.mailbox.held = False
+            self._dirty.add(session)
+            self._schedule_flush()
 
-    def closed(self, client: Client) -> None:
+    def resume(self, session: Session, after: str | None) -> None:
+        """Send ``session`` what it missed after event ``after``, or ``bridge:reset``."""
+        if not session.receiving:
+            return
+        if not resume(self.router, session.principal, session.mailbox, after):
+            latest = self.router.latest_for(session.principal)
+            message = ResetMessage(latest=latest).model_dump_json().encode()
+            if not self._too_slow(session, session.link.buffered()):
+                session.link.write(session.framing.reset(message, latest))
+        self._dirty.add(session)
+        self._schedule_flush()
+
+    def close(self, session: Session, code: int, reason: str = "") -> None:
+        """Stop delivering to ``session`` and close it; its socket is cut if the peer lingers."""
+        if session.phase is Phase.CLOSING:
+            return
+        session.phase = Phase.CLOSING
+        # First, whatever happens next: also when the peer started closing, it must not linger.
+        session.set_timer(self.limits.close_timeout, session.link.abort)
+        session.cancel_expiry()
+        self._leave(session)
+        session.link.close(code, reason)
+
+    def _leave(self, session: Session) -> None:
+        self.router.leave(session)
+        self._dirty.discard(session)
+        self._batched.discard(session)
+
+    def on_closed(self, session: Session, code: int | None, reason: str | None) -> None:
         """The socket is gone."""
-        self.leave(client)
-        client.cancel_timer()
-        client.note_buffered(0)  # its buffer went with it
-        if client in self.clients:
-            self.clients.discard(client)
-            if not self.clients:
+        self._leave(session)
+        session.cancel_timers()
+        self._note_buffered(session, 0)  # its buffer went with it
+        if session in self.sessions:
+            self.sessions.discard(session)
+            if not self.sessions:
                 self.emptied.set()
             log.info(
                 "connection closed",
                 extra={
-                    "conn": client.id,
-                    "code": client.protocol.close_code,
-                    "reason": client.protocol.close_reason or None,
-                    "seconds": round(time.monotonic() - client.opened, 3),
+                    "conn": session.id,
+                    "code": code,
+                    "reason": reason,
+                    "seconds": round(time.monotonic() - session.opened, 3),
                 },
             )
 
-    def _release(self, client: Client) -> None:
-        if client.mailbox is not None and client.mailbox.held:
-            client.mailbox.held = False
-            self._dirty.add(client)
-            self._schedule_flush()
+    def on_write(self, session: Session) -> None:
+        if session.phase is not Phase.CLOSING:
+            self._too_slow(session, session.link.buffered())
 
-    def _auth_timed_out(self, client: Client) -> None:
-        if not client.authenticated:
-            client.close(
+    def refuse(self, session: Session, error: str) -> None:
+        self.send(session, ErrorMessage(error=error))
+
+    def _auth_timed_out(self, session: Session) -> None:
+        if session.phase is Phase.AWAITING_TOKEN:
+            self.close(
+                session,
                 CLOSE_UNAUTHORIZED,
                 f"send {{op: auth}} with a token within {self.limits.auth_timeout:g} s",
             )
 
     # Client messages
 
-    def on_message(self, client: Client, data: bytes) -> None:
+    def on_message(self, session: Session, data: bytes) -> None:
         """Answer one text message from a client."""
         try:
             message = parse_client_message(data)
         except InvalidEvent as exc:
-            client.send(ErrorMessage(error=str(exc), detail=[dict(e) for e in exc.errors]))
+            self.send(session, ErrorMessage(error=str(exc), detail=[dict(e) for e in exc.errors]))
             return
         except SchemaError as exc:
-            client.send(ErrorMessage(error=str(exc)))
+            self.send(session, ErrorMessage(error=str(exc)))
             return
-        if client.mailbox is None and not isinstance(message, AuthMessage):
-            client.close(CLOSE_UNAUTHORIZED, "authenticate first: {op: auth, token}")
+        if session.phase is Phase.AWAITING_TOKEN and not isinstance(message, AuthMessage):
+            self.close(session, CLOSE_UNAUTHORIZED, "authenticate first: {op: auth, token}")
             return
         match message:
             case AuthMessage(token=token):
-                self._authenticate(client, token)
+                self._authenticate(session, token)
             case ResumeMessage(after=after):
-                self._resume(client, after)
+                self.resume(session, after)
             case PingMessage():
-                client.send(PongMessage())
+                self.send(session, PongMessage())
         if not isinstance(message, AuthMessage):
             # Its first other message tells whether the client resumes: live events may go.
-            self._release(client)
+            self.release(session)
 
-    def _authenticate(self, client: Client, token: str) -> None:
+    def _authenticate(self, session: Session, token: str) -> None:
         try:
             principal = self._authenticator.verify(token)
         except Unauthorized as exc:
-            log.info("authentication refused", extra={"conn": client.id, "reason": str(exc)})
-            client.close(CLOSE_UNAUTHORIZED, str(exc))
+            log.info("authentication refused", extra={"conn": session.id, "reason": str(exc)})
+            self.close(session, CLOSE_UNAUTHORIZED, str(exc))
             return
-        if client.authenticated:
-            self._refresh(client, principal)
+        if session.phase is Phase.AUTHENTICATED:
+            self._refresh(session, principal)
         else:
-            self.join(client, principal)
+            self.join(session, principal)
 
     # Token expiry
 
-    def _watch_expiry(self, client: Client) -> None:
+    def _watch_expiry(self, session: Session) -> None:
         """Ask for a new token shortly before this one expires; close when it does."""
-        expires = client.principal.expires
+        expires = session.principal.expires
         if expires is None:
-            client.cancel_expiry()
+            session.cancel_expiry()
             return
         left = expires - time.time()
         notice = min(self.limits.refresh_notice, left / 2)
-        client.set_expiry(left - notice, lambda: self._ask_refresh(client, expires))
+        session.set_expiry(left - notice, lambda: self._ask_refresh(session, expires))
 
-    def _ask_refresh(self, client: Client, expires: float) -> None:
+    def _ask_refresh(self, session: Session, expires: float) -> None:
         left = expires - time.time()
-        client.send(RefreshMessage(seconds=max(0, round(left))))
-        client.set_expiry(left, lambda: self._expired(client))
+        self.send(session, RefreshMessage(seconds=max(0, round(left))))
+        session.set_expiry(left, lambda: self._expired(session))
 
-    def _expired(self, client: Client) -> None:
-        log.info("token expired", extra={"conn": client.id, "user": client.principal.user})
-        client.close(CLOSE_TOKEN_EXPIRED, "token expired: connect again with a new token")
+    def _expired(self, session: Session) -> None:
+        log.info("token expired", extra={"conn": session.id, "user": session.principal.user})
+        self.close(session, CLOSE_TOKEN_EXPIRED, "token expired: connect again with a new token")
 
-    def _refresh(self, client: Client, principal: Principal) -> None:
+    def _refresh(self, session: Session, principal: Principal) -> None:
         """A new token on an open connection: for the same user, it goes on with its roles."""
-        if principal.user != client.principal.user:
-            log.info("refresh refused", extra={"conn": client.id, "reason": "another user"})
-            client.close(CLOSE_UNAUTHORIZED, "a new token must name the connection's user")
+        if principal.user != session.principal.user:
+            log.info("refresh refused", extra={"conn": session.id, "reason": "another user"})
+            self.close(session, CLOSE_UNAUTHORIZED, "a new token must name the connection's user")
             return
-        # The router files a connection by its roles: leave and join again under the new ones.
-        self.router.leave(client)
-        client.principal = principal
-        self.router.join(client)
-        self._watch_expiry(client)
-
-    def _resume(self, client: Client, after: str | None) -> None:
-        mailbox = client.mailbox
-        if mailbox is None:
-            return
-        if not resume(self.router, client.principal, mailbox, after):
-            client.send(ResetMessage(latest=self.router.latest_for(client.principal)))
-        self._dirty.add(client)
-        self._schedule_flush()
+        # The router files a session by its roles: leave and join again under the new ones.
+        self.router.leave(session)
+        session.principal = principal
+        self.router.join(session)
+        self._watch_expiry(session)
 
     # Keepalive and shutdown
 
     async def keepalive(self) -> None:
-        """Ping every client each interval; drop those that did not answer the last ping.
+        """Ping every session each interval; drop those whose peer is gone.
 
-        The clients are pinged in slices spread over the interval, so a thousand
+        The sessions are pinged in slices spread over the interval, so a thousand
         pongs never arrive at once and hold up events.
         """
         for tick in itertools.count():
             await asyncio.sleep(self.limits.ping_interval / _PING_SLICES)
-            for client in list(self.clients):
-                if client.id % _PING_SLICES != tick % _PING_SLICES or client.closing:
+            for session in list(self.sessions):
+                if session.id % _PING_SLICES != tick % _PING_SLICES:
                     continue
-                if not client.ping():
-                    log.info("dead peer dropped", extra={"conn": client.id})
-                    client.transport.abort()
+                if session.phase is Phase.CLOSING:
+                    continue
+                if not session.link.ping():
+                    log.info("dead peer dropped", extra={"conn": session.id})
+                    session.link.abort()
 
     def close_all(self, code: int, reason: str) -> None:
-        """Send every client a close frame (the caller waits for the sockets to go)."""
+        """Close every session (the caller waits for the sockets to go)."""
         self.flush()
         self._flush_batched()
-        for client in list(self.clients):
-            client.close(code, reason)
+        for session in list(self.sessions):
+            self.close(session, code, reason)
 
 
 def _misfit_reason(catalog: Catalog, event: Event) -> str:

@@ -13,8 +13,6 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from websockets.frames import Frame, Opcode
-
 from schemas import DASHBOARD, Event, Everyone, Role, User
 
 __all__ = ["ANONYMOUS", "Entry", "Principal", "Router", "Subscriber"]
@@ -57,14 +55,9 @@ class Entry:
     seq: int
     event: Event
     json: bytes
-    _frame: bytes | None = field(default=None, repr=False)
-
-    @property
-    def frame(self) -> bytes:
-        """The event as one unmasked WebSocket text frame, built on first use."""
-        if self._frame is None:
-            self._frame = Frame(Opcode.TEXT, self.json).serialize(mask=False)
-        return self._frame
+    #: The event framed for each transport, by its framing, built on first use
+    #: (see :class:`bridge.session.Framing`).
+    framed: dict[object, bytes] = field(default_factory=dict, repr=False)
 
 
 class Subscriber(Protocol):

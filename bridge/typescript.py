@@ -446,7 +446,10 @@ export interface UnauthorizedMessage {
 /** The connection was lost; the client tries again after `delay` ms. */
 export interface DisconnectedMessage {
   type: "bridge:disconnected";
-  /** The close code: 1001 the bridge is restarting, 1006 no answer, 4000 the socket went silent. */
+  /**
+   * The close code: 1001 the bridge is restarting, 1006 no answer (or the event stream
+   * failed), 1013 the client read too slowly, 4000 the socket went silent.
+   */
   code: number;
   reason: string;
   /** Milliseconds until the next attempt. */
@@ -485,6 +488,15 @@ export interface ConnectOptions {
   maxDelay?: number;
   /** How many recent event ids are remembered to drop duplicates. Default 1000. */
   rememberIds?: number;
+  /**
+   * `"auto"` (default): a WebSocket, and Server-Sent Events (`/sse`) for the next
+   * attempt when one cannot connect, as behind a proxy that breaks WebSocket; back
+   * to WebSocket whenever a connection that worked drops. `"websocket"` or `"sse"`:
+   * that one only. A stream carries the token as `?token=`.
+   */
+  transport?: "auto" | "websocket" | "sse";
+  /** The event stream's URL; by default the WebSocket URL with its `/ws` made `/sse`. */
+  sseUrl?: string;
 }
 
 /** A connection to a bridge that reconnects by itself and resumes where it left off. */

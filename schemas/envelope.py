@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from pydantic import (
     AfterValidator,
@@ -34,9 +34,6 @@ from pydantic_core import PydanticCustomError
 
 from schemas.audience import Audience, Everyone
 from schemas.payload import Payload
-
-if TYPE_CHECKING:
-    from schemas.catalog import EventType
 
 __all__ = [
     "DASHBOARD",
@@ -105,6 +102,13 @@ def _assume_utc(moment: datetime) -> datetime:
 Timestamp = Annotated[datetime, AfterValidator(_assume_utc)]
 
 
+class _Registered(Protocol):
+    """What a catalog leaves on a payload class it registered (``schemas.catalog.EventType``)."""
+
+    name: str
+    model: type[Event]
+
+
 def _new_id() -> str:
     return str(uuid.uuid4())
 
@@ -151,7 +155,7 @@ class Event(BaseModel):
 
         Raises :class:`TypeError` when the payload's class is not registered in a catalog.
         """
-        event_type: EventType | None = type(data).__dict__.get("__event_type__")
+        event_type: _Registered | None = type(data).__dict__.get("__event_type__")
         if event_type is None:
             raise TypeError(
                 f"{type(data).__name__} is not an event type: register it in your catalog "

@@ -1,4 +1,5 @@
-"""The WebSocket protocol besides events: what clients send, and the ``bridge:*`` replies."""
+"""The browser protocol besides events: what clients send, the ``bridge:*`` replies,
+and why a connection closes (WebSocket close codes; ``bridge:close`` on Server-Sent Events)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,17 @@ from schemas.envelope import EventId
 from schemas.exceptions import SchemaError
 
 __all__ = [
+    "CLOSE_GOING_AWAY",
+    "CLOSE_INTERNAL_ERROR",
+    "CLOSE_TOKEN_EXPIRED",
+    "CLOSE_TOO_SLOW",
+    "CLOSE_UNAUTHORIZED",
     "JWT_ALGORITHM",
     "MIN_SECRET_LENGTH",
     "MONITOR_SCOPE",
     "AuthMessage",
     "ClientMessage",
+    "CloseMessage",
     "ErrorMessage",
     "PingMessage",
     "PongMessage",
@@ -39,6 +46,19 @@ MIN_SECRET_LENGTH = 32
 #: The ``scope`` claim of an operator's token: it sees every event, whatever its
 #: audience (the dashboard, ``event-bridge tail --all``).
 MONITOR_SCOPE = "monitor"
+
+
+#: The bridge is stopping: reconnect (to another instance) and resume.
+CLOSE_GOING_AWAY = 1001
+#: Handling the client's input failed on the bridge's side: reconnect and resume.
+CLOSE_INTERNAL_ERROR = 1011
+#: The client reads too slowly: what it left unread passed its bound. Reconnect and resume.
+CLOSE_TOO_SLOW = 1013
+#: A token that is missing, forged or expired after the handshake.
+CLOSE_UNAUTHORIZED = 4401
+#: The token expired without a ``bridge:refresh`` answered: connect again with a
+#: new token, and resume.
+CLOSE_TOKEN_EXPIRED = 4419
 
 
 def token_claims(
@@ -155,3 +175,12 @@ class ErrorMessage(BaseModel):
     error: str
     #: For a message that does not fit: each field that is wrong (``loc``, ``msg``, ``type``).
     detail: list[dict[str, Any]] = []
+
+
+class CloseMessage(BaseModel):
+    """The last message of a Server-Sent Events stream, which has no close frame:
+    the same ``code`` and ``reason`` a WebSocket would close with."""
+
+    type: Literal["bridge:close"] = "bridge:close"
+    code: int
+    reason: str

@@ -324,14 +324,14 @@ async def test_it_reconnects_and_resumes_without_losing_or_doubling(
     await page.goto(dashboard_url(bridge))
     await expect(feed_item(page, "a1")).to_have_count(1, timeout=WAIT_MS)
     await expect(page.locator("#ws")).to_have_text("connected", timeout=WAIT_MS)
-    first = next(iter(bridge.hub.clients))
+    first = next(iter(bridge.hub.sessions))
 
     bridge.hub.close_all(1001, "restarting")
     # Published while the page is away: it must come back through the resume.
     await bridge.broker.publish(Event.of(ReservaCreada(reserva=Reserva(id=2)), id="a2"))
     await expect(feed_item(page, "a2")).to_have_count(1, timeout=WAIT_MS)
     await expect(page.locator("#ws")).to_have_text("connected", timeout=WAIT_MS)
-    assert first not in bridge.hub.clients
+    assert first not in bridge.hub.sessions
 
     await bridge.broker.publish(Event.of(ReservaCreada(reserva=Reserva(id=3)), id="a3"))
     await expect(feed_item(page, "a3")).to_have_count(1, timeout=WAIT_MS)

@@ -36,7 +36,7 @@ from bridge.app import Bridge, open_broker
 from bridge.config import Limits, Settings
 from bridge.handshake import Handshake
 from bridge.http import Request
-from bridge.websocket import Client
+from bridge.websocket import FRAMES, WebSocketLink
 from schemas import Event
 from tests.bridges import SECRET, running, settings, token
 from tests.httpclient import request
@@ -52,7 +52,7 @@ class Upgrade:
 
     protocol: ClientProtocol
     wire: Wire
-    client: Client | None
+    link: WebSocketLink | None
     seen: list[Response | Frame] = field(default_factory=list)
     taken: int = 0
     read: int = 0
@@ -84,9 +84,9 @@ class Upgrade:
 
     def send(self, text: str) -> None:
         """Send a text message to the bridge, as the client's socket would deliver it."""
-        assert self.client is not None
+        assert self.link is not None
         self.protocol.send_text(text.encode())
-        self.client.receive(b"".join(self.protocol.data_to_send()))
+        self.link.receive(b"".join(self.protocol.data_to_send()))
 
 
 def upgrade(
@@ -172,7 +172,7 @@ def assert_refused(answer: Upgrade, status: int, reason: str) -> str:
     assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
     body = (response.body or b"").decode()
     assert reason in body
-    assert answer.client is None
+    assert answer.link is None
     return body
 
 
@@ -191,7 +191,7 @@ async def test_a_token_in_the_url_gets_a_101_and_a_welcome_naming_the_user(make:
             "instance": "test",
         }
     ]
-    assert answer.client in bridged.bridge.hub.clients
+    assert answer.link.session in bridged.bridge.hub.sessions
     assert bridged.bridge.hub.router.count_by_role() == {"admin": 1, "proveedor": 1}
 
 
@@ -235,7 +235,7 @@ async def test_a_bad_token_gets_401_saying_why_and_never_echoes_the_token(
     answer = upgrade(bridged.handshake, token=sent)
     body = assert_refused(answer, 401, reason)
     assert sent not in body
-    assert not bridged.bridge.hub.clients
+    assert not bridged.bridge.hub.sessions
     refusals = [r for r in caplog.records if r.getMessage() == "handshake refused"]
     assert len(refusals) == 1
     assert (refusals[0].status, refusals[0].remote) == (401, "192.0.2.7:50000")  # type: ignore[attr-defined]
@@ -251,7 +251,7 @@ async def test_a_browser_origin_not_allowed_gets_403_even_with_a_valid_token(mak
     answer = upgrade(bridged.handshake, origin="https://evil.example", token=token())
     body = assert_refused(answer, 403, "origin https://evil.example is not allowed")
     assert "--allowed-origins" in body
-    assert not bridged.bridge.hub.clients
+    assert not bridged.bridge.hub.sessions
 
 
 async def test_the_origin_is_checked_before_the_token(make: Make) -> None:
@@ -307,8 +307,8 @@ async def test_batch_1_puts_the_events_of_a_burst_in_one_frame(
 ) -> None:
     bridged = make()
     answer = upgrade(bridged.handshake, token=token(), batch=batch)
-    assert answer.client is not None
-    assert answer.client.batch is (batch == "1")
+    assert answer.link is not None
+    assert answer.link.session.batch is (batch == "1")
     answer.texts()  # the welcome
     answer.send('{"op": "ping"}')  # no resume: live events flow at once
     assert [json.loads(t)["type"] for t in answer.texts()] == ["bridge:pong"]
@@ -336,8 +336,8 @@ async def test_permessage_deflate_is_accepted_only_with_compression(
     else:
         assert offered is None
     assert bool(answer.protocol.extensions) is compression
-    assert answer.client is not None
-    assert answer.client.deflate is compression
+    assert answer.link is not None
+    assert (answer.link.session.framing is not FRAMES) is compression
     # The welcome went out compressed (RSV1 set) only then, and the client reads it either way.
     first_frame = answer.wire.out.split(b"\r\n\r\n", 1)[1]
     assert bool(first_frame[0] & 0x40) is compression

@@ -94,8 +94,31 @@ async def test_a_request_with_two_framings_is_answered_400_and_closed(tmp_path: 
         writer.write(smuggled + HEALTH)
         status, _, answer = await response(reader)
         assert await closed(reader)
+        published = list(bridge.router.history())
     assert status == 400
     assert "not both" in json.loads(answer)["error"]
+    assert published == [], "a refused request is not handled after its answer"
+
+
+async def test_a_request_for_a_host_not_served_is_refused_and_not_handled(
+    tmp_path: Path,
+) -> None:
+    """DNS rebinding: a page on evil.example that resolves to the bridge posts an event."""
+    body = b'{"type": "x:y", "data": {}}'
+    rebound = (
+        b"POST /api/dashboard/emit-event HTTP/1.1\r\nHost: evil.example:4000\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+    )
+    async with bridge_with(tmp_path) as bridge, connection(bridge) as (reader, writer):
+        writer.write(rebound)
+        status, _, answer = await response(reader)
+        assert await closed(reader)
+        published = list(bridge.router.history())
+    assert status == 400
+    assert json.loads(answer)["error"] == (
+        "host 'evil.example' is not served here: add it to --allowed-hosts"
+    )
+    assert published == []
 
 
 async def test_a_413_on_a_keep_alive_connection_logs_no_traceback(

@@ -72,3 +72,56 @@ def test_the_rules_see_a_forbidden_import(tmp_path: Path, monkeypatch: pytest.Mo
     found = [module for _, _, module in imports("bridge")]
     assert found == ["producer"]
     assert "producer" not in ALLOWED["bridge"]
+
+
+def module_graph(package: str) -> dict[str, set[str]]:
+    """Which of ``package``'s modules each of its modules imports, ``TYPE_CHECKING`` too."""
+    modules = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in (ROOT / package).rglob("*.py")
+        if "migrations" not in path.parts
+    }
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                # ``from bridge import hub`` names a module; ``from bridge.hub import Hub`` one too.
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            graph[name] |= {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph``, each from its first module back to it."""
+    found: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            cycle = path[path.index(module) :]
+            if sorted(cycle) not in [sorted(c) for c in found]:
+                found.append([*cycle, module])
+            return
+        if module in done:
+            return
+        for target in sorted(graph[module]):
+            visit(target, [*path, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    return found
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_package_has_an_import_cycle(package: str) -> None:
+    found = [" -> ".join(cycle) for cycle in cycles(module_graph(package))]
+    assert found == [], "modules that import each other, even for types only"
+
+
+def test_the_rules_see_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c", "a"]]

@@ -29,7 +29,7 @@ from bridge.counts import OTHER
 from bridge.handshake import Handshake
 from bridge.http import Request
 from bridge.metrics import Metrics
-from bridge.websocket import Client
+from bridge.websocket import WebSocketLink
 from schemas import Event
 from tests.bridges import operator, running, settings, token
 from tests.httpclient import request
@@ -163,11 +163,11 @@ class Connected:
 
     protocol: ClientProtocol
     wire: Wire
-    client: Client
+    link: WebSocketLink
 
     def send(self, text: str) -> None:
         self.protocol.send_text(text.encode())
-        self.client.receive(b"".join(self.protocol.data_to_send()))
+        self.link.receive(b"".join(self.protocol.data_to_send()))
 
     def frames(self) -> list[Frame]:
         self.protocol.receive_data(bytes(self.wire.out))

@@ -105,14 +105,6 @@ def test_replay_gives_what_the_principal_may_see_after_the_id() -> None:
     assert router.replay(ANONYMOUS, "gone", until=router.head) is None
 
 
-def test_the_encoded_frame_is_built_once_and_shared() -> None:
-    router: Router[Sub] = Router()
-    entry = router.accept(event())
-    assert entry is not None
-    assert entry.frame is entry.frame
-    assert entry.frame.endswith(entry.json)
-
-
 # Property: whatever connections and events, each event reaches exactly its audience
 # (issue 8, scenario 11: 10,000 cases, in a few seconds). Each case is one draw of
 # bytes, read as numbers: hypothesis draws and shrinks bytes far faster than lists of

@@ -21,6 +21,7 @@ from api_rest.events import DashboardUpdate, Reserva, ReservaCreada
 from bridge.app import Bridge
 from bridge.auth import Authenticator
 from bridge.config import Limits
+from bridge.session import Phase
 from schemas import Event, Role, User
 from tests.bridges import (
     SECRET,
@@ -390,7 +391,7 @@ async def test_a_stalled_client_is_dropped_and_does_not_delay_the_others(tmp_pat
                 )
                 assert (await recv_json(ws))["id"] == f"d{n}"
                 delays.append(time.monotonic() - sent)
-            served = [c for c in bridge.hub.clients if not c.closing]
+            served = [s for s in bridge.hub.sessions if s.phase is not Phase.CLOSING]
             assert len(served) == 1, "the stalled client is still served"
         delays.sort()
         assert delays[int(len(delays) * 0.99)] < 0.1
@@ -451,7 +452,7 @@ async def test_a_client_that_stops_reading_during_a_large_replay_is_still_droppe
         # It never reads the bridge's close: no need to wait long for it on the way out.
         async with connect(frozen_url, sock=sock, max_queue=1, close_timeout=0.1) as frozen:
             assert (await recv_json(frozen))["type"] == "bridge:welcome"
-            (conn,) = bridge.hub.clients
+            (conn,) = bridge.hub.sessions
             await frozen.send('{"op": "resume", "after": "d0"}')  # then it reads no more
             async with client(bridge, token=token(bridge)) as other:
                 await other.send('{"op": "resume", "after": "d199"}')  # no snapshot
@@ -462,10 +463,10 @@ async def test_a_client_that_stops_reading_during_a_large_replay_is_still_droppe
                     await bridge.broker.publish(big_event(n))
                     assert (await recv_json(other))["id"] == f"d{n}"
                     after_replay += conn.allowance > 0
-                    if conn.closing:
+                    if conn.phase is Phase.CLOSING:
                         break
         # About 6 KB each: past the replay, 64 KiB more is reached within 12.
-        assert conn.closing
+        assert conn.phase is Phase.CLOSING
         assert 0 < after_replay <= 12
 
 
@@ -570,6 +571,6 @@ async def test_a_refusal_reason_too_long_for_a_close_frame_still_closes(
     assert caught.value.rcvd.code == 4401
     assert len(caught.value.rcvd.reason.encode()) <= 123
     async with asyncio.timeout(5):
-        while bridge.hub.clients:
+        while bridge.hub.sessions:
             await bridge.hub.emptied.wait()
     assert "Traceback" not in caplog.text

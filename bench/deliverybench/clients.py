@@ -1,4 +1,5 @@
-"""The load generator's clients: plain WebSocket and socket.io, recording each event."""
+"""The load generator's clients: plain WebSocket, Server-Sent Events and socket.io,
+recording each event."""
 
 from __future__ import annotations
 
@@ -76,19 +77,75 @@ class Client(Records, FrameReader):
             self.ready.set_result(None)
 
 
+class StreamClient(Client):
+    """A client of the bridge's ``/sse``: the same records, from ``text/event-stream``.
+
+    It reuses the socket, the kernel receive times and the buffer of
+    :class:`Client`; only the request and the parsing differ. Each message's
+    ``data:`` lines are joined with "\n", as ``EventSource`` does, so a batch reads
+    as a batched WebSocket frame does.
+    """
+
+    def __init__(self, port: int, path: str, *, deflate: bool = False) -> None:
+        super().__init__(port, path)
+        self._request = (
+            f"GET {path} HTTP/1.1\r\nHost: {self._host}:{port}\r\nAccept: text/event-stream\r\n\r\n"
+        ).encode()
+
+    def _received(self, size: int, now: float) -> None:
+        buffer = self._buffer
+        pos = 0
+        if not self._upgraded:
+            end = buffer.find(b"\r\n\r\n", 0, size)
+            if end < 0:
+                self._filled = size
+                return
+            if not buffer.startswith(b"HTTP/1.1 200"):
+                status = bytes(buffer[: buffer.find(b"\r\n")])
+                self._fail(f"stream refused: {status!r}")
+                return
+            self._upgraded, pos = True, end + 4
+        while (end := buffer.find(b"\n\n", pos, size)) >= 0:
+            lines = bytes(buffer[pos:end]).split(b"\n")
+            data = [line[6:] for line in lines if line.startswith(b"data: ")]
+            if data:  # not a comment or a retry
+                self._text(b"\n".join(data), now)
+            pos = end + 2
+        self._filled = size - pos
+        if pos and self._filled:
+            buffer[: self._filled] = buffer[pos:size]
+
+    def _control(self, message: bytes | bytearray) -> None:
+        kind = str(json.loads(message).get("type", ""))
+        if kind == "bridge:welcome" and not self.ready.done():
+            self.ready.set_result(None)  # a stream is not held: nothing to send
+        elif kind == "bridge:close":
+            self.close_code = int(json.loads(message)["code"])
+
+    async def close(self) -> None:
+        self.abort()  # a stream ends when its client goes
+
+
 async def connect_clients(
-    port: int, count: int, path: str, concurrency: int, *, deflate: bool = False
+    port: int,
+    count: int,
+    path: str,
+    concurrency: int,
+    *,
+    deflate: bool = False,
+    kind: type[Client] = Client,
 ) -> list[Client]:
     """Connect ``count`` clients, ``concurrency`` handshakes at a time; drop those that fail.
 
-    ``deflate``: they offer permessage-deflate, as browsers do.
+    ``deflate``: they offer permessage-deflate, as browsers do. ``kind``:
+    :class:`StreamClient` for ``/sse``.
     """
     gate = asyncio.Semaphore(concurrency)
     failures: Counter[str] = Counter()
 
     async def one() -> Client | None:
         async with gate:
-            client = Client(port, path, deflate=deflate)
+            client = kind(port, path, deflate=deflate)
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
                     await client.open()

@@ -37,7 +37,8 @@ BEHIND_QUIET = 2.0
 #: Every server, in the order they run. The ``+deflate`` ones accept compression and
 #: run only with browser-like clients.
 SERVERS = (
-    "baseline", "baseline+deflate", "bridge", "bridge+deflate", "socketio", "channels", "nestjs",
+    "baseline", "baseline+deflate", "bridge", "bridge+sse", "bridge+deflate", "socketio",
+    "channels", "nestjs",
 )  # fmt: skip
 #: The baselines of the ratio columns.
 BASELINE_SERVERS = ("baseline", "socketio", "channels", "nestjs")

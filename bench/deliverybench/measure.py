@@ -38,7 +38,9 @@ async def measure(
     The ladder at ``--clients`` goes on from the fixed rates, on the same clients.
     """
     rates = spec.rates or args.rates
-    ladders = [] if spec.browser_only else list(dict.fromkeys(args.ladder_clients))
+    ladders = (
+        list(dict.fromkeys(args.ladder_clients)) if spec.ladder and not spec.browser_only else []
+    )
     for batch in () if spec.browser_only else spec.batch_modes:
         async with connected(server, spec, feeder, args, count=args.clients, batch=batch) as group:
             ladder = Ladder(server.name, len(group.clients))

@@ -11,7 +11,14 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from .clients import AnyClient, close_clients, connect_clients, connect_sio_clients
+from .clients import (
+    AnyClient,
+    Client,
+    StreamClient,
+    close_clients,
+    connect_clients,
+    connect_sio_clients,
+)
 from .constants import BEHIND_QUIET, QUIET_PERIOD, SETTLE_QUIET
 from .feeders import Feeder, Published
 from .progress import progress
@@ -178,9 +185,15 @@ async def connected(
             deflate=deflate,
         )  # fmt: skip
     else:
-        path = "/ws?batch=1" if batch else "/ws"
+        base = "/sse" if spec.sse else "/ws"
+        path = f"{base}?batch=1" if batch else base
         clients = await connect_clients(
-            server.port, count, path, args.connect_concurrency, deflate=deflate
+            server.port,
+            count,
+            path,
+            args.connect_concurrency,
+            deflate=deflate,
+            kind=StreamClient if spec.sse else Client,
         )
     progress(f"  connected in {time.monotonic() - started:.1f} s")
     group = Group(server, spec, feeder, clients, batch, offer, args)

@@ -46,6 +46,10 @@ class ServerSpec:
     queue: str | None = None
     #: Its clients: plain WebSocket (``Client``) or socket.io (``SioRecorder``).
     socketio: bool = False
+    #: Its clients read Server-Sent Events from ``/sse`` (``StreamClient``).
+    sse: bool = False
+    #: The highest sustained rates are looked for (``--ladder-clients``).
+    ladder: bool = True
     namespace: str = "/"
     event: str = "event"
     #: How events reach it: ``amqp`` (``amqp_feeder.py``), ``http`` (``http_feeder.py``)
@@ -113,6 +117,17 @@ def server_specs(
             health="/api/health",
             batch_modes=(False, True) if batch else (False,),
             queue=instance_queue(BRIDGE_INSTANCE).name,
+        ),
+        # The same bridge, its clients on /sse: the fallback for proxies that break WebSocket.
+        "bridge+sse": ServerSpec(
+            "bridge+sse",
+            bridge,
+            health="/api/health",
+            batch_modes=(False, True) if batch else (False,),
+            queue=instance_queue(BRIDGE_INSTANCE).name,
+            sse=True,
+            browser=False,
+            ladder=False,
         ),
         "bridge+deflate": ServerSpec(
             "bridge+deflate",

@@ -325,7 +325,8 @@ def serve(
 ) -> None:
     """Run one bridge instance until SIGTERM or Ctrl-C.
 
-    Browsers connect to ws://HOST:PORT/ws with a token; GET /api/health says
+    Browsers connect to ws://HOST:PORT/ws with a token (or, where a proxy breaks
+    WebSocket, read http://HOST:PORT/sse); GET /api/health says
     whether the broker is reachable. Every option can also be set by its
     environment variable; the flag wins.
     """
@@ -388,12 +389,14 @@ def _announce(bridge: Bridge) -> None:
     if settings.allow_anonymous:
         auth += ", anonymous allowed"
     if settings.catalog_spec:
-        types = f"catalog {settings.catalog_spec} ({len(settings.catalog)} types"
+        count = len(settings.catalog)
+        types = f"catalog {settings.catalog_spec} ({count} type{'' if count == 1 else 's'}"
         types += ", others refused)" if settings.strict_events else ", others untyped)"
     else:
         types = "no catalog (every event untyped)"
     click.echo(
-        f"event-bridge: instance {settings.instance} on ws://{settings.host}:{bridge.port}/ws, "
+        f"event-bridge: instance {settings.instance} on ws://{settings.host}:{bridge.port}/ws "
+        f"(and Server-Sent Events on http://{settings.host}:{bridge.port}/sse), "
         f"broker {display_url(settings.broker_url)}{embedded}, auth {auth}, {types}; "
         f"{_exposure(settings)}"
     )

@@ -1,6 +1,7 @@
 /**
  * The browser client of event-bridge: live events over one WebSocket that
- * reconnects by itself and resumes where it left off.
+ * reconnects by itself and resumes where it left off. Where a proxy breaks
+ * WebSocket, it reads the same events as Server-Sent Events from `/sse`.
  *
  *     import { connect } from "/client.js";
  *
@@ -38,6 +39,8 @@ const CLOSE_UNAUTHORIZED = 4401;
 const CLOSE_TOKEN_EXPIRED = 4419;
 /** This client closes with this code a socket that went silent. */
 const CLOSE_SILENT = 4000;
+/** The code reported when a connection failed without a close frame (as browsers do). */
+const CLOSE_ABNORMAL = 1006;
 
 const DEFAULTS = Object.freeze({
   token: undefined,
@@ -47,7 +50,11 @@ const DEFAULTS = Object.freeze({
   minDelay: 500,
   maxDelay: 30_000,
   rememberIds: 1000,
+  transport: "auto",
+  sseUrl: undefined,
 });
+
+const TRANSPORTS = ["auto", "websocket", "sse"];
 
 /**
  * Connect to a bridge. The connection lives until `close()`: when it drops, the
@@ -72,6 +79,13 @@ const DEFAULTS = Object.freeze({
  * @param {number} [options.minDelay=500] First reconnect delay cap, in ms.
  * @param {number} [options.maxDelay=30000] Largest reconnect delay cap, in ms.
  * @param {number} [options.rememberIds=1000] Recent event ids kept to drop duplicates.
+ * @param {"auto" | "websocket" | "sse"} [options.transport="auto"] `"auto"` opens
+ *   a WebSocket and, when one cannot connect (a proxy that refuses the upgrade),
+ *   reads Server-Sent Events for the next attempt; it goes back to WebSocket
+ *   whenever a connection that worked drops. The stream always carries the
+ *   token as `?token=`.
+ * @param {string} [options.sseUrl] The event stream: by default `url` with
+ *   `http(s)://` and its path's last `/ws` made `/sse`.
  * @returns {import("./client.js").Client} `on`, `onBusinessEvent`, one helper
  *   per event type (`onReservaCreada`, …, and the seed's `onReservaNueva`) and `close`.
  */
@@ -88,14 +102,19 @@ export function connect(url, options = {}) {
   if (settings.tokenIn !== "query" && settings.tokenIn !== "message") {
     throw new TypeError(`connect(): tokenIn must be "query" or "message"`);
   }
+  if (!TRANSPORTS.includes(settings.transport)) {
+    throw new TypeError(`connect(): transport must be one of ${TRANSPORTS.join(", ")}`);
+  }
   const base = socketBase(url);
+  const streamBase = settings.sseUrl === undefined ? streamOf(base) : pageUrl(settings.sseUrl);
 
   // Handlers, by message type; business events have their own set.
   const handlers = new Map();
   const businessHandlers = new Set();
 
   // The connection.
-  let socket = null; // the current WebSocket, null between attempts
+  let kind = settings.transport === "sse" ? "sse" : "websocket"; // of the next attempt
+  let socket = null; // the current WebSocket or EventSource, null between attempts
   let stopped = false; // close() was called, or the token was refused
   let welcomed = false; // the current socket got bridge:welcome
   let failures = 0; // attempts since the last welcome
@@ -124,6 +143,11 @@ export function connect(url, options = {}) {
 
   function start(token) {
     if (stopped) return;
+    if (kind === "sse") stream(token);
+    else websocket(token);
+  }
+
+  function websocket(token) {
     const target = new URL(base);
     if (token && settings.tokenIn === "query") target.searchParams.set("token", token);
     if (settings.batch) target.searchParams.set("batch", "1");
@@ -145,6 +169,30 @@ export function connect(url, options = {}) {
   }
 
   /**
+   * The same events as Server-Sent Events. The browser's own reconnect is not
+   * used: this client reconnects as for a WebSocket, with a fresh token, and
+   * resumes with `?after=`.
+   */
+  function stream(token) {
+    const target = new URL(streamBase);
+    if (token) target.searchParams.set("token", token);
+    if (settings.batch) target.searchParams.set("batch", "1");
+    if (lastId !== null) target.searchParams.set("after", lastId);
+    const source = new EventSource(target.href);
+    socket = source;
+    welcomed = false;
+    lastMessageAt = Date.now();
+    waitingSince = lastMessageAt; // for bridge:welcome
+    source.onmessage = (message) => {
+      if (socket === source) receive(message.data);
+    };
+    source.onerror = () => {
+      if (socket === source) lost(CLOSE_ABNORMAL, "the event stream failed");
+    };
+    heartbeatTimer = setInterval(() => beat(source), settings.heartbeat);
+  }
+
+  /**
    * Every interval: ping, and give up on a socket from which nothing at all came
    * for two intervals while an answer was due. (A request must be outstanding, so
    * that pings delayed by a throttled background tab are not taken for a dead socket.)
@@ -157,7 +205,8 @@ export function connect(url, options = {}) {
       lost(CLOSE_SILENT, `no message for ${seconds} s`);
       return;
     }
-    if (welcomed) {
+    if (welcomed && ws instanceof WebSocket) {
+      // A stream cannot be pinged: the bridge's keepalive comments reach no script.
       send(ws, { op: "ping" });
       waitingSince ??= now;
     }
@@ -186,8 +235,15 @@ export function connect(url, options = {}) {
       welcomed = true;
       failures = 0;
       // The first message after the welcome: live events wait for it (up to 1 s).
-      send(socket, lastId === null ? { op: "ping" } : { op: "resume", after: lastId });
-      if (lastId === null) waitingSince = Date.now();
+      // A stream said where to resume in its URL.
+      if (socket instanceof WebSocket) {
+        send(socket, lastId === null ? { op: "ping" } : { op: "resume", after: lastId });
+        if (lastId === null) waitingSince = Date.now();
+      }
+    } else if (message.type === "bridge:close") {
+      dispatch(message);
+      lost(message.code, message.reason); // a stream's close frame
+      return;
     } else if (message.type === "bridge:refresh") {
       refresh(socket);
     } else if (message.type === "bridge:reset" && typeof message.latest === "string") {
@@ -223,6 +279,10 @@ export function connect(url, options = {}) {
   function lost(code, reason) {
     const ws = socket;
     socket = null;
+    if (settings.transport === "auto") {
+      // A connection that worked drops: WebSocket again. One that never did: the other.
+      kind = welcomed || kind === "sse" ? "websocket" : "sse";
+    }
     welcomed = false;
     clearInterval(heartbeatTimer);
     discard(ws, CLOSE_SILENT, reason);
@@ -304,15 +364,29 @@ export function connect(url, options = {}) {
   return Object.freeze({ on, onBusinessEvent, ...helpers, close });
 }
 
-function socketBase(url) {
+function pageUrl(url) {
   const page = globalThis.location?.href;
-  const target = page === undefined ? new URL(url) : new URL(url, page);
+  return page === undefined ? new URL(url) : new URL(url, page);
+}
+
+function socketBase(url) {
+  const target = pageUrl(url);
   if (target.protocol === "http:") target.protocol = "ws:";
   if (target.protocol === "https:") target.protocol = "wss:";
   if (target.protocol !== "ws:" && target.protocol !== "wss:") {
     throw new TypeError(`connect(): ${url} is not a ws:// or wss:// URL`);
   }
   return target.href;
+}
+
+/** The event stream beside a WebSocket URL: `ws://host/ws` → `http://host/sse`. */
+function streamOf(socketUrl) {
+  const target = new URL(socketUrl);
+  target.protocol = target.protocol === "wss:" ? "https:" : "http:";
+  target.pathname = target.pathname.replace(/\/ws$/, "/sse");
+  if (!target.pathname.endsWith("/sse")) target.pathname = "/sse";
+  target.search = "";
+  return target;
 }
 
 function subscribe(set, handler) {
@@ -343,12 +417,19 @@ function call(set, message) {
 }
 
 function send(ws, message) {
-  if (ws !== null && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
+  if (ws instanceof WebSocket && ws.readyState === WebSocket.OPEN) {
+    ws.send(JSON.stringify(message));
+  }
 }
 
-/** Detach and close a socket we are done with; its close event no longer matters. */
+/** Detach and close a socket or stream we are done with; its end no longer matters. */
 function discard(ws, code, reason) {
   if (ws === null) return;
+  if (!(ws instanceof WebSocket)) {
+    ws.onmessage = ws.onerror = null;
+    ws.close(); // an EventSource: no code, no reason, and no reconnect of its own
+    return;
+  }
   ws.onopen = ws.onmessage = ws.onclose = null;
   ws.onerror = null;
   if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) {

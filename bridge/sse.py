@@ -1,0 +1,201 @@
+"""Server-Sent Events on ``GET /sse``: the events of ``/ws`` for networks that break WebSocket.
+
+Some corporate proxies refuse the WebSocket upgrade but pass a long response
+through. A stream carries the same events, to the same audiences, with the
+same history, in the ``text/event-stream`` format browsers read with
+``EventSource``:
+
+- every event carries ``id:``, so a reconnecting ``EventSource`` sends
+  ``Last-Event-ID`` on its own and resumes as ``{"op": "resume"}`` does on
+  ``/ws`` (``?after=`` does the same for a client that reconnects itself);
+- ``bridge:*`` messages are plain ``data:`` lines, so one ``onmessage`` reads
+  everything, as on ``/ws``; ``bridge:close`` stands in for a close frame;
+- keepalives are comments (``:``), which proxies pass and browsers ignore.
+
+The stream is one-way: the token comes with the request (``?token=``, as
+``EventSource`` cannot set headers, or ``Authorization: Bearer``) and a token
+that expires closes the stream (4419), after ``bridge:refresh`` says when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from dataclasses import dataclass
+
+from bridge.auth import Authenticator
+from bridge.config import Settings
+from bridge.exceptions import Unauthorized
+from bridge.http import Request, Response
+from bridge.hub import Hub
+from bridge.router import Entry, Principal
+from bridge.session import Framing, Inbox, Session
+from schemas.protocol import CLOSE_INTERNAL_ERROR, CloseMessage
+
+__all__ = ["EVENTS", "EventStream", "EventStreams"]
+
+log = logging.getLogger("bridge.sse")
+
+#: The reconnect delay a browser is told, in ms, drawn per stream: a restarted
+#: bridge is not hit by every ``EventSource`` in the same instant.
+RETRY_MS = (1000, 4000)
+_KEEPALIVE = b":\n\n"
+
+
+class _Events:
+    """The ``text/event-stream`` framing, shared by every stream."""
+
+    def events(self, entries: list[Entry], *, batch: bool) -> bytes:
+        if batch:
+            # One event of several lines, as one WebSocket frame of several: EventSource
+            # joins ``data:`` lines with "\n". Its id is the last one's: it resumes after all.
+            lines = b"".join(b"data: " + e.json + b"\n" for e in entries)
+            return b"id: " + entries[-1].event.id.encode() + b"\n" + lines + b"\n"
+        if len(entries) == 1:
+            return self._one(entries[0])
+        return b"".join(self._one(e) for e in entries)
+
+    def _one(self, entry: Entry) -> bytes:
+        data = entry.framed.get(self)
+        if data is None:
+            # Event ids are printable ASCII without spaces, and JSON holds no raw line
+            # break: neither can end a field early.
+            data = entry.framed[self] = b"id: %b\ndata: %b\n\n" % (
+                entry.event.id.encode(),
+                entry.json,
+            )
+        return data
+
+    def message(self, payload: bytes) -> bytes:
+        return b"data: " + payload + b"\n\n"
+
+    def reset(self, payload: bytes, latest: str | None) -> bytes:
+        # The browser's last event id becomes the newest one (or none): its next
+        # reconnect resumes from the state the client reloads now.
+        return b"id: " + (latest or "").encode() + b"\n" + self.message(payload)
+
+
+#: The framing of every event stream.
+EVENTS: Framing = _Events()
+
+
+class EventStream:
+    """One stream, from its response's head until the socket closes."""
+
+    __slots__ = ("_closed_with", "_inbox", "abort", "buffered", "session", "transport", "write")
+
+    def __init__(
+        self, transport: asyncio.Transport, inbox: Inbox, *, batch: bool, remote: str
+    ) -> None:
+        self.transport = transport
+        self._inbox = inbox
+        # The transport's own methods: see bridge.websocket.WebSocketLink.
+        self.write = transport.write
+        self.buffered = transport.get_write_buffer_size
+        self.abort = transport.abort
+        self._closed_with: tuple[int, str] | None = None
+        self.session = Session(self, EVENTS, transport="sse", batch=batch, remote=remote)
+
+    # The client says nothing on a stream: what it sends is read and dropped.
+
+    def receive(self, data: bytes) -> None:
+        pass
+
+    def receive_eof(self) -> bool | None:
+        return None  # the client is gone: asyncio closes the transport
+
+    def lost(self) -> None:
+        code, reason = self._closed_with or (None, None)
+        self._inbox.on_closed(self.session, code, reason)
+
+    def fail(self) -> None:
+        self._inbox.close(self.session, CLOSE_INTERNAL_ERROR, "internal error")
+
+    def ping(self) -> bool:
+        """A comment line: it keeps proxies from timing the stream out."""
+        self.transport.write(_KEEPALIVE)
+        return True
+
+    def close(self, code: int, reason: str) -> None:
+        """``bridge:close`` in place of a close frame, then the end of the response."""
+        self._closed_with = (code, reason)
+        message = CloseMessage(code=code, reason=reason).model_dump_json().encode()
+        self.transport.write(EVENTS.message(message))
+        self.transport.close()
+
+
+@dataclass(frozen=True)
+class EventStreams:
+    """Opens event streams for one bridge instance, or refuses them with a status."""
+
+    hub: Hub
+    authenticator: Authenticator
+    settings: Settings
+
+    def __call__(self, transport: asyncio.Transport, request: Request) -> EventStream | Response:
+        origin, host = request.headers.get("origin"), request.headers.get("host")
+        refusal: Response | None = None
+        principal: Principal | None = None
+        if not self.settings.sites.origin_allowed(origin, host):
+            refusal = Response.error(403, f"origin {origin} is not allowed; see --allowed-origins")
+        else:
+            principal, refusal = self._principal(request)
+        if refusal is not None:
+            log.info(
+                "stream refused",
+                extra={"remote": request.remote, "status": refusal.status},
+            )
+            return refusal
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            send_buffer = self.settings.limits.socket_send_buffer
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+        transport.write(_head(origin))
+        stream = EventStream(
+            transport, self.hub, batch=request.query.get("batch") == "1", remote=request.remote
+        )
+        session = stream.session
+        self.hub.open(session, principal, anonymous=True)
+        # The request said where to resume: nothing to wait for, unlike a new WebSocket.
+        after = request.headers.get("last-event-id") or request.query.get("after")
+        if after:
+            self.hub.resume(session, after)
+        else:
+            self.hub.release(session)
+        return stream
+
+    def _principal(self, request: Request) -> tuple[Principal | None, Response | None]:
+        token = request.query.get("token") or _bearer(request.headers.get("authorization"))
+        if token is None:
+            if self.settings.allow_anonymous:
+                return None, None
+            refusal = "send a token: ?token=... (EventSource cannot set headers) or a Bearer header"
+            return None, Response.error(401, refusal)
+        try:
+            return self.authenticator.verify(token), None
+        except Unauthorized as exc:
+            return None, Response.error(401, str(exc))
+
+
+def _bearer(header: str | None) -> str | None:
+    scheme, _, token = (header or "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def _head(origin: str | None) -> bytes:
+    """The response's head; its body lasts until the stream closes (no length, no chunks)."""
+    lines = [
+        "HTTP/1.1 200 OK",
+        "content-type: text/event-stream; charset=utf-8",
+        # No proxy may keep it, transform it, or hold it back to fill a buffer (nginx).
+        "cache-control: no-store, no-transform",
+        "x-accel-buffering: no",
+        "connection: close",
+    ]
+    if origin is not None:
+        # Only reached for an allowed origin: EventSource across origins needs CORS.
+        lines += [f"access-control-allow-origin: {origin}", "vary: origin"]
+    retry = random.randint(*RETRY_MS)  # noqa: S311 - spreading reconnects, not a secret
+    return ("\r\n".join(lines) + f"\r\n\r\nretry: {retry}\n\n").encode("latin-1")
