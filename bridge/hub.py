@@ -56,6 +56,8 @@ log = logging.getLogger("bridge.ws")
 #: framing and event numbers, for the length of one flush.
 _Batches = dict[tuple[object, tuple[int, ...]], bytes]
 
+_CLOSING = Phase.CLOSING  # read once per session and flush: no enum lookup
+
 #: Keepalive pings go out in this many slices per interval.
 _PING_SLICES = 10
 
@@ -173,7 +175,8 @@ class Hub:
 
     def _deliver(self, session: Session, batches: _Batches) -> None:
         """Write everything queued for ``session`` in one go, or drop it if it is too far behind."""
-        if not session.receiving:
+        # Only joined sessions are ever queued here; one that closed since is skipped.
+        if session.phase is _CLOSING:
             return
         entries = session.mailbox.take()
         if not entries:

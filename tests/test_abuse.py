@@ -24,8 +24,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import CloseCode, Opcode
 
-from tests.bridges import SECRET, Served, recv_json, token
-from tests.httpclient import request
+from tests.support.bridges import SECRET, Served, recv_json, token
+from tests.support.httpclient import request
 
 API_KEY = "abuse-test-api-key-0123456789"
 HANDSHAKE = (

@@ -26,9 +26,9 @@ import psycopg
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from tests.bridges import EVENT_BRIDGE, SECRET, client, operator, recv_json, token
-from tests.httpclient import request
-from tests.output import Output
+from tests.support.bridges import EVENT_BRIDGE, SECRET, client, operator, recv_json, token
+from tests.support.httpclient import request
+from tests.support.output import Output
 
 TEMPLATE = Path(__file__).resolve().parent / "data" / "shop"
 POSTGRES = os.environ.get(

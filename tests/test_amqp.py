@@ -31,7 +31,7 @@ from messaging.entities import exchange
 from messaging.publisher import Publisher
 from schemas import Event, Reader
 from schemas.topology import DEAD_LETTER_QUEUE, EVENTS, instance_queue, routing_key
-from tests.brokers import (
+from tests.support.brokers import (
     TIMEOUT,
     Recorder,
     delete_instance_queue,

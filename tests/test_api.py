@@ -15,7 +15,7 @@ import pytest
 from bridge.app import Bridge
 from bridge.auth import Authenticator
 from bridge.config import Limits
-from tests.bridges import (
+from tests.support.bridges import (
     SECRET,
     Watch,
     client,
@@ -26,8 +26,8 @@ from tests.bridges import (
     settings,
     token,
 )
-from tests.httpclient import request
-from tests.seed import SEED, curls
+from tests.support.httpclient import request
+from tests.support.seed import SEED, curls
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from bridge.decode import Decoder
 from bridge.exceptions import BrokerUnavailable
 from bridge.memory import MemoryBroker
 from schemas import Reader
-from tests.brokers import (
+from tests.support.brokers import (
     MakeBroker,
     Recorder,
     delete_instance_queue,

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 
 from api_rest.events import catalog
 from schemas import Reader
-from tests.seed import curls
+from tests.support.seed import curls
 
 EVENT_BRIDGE = str(Path(sys.executable).parent / "event-bridge")
 EXAMPLE = Path(__file__).resolve().parent.parent / "example"

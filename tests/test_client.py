@@ -23,8 +23,8 @@ from playwright.async_api import Browser, Page, Route, WebSocket, WebSocketRoute
 
 from api_rest.events import catalog
 from bridge import typescript
-from tests.bridges import Served, token
-from tests.browser import chromium
+from tests.support.bridges import Served, token
+from tests.support.browser import chromium
 
 ROOT = Path(__file__).parent.parent
 STATIC = ROOT / "bridge" / "static"

@@ -11,8 +11,8 @@ from api_rest.events import Reserva, ReservaCreada
 from bridge.config import Limits
 from bridge.counts import OTHER, Kind, TypeCounts
 from schemas import Event
-from tests.bridges import client, operator, recv_json, running, settings, token
-from tests.httpclient import request
+from tests.support.bridges import client, operator, recv_json, running, settings, token
+from tests.support.httpclient import request
 
 
 def test_each_kind_is_told_apart() -> None:

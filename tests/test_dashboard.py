@@ -32,8 +32,8 @@ from api_rest.events import (
 )
 from bridge.app import Bridge
 from schemas import Event, Role, User
-from tests.bridges import client, running, settings, token
-from tests.browser import chromium
+from tests.support.bridges import client, running, settings, token
+from tests.support.browser import chromium
 
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "dashboard.png"
 #: How long to wait for the page; stats are refreshed every 5 s, so more than that.

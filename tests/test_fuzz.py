@@ -21,8 +21,8 @@ from schemathesis.schemas import BaseSchema
 from api_rest.events import catalog
 from bridge.openapi import openapi
 from schemas import Reader
-from tests.bridges import EVENT_BRIDGE, SECRET
-from tests.httpclient import request
+from tests.support.bridges import EVENT_BRIDGE, SECRET
+from tests.support.httpclient import request
 
 API_KEY = "fuzz-api-key-0123456789"
 #: The bridges run with the seed's catalog, from the example project's folder.

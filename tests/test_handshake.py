@@ -38,9 +38,9 @@ from bridge.handshake import Handshake
 from bridge.http import Request
 from bridge.websocket import FRAMES, WebSocketLink
 from schemas import Event
-from tests.bridges import SECRET, running, settings, token
-from tests.httpclient import request
-from tests.wire import Wire
+from tests.support.bridges import SECRET, running, settings, token
+from tests.support.httpclient import request
+from tests.support.wire import Wire
 
 HOST = "127.0.0.1:4000"
 OTHER_SECRET = "another-secret-that-this-bridge-does-not-know-about-at-all"

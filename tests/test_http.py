@@ -14,8 +14,8 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.config import Limits
-from tests.bridges import operator, running, settings, token
-from tests.httpclient import request
+from tests.support.bridges import operator, running, settings, token
+from tests.support.httpclient import request
 
 HEALTH = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 

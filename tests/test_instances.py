@@ -13,8 +13,8 @@ from websockets.asyncio.client import ClientConnection
 
 from api_rest.events import Reserva, ReservaCreada
 from schemas import Event
-from tests.bridges import Served, Watch, client, rabbit, recv_json, running, settings, token
-from tests.rabbit import publish_to
+from tests.support.bridges import Served, Watch, client, rabbit, recv_json, running, settings, token
+from tests.support.rabbit import publish_to
 
 
 def reserva(n: int) -> Event:

@@ -14,7 +14,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
-from tests.bridges import Watch, rabbit, running, settings
+from tests.support.bridges import Watch, rabbit, running, settings
 
 MANAGEMENT = "http://127.0.0.1:15672/api"
 

@@ -31,9 +31,9 @@ from bridge.http import Request
 from bridge.metrics import Metrics
 from bridge.websocket import WebSocketLink
 from schemas import Event
-from tests.bridges import operator, running, settings, token
-from tests.httpclient import request
-from tests.wire import Wire
+from tests.support.bridges import operator, running, settings, token
+from tests.support.httpclient import request
+from tests.support.wire import Wire
 
 OPERATIONS = Path(__file__).parent.parent / "docs" / "operations.md"
 

@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection
 
 from api_rest.events import DashboardUpdate, Reserva, ReservaCreada
 from schemas import Event
-from tests.bridges import (
+from tests.support.bridges import (
     EVENT_BRIDGE,
     SECRET,
     Watch,
@@ -27,7 +27,7 @@ from tests.bridges import (
     settings,
     token,
 )
-from tests.httpclient import request
+from tests.support.httpclient import request
 
 #: The example project's catalog (api_rest.events) is importable, as PYTHONPATH makes it.
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "example")}

@@ -29,7 +29,7 @@ from schemas import (
     User,
 )
 from schemas.topology import routing_key
-from tests.seed import PYTHON_CALLS, SEED, curls
+from tests.support.seed import PYTHON_CALLS, SEED, curls
 
 STRICT = Reader(catalog, strict=True)
 LENIENT = Reader(catalog)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.bridges import EVENT_BRIDGE, SECRET, Served, client, recv, token
-from tests.httpclient import request
+from tests.support.bridges import EVENT_BRIDGE, SECRET, Served, client, recv, token
+from tests.support.httpclient import request
 
 
 async def test_the_startup_line_names_broker_address_and_auth(tmp_path: Path) -> None:

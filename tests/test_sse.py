@@ -24,8 +24,8 @@ from bridge.config import Limits
 from bridge.session import Phase
 from bridge.sse import EVENTS, RETRY_MS
 from schemas import Event, Role
-from tests.bridges import running, settings, token
-from tests.httpclient import request
+from tests.support.bridges import running, settings, token
+from tests.support.httpclient import request
 
 
 @dataclass

@@ -14,7 +14,7 @@ from api_rest.events import catalog
 from messaging.entities import declare, exchange, queue
 from schemas import Event, Everyone, Reader, Role, User
 from schemas.topology import DEAD_LETTER_QUEUE, EVENTS, instance_queue
-from tests.rabbit import publish
+from tests.support.rabbit import publish
 
 parse_event = Reader(catalog, strict=True).event
 

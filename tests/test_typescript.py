@@ -19,8 +19,8 @@ import pytest
 from bridge import typescript
 from bridge.exceptions import HelperNameError
 from schemas import Catalog, Payload
-from tests.bridges import EVENT_BRIDGE, Served
-from tests.httpclient import request
+from tests.support.bridges import EVENT_BRIDGE, Served
+from tests.support.httpclient import request
 
 HERE = Path(__file__).resolve().parent / "typescript"
 TSC = HERE / "node_modules" / ".bin" / "tsc"

@@ -23,7 +23,7 @@ from bridge.auth import Authenticator
 from bridge.config import Limits
 from bridge.session import Phase
 from schemas import Event, Role, User
-from tests.bridges import (
+from tests.support.bridges import (
     SECRET,
     client,
     operator,

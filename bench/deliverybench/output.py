@@ -38,7 +38,7 @@ def _ratio(value: float, base: float | None) -> str:
 
 def ratio_columns(results: list[Result]) -> tuple[list[str], list[list[str]]]:
     """``/plain``: each row's µs/event / the same server's with plain clients, one frame
-    per event, at the same rate (``bridge+deflate``: ``bridge``'s). ``/NAME``, per
+    per event, at the same rate (``bridge+deflate``, ``bridge+sse``: ``bridge``'s). ``/NAME``, per
     baseline that ran: / NAME's with the same clients at the same rate."""
     names = [n for n in BASELINE_SERVERS if any(r.scenario.server == n for r in results)]
     bases = {
@@ -177,6 +177,7 @@ offer: plain clients, or browser-like ones offering "permessage-deflate;
   default compression="deflate", bridge+deflate the bridge with --compression: what asking
   for compression costs. The others are as shipped (the bridge declines by default);
   Channels is not measured with them (Daphne declines compression: see memory.py).
+  bridge+sse is the bridge with its clients on /sse (Server-Sent Events), plain only.
 frames/s, events/s: received by all clients together, from the first publish to the last receipt.
 loss, dup: events x clients missing or received twice; dropped: clients the server closed or lost.
 p50/p99/max: receive time - sentAt, over every event at every client. Receive time is the

@@ -27,9 +27,9 @@ import pytest
 from django.db import connection, connections
 from pytest_django import DjangoDbBlocker, Settings
 
-from tests.bridges import SECRET
 from tests.django.relays import running_relay
-from tests.django_live import LiveBridge, live_bridge
+from tests.support.bridges import SECRET
+from tests.support.django_live import LiveBridge, live_bridge
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "example"
 

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from django.db import connection
 
 from tests.django.proxy import Proxy
-from tests.output import Output
+from tests.support.output import Output
 
 __all__ = ["Proxy", "RelayProcess", "database_url", "manage_env", "running_relay"]
 

@@ -23,9 +23,9 @@ from django.core.management.base import CommandError
 from websockets.asyncio.client import connect
 
 from api_rest.models import Cliente, Proveedor, Servicio
-from tests.bridges import token
-from tests.django_live import LiveBridge
-from tests.output import Output
+from tests.support.bridges import token
+from tests.support.django_live import LiveBridge
+from tests.support.output import Output
 
 ROOT = Path(__file__).resolve().parents[2]
 

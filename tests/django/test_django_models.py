@@ -16,10 +16,10 @@ import pytest
 from django.db import transaction
 
 from api_rest.models import Cliente
-from tests.bridges import token
 from tests.django import factories
 from tests.django.rollback import Boom, fail_in_a_transaction
-from tests.django_live import Browser, LiveBridge
+from tests.support.bridges import token
+from tests.support.django_live import Browser, LiveBridge
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

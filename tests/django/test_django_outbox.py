@@ -42,11 +42,11 @@ from producer import WebSocketNotifier, notifier
 from producer.models import OutboxEvent
 from producer.relay import STUCK_AFTER, SWEEP_AFTER
 from producer.sender import Sender
-from tests.bridges import token
 from tests.django import factories
 from tests.django.relays import ROOT, Proxy, RelayProcess, manage_env, running_relay
 from tests.django.rollback import Boom, fail_in_a_transaction
-from tests.django_live import WAIT, Browser, LiveBridge, live_bridge
+from tests.support.bridges import token
+from tests.support.django_live import WAIT, Browser, LiveBridge, live_bridge
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

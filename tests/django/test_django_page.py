@@ -16,9 +16,9 @@ import pytest
 from playwright.async_api import Page
 from pytest_django.live_server_helper import LiveServer
 
-from tests.browser import chromium
 from tests.django import factories
-from tests.django_live import LiveBridge
+from tests.support.browser import chromium
+from tests.support.django_live import LiveBridge
 
 T = TypeVar("T")
 

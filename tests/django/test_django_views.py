@@ -21,9 +21,9 @@ from bridge.exceptions import Unauthorized
 from messaging.publisher import PublishError
 from producer import WebSocketNotifier, issue_token
 from schemas import SchemaError
-from tests.bridges import SECRET, token
 from tests.django import factories
-from tests.django_live import LiveBridge
+from tests.support.bridges import SECRET, token
+from tests.support.django_live import LiveBridge
 
 #: EVENT_BRIDGE["PUBLISH_TIMEOUT"]'s default, and the margin a test allows over it.
 PUBLISH_TIMEOUT = 2.0

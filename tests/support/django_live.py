@@ -22,8 +22,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from api_rest.events import Reserva, ReservaCancelada
 from bridge.app import Bridge
 from schemas import Event
-from tests.bridges import Watch, rabbit, recv_json, running, settings, url
-from tests.rabbit import publish_to
+from tests.support.bridges import Watch, rabbit, recv_json, running, settings, url
+from tests.support.rabbit import publish_to
 
 __all__ = ["Browser", "LiveBridge", "LoopThread", "live_bridge"]
 

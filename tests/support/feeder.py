@@ -4,7 +4,7 @@ A test process that also reads a thousand sockets would stamp ``sentAt``
 long before its publish leaves; alone, this one writes each event as soon as
 it is stamped. Exits 0 once RabbitMQ confirmed every event.
 
-    python -m tests.feeder AMQP_URL RUN COUNT RATE
+    python -m tests.support.feeder AMQP_URL RUN COUNT RATE
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from tests.load import SERVE_ENV, Publisher
+from tests.support.load import SERVE_ENV, Publisher
 
 
 async def feed(amqp_url: str, run: str, count: int, rate: float) -> None:
@@ -27,7 +27,7 @@ async def started(amqp_url: str, run: str, count: int, rate: float) -> asyncio.s
     """Start publishing events 0 … count-1 of ``run`` at ``rate`` per second."""
     args = [amqp_url, run, str(count), str(rate)]
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.feeder", *args, env=SERVE_ENV
+        sys.executable, "-m", "tests.support.feeder", *args, env=SERVE_ENV
     )
 
 

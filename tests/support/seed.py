@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SEED = Path(__file__).parent / "data" / "seed.md"
+SEED = Path(__file__).parents[1] / "data" / "seed.md"
 
 _CURL = re.compile(
     r"curl -X POST \S+/api/dashboard/(?P<endpoint>[a-z-]+).*?-d '(?P<body>.*?)'", re.S

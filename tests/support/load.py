@@ -23,7 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from schemas import DASHBOARD, Event
 from schemas.topology import EVENTS, routing_key
-from tests.bridges import EVENT_BRIDGE, SECRET
+from tests.support.bridges import EVENT_BRIDGE, SECRET
 
 #: How long a publish may wait for RabbitMQ's confirm before it is tried again.
 CONFIRM_TIMEOUT = 5.0
@@ -31,7 +31,7 @@ CONFIRM_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 5.0
 ATTEMPTS = 20
 #: The bridges' environment: ``--catalog api_rest.events``, the example's, is importable.
-SERVE_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "example")}
+SERVE_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "example")}
 
 
 def event(run: str, seq: int) -> Event:

@@ -29,7 +29,7 @@ from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
-from tests.load import p99
+from tests.support.load import p99
 
 __all__ = ["Fleet", "Watcher"]
 

@@ -1,0 +1,1 @@
+"""The tests: a package, so that no helper module shadows one of the standard library."""

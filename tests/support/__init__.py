@@ -1,0 +1,1 @@
+"""What the tests share: running bridges and brokers, clients, a browser, fakes."""
