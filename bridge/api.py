@@ -18,7 +18,7 @@ from functools import partial
 
 from bridge.auth import Authenticator
 from bridge.broker import Broker
-from bridge.config import Limits, Settings
+from bridge.config import SSE_PATH, Limits, Settings
 from bridge.exceptions import BrokerUnavailable, Unauthorized
 from bridge.http import Handler, Request, Response
 from bridge.hub import Hub
@@ -117,6 +117,8 @@ class Api:
         for _, path in list(routes):
             if path.startswith("/api/"):
                 routes["OPTIONS", path] = self.preflight
+        # A cross-origin EventSource that reconnects sends Last-Event-ID: a preflight.
+        routes["OPTIONS", SSE_PATH] = self.preflight
         return {key: self._with_cors(handler) for key, handler in routes.items()}
 
     # Publishing
@@ -287,7 +289,10 @@ class Api:
             cors = (
                 ("access-control-allow-origin", origin),
                 ("access-control-allow-methods", "GET, POST, OPTIONS"),
-                ("access-control-allow-headers", "authorization, content-type, x-api-key"),
+                (
+                    "access-control-allow-headers",
+                    "authorization, content-type, x-api-key, last-event-id",
+                ),
                 ("access-control-max-age", "600"),
                 ("vary", "Origin"),
             )

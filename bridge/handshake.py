@@ -71,6 +71,8 @@ class Handshake:
             batch=request.query.get("batch") == "1",
             remote=request.remote,
             max_fragments=self.settings.limits.max_fragments,
+            # Resuming with the request leaves no window for live events to pass the replay.
+            after=request.query.get("after") or None,
         )
         self.hub.open(link.session, principal, anonymous=self.settings.allow_anonymous)
         return link

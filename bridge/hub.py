@@ -262,8 +262,10 @@ class Hub:
     def join(self, session: Session, principal: Principal | None) -> None:
         """Start delivering to ``session``: welcome, the dashboard snapshot, then live events.
 
-        Live events are held until the client says whether it resumes
-        (:meth:`resume`, :meth:`release`) or the resume window closes.
+        A session whose request said where to resume gets what it missed at once.
+        Otherwise live events are held until the client says whether it resumes
+        (:meth:`resume`, :meth:`release`) or the resume window closes, unless
+        the session cannot say (a stream).
         """
         first = session.phase is Phase.AWAITING_TOKEN
         if not first:
@@ -283,7 +285,12 @@ class Hub:
             return
         if self.router.snapshot is not None:
             session.mailbox.push(self.router.snapshot)
-        session.set_timer(self.limits.resume_window, lambda: self.release(session))
+        if session.after is not None:
+            self.resume(session, session.after)
+        elif session.holds:
+            session.set_timer(self.limits.resume_window, lambda: self.release(session))
+        else:
+            self.release(session)
         log.info(
             "connection opened",
             extra={
@@ -343,6 +350,7 @@ class Hub:
                 "connection closed",
                 extra={
                     "conn": session.id,
+                    "transport": session.transport,
                     "code": code,
                     "reason": reason,
                     "seconds": round(time.monotonic() - session.opened, 3),

@@ -98,11 +98,13 @@ class Session:
     """A connection's delivery state, from its handshake until its socket closes."""
 
     __slots__ = (
+        "after",
         "allowance",
         "batch",
         "buffered",
         "expiry",
         "framing",
+        "holds",
         "id",
         "link",
         "mailbox",
@@ -115,7 +117,15 @@ class Session:
     )
 
     def __init__(
-        self, link: Link, framing: Framing, *, transport: str, batch: bool, remote: str
+        self,
+        link: Link,
+        framing: Framing,
+        *,
+        transport: str,
+        batch: bool,
+        remote: str,
+        after: str | None = None,
+        holds: bool = True,
     ) -> None:
         self.link = link
         self.framing = framing
@@ -123,6 +133,11 @@ class Session:
         self.transport = transport
         self.batch = batch
         self.remote = remote
+        #: The event its request said to resume after (``?after=``, ``Last-Event-ID``).
+        self.after = after
+        #: Whether live events wait, when it joins, for a ``resume`` it may still send;
+        #: a stream cannot send one.
+        self.holds = holds
         self.id = next(_ids)
         self.opened = time.monotonic()
         self.phase = Phase.AWAITING_TOKEN

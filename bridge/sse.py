@@ -87,7 +87,13 @@ class EventStream:
     __slots__ = ("_closed_with", "_inbox", "abort", "buffered", "session", "transport", "write")
 
     def __init__(
-        self, transport: asyncio.Transport, inbox: Inbox, *, batch: bool, remote: str
+        self,
+        transport: asyncio.Transport,
+        inbox: Inbox,
+        *,
+        batch: bool,
+        remote: str,
+        after: str | None,
     ) -> None:
         self.transport = transport
         self._inbox = inbox
@@ -96,7 +102,10 @@ class EventStream:
         self.buffered = transport.get_write_buffer_size
         self.abort = transport.abort
         self._closed_with: tuple[int, str] | None = None
-        self.session = Session(self, EVENTS, transport="sse", batch=batch, remote=remote)
+        # A stream cannot send a resume later: its request said, or it starts live.
+        self.session = Session(
+            self, EVENTS, transport="sse", batch=batch, remote=remote, after=after, holds=False
+        )
 
     # The client says nothing on a stream: what it sends is read and dropped.
 
@@ -135,48 +144,45 @@ class EventStreams:
     settings: Settings
 
     def __call__(self, transport: asyncio.Transport, request: Request) -> EventStream | Response:
-        origin, host = request.headers.get("origin"), request.headers.get("host")
-        refusal: Response | None = None
-        principal: Principal | None = None
-        if not self.settings.sites.origin_allowed(origin, host):
-            refusal = Response.error(403, f"origin {origin} is not allowed; see --allowed-origins")
-        else:
-            principal, refusal = self._principal(request)
+        principal, refusal = self._check(request)
         if refusal is not None:
+            status, reason = refusal
             log.info(
                 "stream refused",
-                extra={"remote": request.remote, "status": refusal.status},
+                extra={"remote": request.remote, "status": status, "reason": reason},
             )
-            return refusal
+            return Response.error(status, reason)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             send_buffer = self.settings.limits.socket_send_buffer
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
-        transport.write(_head(origin))
+        transport.write(_head(request.headers.get("origin")))
         stream = EventStream(
-            transport, self.hub, batch=request.query.get("batch") == "1", remote=request.remote
+            transport,
+            self.hub,
+            batch=request.query.get("batch") == "1",
+            remote=request.remote,
+            # The browser's own reconnect says Last-Event-ID; it wins over the first URL.
+            after=request.headers.get("last-event-id") or request.query.get("after") or None,
         )
-        session = stream.session
-        self.hub.open(session, principal, anonymous=True)
-        # The request said where to resume: nothing to wait for, unlike a new WebSocket.
-        after = request.headers.get("last-event-id") or request.query.get("after")
-        if after:
-            self.hub.resume(session, after)
-        else:
-            self.hub.release(session)
+        self.hub.open(stream.session, principal, anonymous=True)
         return stream
 
-    def _principal(self, request: Request) -> tuple[Principal | None, Response | None]:
+    def _check(self, request: Request) -> tuple[Principal | None, tuple[int, str] | None]:
+        """Who the stream is for (``None``: anonymous), or the status and reason to refuse it."""
+        origin, host = request.headers.get("origin"), request.headers.get("host")
+        if not self.settings.sites.origin_allowed(origin, host):
+            return None, (403, f"origin {origin} is not allowed; see --allowed-origins")
         token = request.query.get("token") or _bearer(request.headers.get("authorization"))
         if token is None:
             if self.settings.allow_anonymous:
                 return None, None
             refusal = "send a token: ?token=... (EventSource cannot set headers) or a Bearer header"
-            return None, Response.error(401, refusal)
+            return None, (401, refusal)
         try:
             return self.authenticator.verify(token), None
         except Unauthorized as exc:
-            return None, Response.error(401, str(exc))
+            return None, (401, str(exc))
 
 
 def _bearer(header: str | None) -> str | None:

@@ -495,7 +495,7 @@ export interface ConnectOptions {
    * that one only. A stream carries the token as `?token=`.
    */
   transport?: "auto" | "websocket" | "sse";
-  /** The event stream's URL; by default the WebSocket URL with its `/ws` made `/sse`. */
+  /** The event stream's URL; by default the WebSocket URL with its last segment made `sse`. */
   sseUrl?: string;
 }
 

@@ -117,6 +117,7 @@ class WebSocketLink:
         batch: bool,
         remote: str,
         max_fragments: int,
+        after: str | None = None,
     ) -> None:
         self.transport = transport
         self.protocol = protocol
@@ -134,7 +135,9 @@ class WebSocketLink:
         self.fragment_count = 0
         # Shared frames, or this connection's own when it compresses.
         framing: Framing = Deflated(protocol) if protocol.extensions else FRAMES
-        self.session = Session(self, framing, transport="ws", batch=batch, remote=remote)
+        self.session = Session(
+            self, framing, transport="ws", batch=batch, remote=remote, after=after
+        )
 
     # Incoming
 

@@ -58,11 +58,13 @@ class Sockets:
 
     def __init__(self, page: Page) -> None:
         self.sent: list[list[Any]] = []
+        self.urls: list[str] = []
         page.on("websocket", self._opened)
 
     def _opened(self, ws: WebSocket) -> None:
         frames: list[Any] = []
         self.sent.append(frames)
+        self.urls.append(ws.url)
         ws.on("framesent", lambda payload: frames.append(json.loads(payload)))
 
 
@@ -156,10 +158,12 @@ async def test_a_page_gets_every_event_once_across_a_bridge_restart(
     assert next(m for m in log if m["type"] == "bridge:disconnected")["code"] == 1001
     first_data = next(m for m in log if m.get("id") == "e1")["data"]
     assert first_data == {"reserva": {"id": 1}}
-    # The first connection had seen nothing (ping); the one that got in asked for
-    # what came after e3. Attempts while the bridge was down sent nothing.
-    assert sockets.sent[0][0] == {"op": "ping"}
-    assert [frames[0] for frames in sockets.sent[1:] if frames] == [{"op": "resume", "after": "e3"}]
+    # The first connection had seen nothing; the one that got in asked for what came
+    # after e3 in its URL. Each sends a ping after its welcome; attempts while the
+    # bridge was down sent nothing.
+    assert "after" not in sockets.urls[0]
+    assert all(url.endswith("&after=e3") for url in sockets.urls[1:])
+    assert [frames[0] for frames in sockets.sent if frames] == [{"op": "ping"}] * 2
 
 
 async def test_a_refused_token_stops_the_client(page: Page, tmp_path: Path) -> None:
@@ -391,7 +395,7 @@ async def test_replayed_duplicates_are_dropped_and_helpers_get_the_data(page: Pa
                 # A batch, as with ?batch=1, then the bridge goes away.
                 ws.send("\n".join([event(1), event(2, "nueva_reserva")]))
                 closing.add(asyncio.ensure_future(ws.close(code=1001, reason="restarting")))
-            elif len(connections) == 2 and received[0]["op"] == "resume":
+            elif len(connections) == 2 and received == [{"op": "ping"}]:
                 # An instance that replays too much: e1 and e2 again, then e3.
                 ws.send("\n".join([event(1), event(2, "nueva_reserva"), event(3)]))
                 ws.send(json.dumps({"type": "bridge:reset"}))
@@ -420,8 +424,10 @@ async def test_replayed_duplicates_are_dropped_and_helpers_get_the_data(page: Pa
         ["nueva", {"reserva": {"id": 3}}, "e3"],
         ["business", "e3"],
     ]
-    assert [url for url, _ in connections] == ["ws://bridge.test/ws?token=tok&batch=1"] * 2
-    assert connections[1][1][0] == {"op": "resume", "after": "e2"}
+    assert [url for url, _ in connections] == [
+        "ws://bridge.test/ws?token=tok&batch=1",
+        "ws://bridge.test/ws?token=tok&batch=1&after=e2",
+    ]
 
 
 async def test_a_silent_socket_is_replaced(page: Page) -> None:
@@ -444,3 +450,32 @@ async def test_a_silent_socket_is_replaced(page: Page) -> None:
     assert disconnected["code"] == 4000
     assert disconnected["reason"].startswith("no message for")
     assert pings[0] >= 2  # the first message after the welcome, then heartbeat pings
+
+
+async def test_the_stream_sits_beside_the_websocket_path_and_resumes_after_the_last_event(
+    page: Page,
+) -> None:
+    urls: list[str] = []
+    body = f"retry: 1000\n\ndata: {WELCOME}\n\nid: e1\ndata: {event(1)}\n\n"
+
+    async def fake_stream(route: Route) -> None:
+        urls.append(route.request.url)
+        # The whole stream at once, then its end: the client reconnects by itself.
+        await route.fulfill(body=body, content_type="text/event-stream")
+
+    await page.route(re.compile(r"^http://bridge\.test/prefix/sse\?.*"), fake_stream)
+    await serve_client_js(page)
+    await page.evaluate(
+        """async () => {
+            const { connect } = await import("/client.js");
+            window.log = [];
+            const client = connect("ws://bridge.test/prefix/ws", {
+                transport: "sse", token: "tok", minDelay: 10,
+            });
+            client.on("*", (message) => window.log.push(message));
+        }"""
+    )
+    await until(page, "window.log.filter((m) => m.type === 'bridge:welcome').length >= 2")
+    assert urls[0] == "http://bridge.test/prefix/sse?token=tok&batch=1"
+    assert urls[1] == "http://bridge.test/prefix/sse?token=tok&batch=1&after=e1"
+    assert await page.evaluate(IDS) == ["e1"], "the repeat of e1 was dropped"

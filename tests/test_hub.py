@@ -294,3 +294,24 @@ async def test_keepalive_drops_a_session_whose_peer_is_gone() -> None:
     finally:
         keepalive.cancel()
     assert session in bench.hub.sessions, "gone once its socket reports the loss"
+
+
+async def test_a_session_that_said_where_to_resume_gets_it_without_a_hold(bench: Bench) -> None:
+    bench.publish(reserva(1), reserva(2))
+    link = Link()
+    session = Session(link, bench.framing, transport="test", batch=False, remote="t", after="e1")
+    bench.hub.open(session, bench.authenticator.verify(bench.token()), anonymous=False)
+    bench.publish(reserva(3))
+    await bench.turn()
+    assert ids(link) == ["e2", "e3"]
+    assert session.timer is None, "no resume window to wait for"
+
+
+async def test_a_stream_that_cannot_resume_later_starts_live_at_once(bench: Bench) -> None:
+    link = Link()
+    session = Session(link, bench.framing, transport="test", batch=False, remote="t", holds=False)
+    bench.hub.open(session, None, anonymous=True)
+    bench.publish(reserva(1))
+    await bench.turn()
+    assert ids(link) == ["e1"]
+    assert session.phase is Phase.ANONYMOUS

@@ -340,3 +340,19 @@ async def test_a_stopping_bridge_closes_streams_with_1001(tmp_path: Path) -> Non
         assert closing == {"type": "bridge:close", "code": 1001, "reason": "server shutting down"}
         assert await sse.ended() == b""
         await stopping
+
+
+async def test_a_preflight_from_an_allowed_origin_lets_last_event_id_through(
+    tmp_path: Path,
+) -> None:
+    app = "http://app.example"
+    async with running(settings(tmp_path, allowed_origins=frozenset({app}))) as bridge:
+        headers = {
+            "Origin": app,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "last-event-id",
+        }
+        reply = await request(bridge.port, "OPTIONS", "/sse", headers=headers)
+    assert reply.status == 204
+    assert reply.headers["access-control-allow-origin"] == app
+    assert "last-event-id" in reply.headers["access-control-allow-headers"]

@@ -348,6 +348,21 @@ async def test_resume_replays_what_was_missed_then_goes_live(bridge: Bridge) -> 
         assert [(await recv_json(ws))["id"] for _ in range(3)] == ["e2", "e4", "e5"]
 
 
+async def test_resuming_with_the_request_needs_no_message_and_no_window(tmp_path: Path) -> None:
+    """``?after=`` (what /client.js sends): what was missed, then live, at once."""
+    window = 10.0
+    async with running(settings(tmp_path, limits=Limits(resume_window=window))) as bridge:
+        for n in (1, 2, 3):
+            await bridge.broker.publish(reserva(n))
+        async with client(bridge, token=token(bridge), after="e1") as ws:
+            await bridge.broker.publish(reserva(4))
+            # Far sooner than the resume window: nothing is held for a message.
+            async with asyncio.timeout(window / 2):
+                assert [(await recv_json(ws))["id"] for _ in range(3)] == ["e2", "e3", "e4"]
+        async with client(bridge, token=token(bridge), after="long-gone") as ws:
+            assert await recv_json(ws) == {"type": "bridge:reset", "latest": "e4"}
+
+
 async def test_resume_from_an_id_no_longer_kept_gets_a_reset(bridge: Bridge) -> None:
     async with client(bridge, token=token(bridge)) as ws:
         await ws.send('{"op": "resume", "after": "long-gone"}')

@@ -13,5 +13,6 @@ def cli() -> None:
     """Push live events from Django to browsers through RabbitMQ.
 
     Django enqueues typed events; each bridge instance consumes them and sends
-    them over WebSocket to the browsers allowed to see them.
+    them to the browsers allowed to see them, over WebSocket (/ws) or, where a
+    proxy breaks WebSocket, Server-Sent Events (/sse).
     """

@@ -47,7 +47,7 @@ def _default_state_dir() -> Path:
     type=click.IntRange(0, 65535),
     default=4000,
     show_default=True,
-    help="Port for /ws and /api/* (0: any free port).",
+    help="Port for /ws, /sse and /api/* (0: any free port).",
 )
 @click.option(
     "--broker",
@@ -243,7 +243,8 @@ def _default_state_dir() -> Path:
     type=click.IntRange(min=0),
     default=Limits.max_connections_per_ip,
     show_default=True,
-    help="Open connections (HTTP and WebSocket) one address may hold; more get 429. "
+    help="Open connections (HTTP, WebSocket and event streams) one address may hold; "
+    "more get 429. "
     "0: no bound, for a bridge behind a reverse proxy, where every browser comes from "
     "the proxy's address and the proxy bounds them.",
 )
@@ -284,7 +285,8 @@ def _default_state_dir() -> Path:
     default=Limits.batch_window,
     show_default=True,
     metavar="SECONDS",
-    help="How long a ?batch=1 connection's events may wait to share one frame: shorter "
+    help="How long a ?batch=1 connection's events may wait to share one frame (one "
+    "message on /sse): shorter "
     "is fresher, longer costs less CPU per event.",
 )
 @catalog_option()

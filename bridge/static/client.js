@@ -58,8 +58,8 @@ const TRANSPORTS = ["auto", "websocket", "sse"];
 
 /**
  * Connect to a bridge. The connection lives until `close()`: when it drops, the
- * client reconnects with exponential backoff and full jitter, then asks the
- * bridge for the events it missed (`{"op": "resume"}`), so handlers see every
+ * client reconnects with exponential backoff and full jitter, asking the
+ * bridge for the events it missed (`?after=<last id>`), so handlers see every
  * event once, in order.
  *
  * @param {string} url `ws://host:4000/ws` (`wss://` behind TLS); a path such as
@@ -85,7 +85,7 @@ const TRANSPORTS = ["auto", "websocket", "sse"];
  *   whenever a connection that worked drops. The stream always carries the
  *   token as `?token=`.
  * @param {string} [options.sseUrl] The event stream: by default `url` with
- *   `http(s)://` and its path's last `/ws` made `/sse`.
+ *   `http(s)://` and its path's last segment made `sse` (`/ws` → `/sse`).
  * @returns {import("./client.js").Client} `on`, `onBusinessEvent`, one helper
  *   per event type (`onReservaCreada`, …, and the seed's `onReservaNueva`) and `close`.
  */
@@ -151,6 +151,8 @@ export function connect(url, options = {}) {
     const target = new URL(base);
     if (token && settings.tokenIn === "query") target.searchParams.set("token", token);
     if (settings.batch) target.searchParams.set("batch", "1");
+    // Resuming with the request: no live event can pass what the bridge replays.
+    if (lastId !== null) target.searchParams.set("after", lastId);
     const ws = new WebSocket(target.href);
     socket = ws;
     welcomed = false;
@@ -234,11 +236,11 @@ export function connect(url, options = {}) {
     if (message.type === "bridge:welcome") {
       welcomed = true;
       failures = 0;
-      // The first message after the welcome: live events wait for it (up to 1 s).
-      // A stream said where to resume in its URL.
+      // Where to resume was in the URL. Without one, live events wait (up to 1 s)
+      // for a first message: this ping, whose pong also shows the socket works.
       if (socket instanceof WebSocket) {
-        send(socket, lastId === null ? { op: "ping" } : { op: "resume", after: lastId });
-        if (lastId === null) waitingSince = Date.now();
+        send(socket, { op: "ping" });
+        waitingSince = Date.now();
       }
     } else if (message.type === "bridge:close") {
       dispatch(message);
@@ -379,12 +381,14 @@ function socketBase(url) {
   return target.href;
 }
 
-/** The event stream beside a WebSocket URL: `ws://host/ws` → `http://host/sse`. */
+/**
+ * The event stream beside a WebSocket URL: its path's last segment becomes `sse`
+ * (`ws://host/ws` → `http://host/sse`, `wss://host/bridge/ws` → `https://host/bridge/sse`).
+ */
 function streamOf(socketUrl) {
   const target = new URL(socketUrl);
   target.protocol = target.protocol === "wss:" ? "https:" : "http:";
-  target.pathname = target.pathname.replace(/\/ws$/, "/sse");
-  if (!target.pathname.endsWith("/sse")) target.pathname = "/sse";
+  target.pathname = target.pathname.replace(/\/[^/]*$/, "/sse");
   target.search = "";
   return target;
 }

@@ -75,13 +75,16 @@ class Watcher:
         """Connect to ``port``, then resume after the last event seen, or start live."""
         loop = asyncio.get_running_loop()
         self._welcomed = loop.create_future()
+        path = self.fleet.path
         if resume:
+            # As /client.js does: where to resume goes with the request, so no live
+            # event can pass the replay however long the welcome takes to be read.
             last = self.seqs[-1] if self.seqs else None
-            after = "null" if last is None else f'"{self.fleet.run}-{last}"'
-            self._first_message = f'{{"op": "resume", "after": {after}}}'.encode()
-        self._protocol = ClientProtocol(
-            parse_uri(f"ws://127.0.0.1:{port}{self.fleet.path}"), max_size=None
-        )
+            if last is None:
+                self._first_message = b'{"op": "resume", "after": null}'
+            else:
+                path += ("&" if "?" in path else "?") + f"after={self.fleet.run}-{last}"
+        self._protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"), max_size=None)
         sock = socket.socket()
         sock.setblocking(False)
         # The kernel stamps each read: a busy test process does not count as latency.
