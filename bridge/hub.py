@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -424,7 +425,8 @@ class Hub:
 
     def _ask_refresh(self, session: Session, expires: float) -> None:
         left = expires - time.time()
-        self.send(session, RefreshMessage(seconds=max(0, round(left))))
+        # Rounded up: a token with half a second left has not expired, "0" would say so.
+        self.send(session, RefreshMessage(seconds=max(0, math.ceil(left))))
         session.set_expiry(left, lambda: self._expired(session))
 
     def _expired(self, session: Session) -> None:
