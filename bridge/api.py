@@ -170,7 +170,7 @@ class Api:
         expected = self.settings.api_key
         if expected is None:
             return True
-        given = request.headers.get("x-api-key") or _bearer(request) or ""
+        given = request.headers.get("x-api-key") or request.bearer or ""
         return hmac.compare_digest(given.encode(), expected.encode())
 
     # Rate limits
@@ -249,7 +249,7 @@ class Api:
 
     def _reader(self, request: Request) -> Principal | Response:
         """Who reads: the principal of the bearer, or the refusal to send."""
-        token = _bearer(request)
+        token = request.bearer
         if token is None:
             if self.settings.public_reads:
                 return ANONYMOUS
@@ -299,11 +299,6 @@ class Api:
             return response.with_headers(*cors)
 
         return handle
-
-
-def _bearer(request: Request) -> str | None:
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    return credentials.strip() or None if scheme.lower() == "bearer" else None
 
 
 async def _serve(document: StaticFile, _request: Request) -> Response:

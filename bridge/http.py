@@ -47,6 +47,12 @@ class Request:
     remote: str = ""
 
     @property
+    def bearer(self) -> str | None:
+        """The credentials of an ``Authorization: Bearer`` header, if one came."""
+        scheme, _, credentials = self.headers.get("authorization", "").partition(" ")
+        return (credentials.strip() or None) if scheme.lower() == "bearer" else None
+
+    @property
     def address(self) -> str:
         """The caller's IP address: :attr:`remote` without its port."""
         host, _, port = self.remote.rpartition(":")

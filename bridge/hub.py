@@ -245,7 +245,12 @@ class Hub:
         """Send one ``bridge:*`` message now, ahead of anything queued."""
         if session.phase is Phase.CLOSING or self._too_slow(session, session.link.buffered()):
             return
-        data = session.framing.message(message.model_dump_json().encode())
+        payload = message.model_dump_json().encode()
+        if isinstance(message, ResetMessage):
+            # A reset also moves where a stream resumes next (Framing.reset).
+            data = session.framing.reset(payload, message.latest)
+        else:
+            data = session.framing.message(payload)
         if data:
             session.link.write(data)
 
@@ -315,10 +320,7 @@ class Hub:
         if not session.receiving:
             return
         if not resume(self.router, session.principal, session.mailbox, after):
-            latest = self.router.latest_for(session.principal)
-            message = ResetMessage(latest=latest).model_dump_json().encode()
-            if not self._too_slow(session, session.link.buffered()):
-                session.link.write(session.framing.reset(message, latest))
+            self.send(session, ResetMessage(latest=self.router.latest_for(session.principal)))
         self._dirty.add(session)
         self._schedule_flush()
 

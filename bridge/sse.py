@@ -173,7 +173,7 @@ class EventStreams:
         origin, host = request.headers.get("origin"), request.headers.get("host")
         if not self.settings.sites.origin_allowed(origin, host):
             return None, (403, f"origin {origin} is not allowed; see --allowed-origins")
-        token = request.query.get("token") or _bearer(request.headers.get("authorization"))
+        token = request.query.get("token") or request.bearer
         if token is None:
             if self.settings.allow_anonymous:
                 return None, None
@@ -183,11 +183,6 @@ class EventStreams:
             return self.authenticator.verify(token), None
         except Unauthorized as exc:
             return None, (401, str(exc))
-
-
-def _bearer(header: str | None) -> str | None:
-    scheme, _, token = (header or "").partition(" ")
-    return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
 def _head(origin: str | None) -> bytes:

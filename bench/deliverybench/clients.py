@@ -7,7 +7,8 @@ import asyncio
 import json
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from sio_client import FrameReader, SioClient
 from sio_client import connect as sio_connect
@@ -116,11 +117,12 @@ class StreamClient(Client):
             buffer[: self._filled] = buffer[pos:size]
 
     def _control(self, message: bytes | bytearray) -> None:
-        kind = str(json.loads(message).get("type", ""))
+        parsed = json.loads(message)
+        kind = str(parsed.get("type", ""))
         if kind == "bridge:welcome" and not self.ready.done():
             self.ready.set_result(None)  # a stream is not held: nothing to send
         elif kind == "bridge:close":
-            self.close_code = int(json.loads(message)["code"])
+            self.close_code = int(parsed["code"])
 
     async def close(self) -> None:
         self.abort()  # a stream ends when its client goes
@@ -156,12 +158,7 @@ async def connect_clients(
                 return None
             return client
 
-    clients = [c for c in await asyncio.gather(*(one() for _ in range(count))) if c is not None]
-    if failures:
-        progress(f"  {count - len(clients)} of {count} clients could not connect: {dict(failures)}")
-    if not clients:
-        raise RuntimeError("no client could connect")
-    return clients
+    return await _all_that_connect(count, one, failures)
 
 
 #: The same fields as ``_EVENT``, in what python-socketio and NestJS re-encode.
@@ -206,6 +203,7 @@ class SioRecorder(Records):
 
 
 AnyClient = Client | SioRecorder
+C = TypeVar("C", Client, SioRecorder)
 
 
 async def connect_sio_clients(
@@ -232,6 +230,13 @@ async def connect_sio_clients(
                 return None
             return recorder
 
+    return await _all_that_connect(count, one, failures)
+
+
+async def _all_that_connect(
+    count: int, one: Callable[[], Awaitable[C | None]], failures: Counter[str]
+) -> list[C]:
+    """``count`` attempts of ``one`` at once; those that failed were counted in ``failures``."""
     clients = [c for c in await asyncio.gather(*(one() for _ in range(count))) if c is not None]
     if failures:
         progress(f"  {count - len(clients)} of {count} clients could not connect: {dict(failures)}")
