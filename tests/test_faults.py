@@ -353,5 +353,8 @@ async def test_a_client_that_stops_reading_is_dropped_and_the_others_stay_on_tim
     assert all(w.in_order() for w in watchers)
     # The median block, as in the poison test: one stall of this shared machine's
     # disk under RabbitMQ spoils one block, not the comparison.
-    assert typical < 2 * unfrozen + 0.050
+    # 3x: the control has 2 blocks, the run 8, and this machine's own spread between two
+    # such runs reached 2.2x (0.62 against 0.28 s); a client that held the others up
+    # would cost seconds.
+    assert typical < 3 * unfrozen + 0.100
     assert peak - memory < 16
