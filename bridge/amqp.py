@@ -10,7 +10,9 @@ then consumes ``bridge.instance.<instance>`` with manual acknowledgement:
   limit dead-letters it after a few tries.
 
 The connection is plain (not aio-pika's "robust" one): this module owns the
-reconnect loop, so the backoff and :attr:`RabbitBroker.connected` are its own.
+reconnect loop, so the backoff and :attr:`RabbitBroker.connected` are its own,
+and so is failover between the nodes of a cluster, which aio-pika's connect
+does not do: each attempt goes to the next URL of the list.
 """
 
 from __future__ import annotations
@@ -34,7 +36,12 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
 )
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError, PublishError
+from aio_pika.exceptions import (
+    CONNECTION_EXCEPTIONS,
+    ChannelPreconditionFailed,
+    DeliveryError,
+    PublishError,
+)
 from pamqp.common import FieldTable
 
 from bridge.broker import OnEvent, tell_state
@@ -47,6 +54,7 @@ from schemas.topology import (
     EVENTS,
     Exchange,
     Queue,
+    broker_urls,
     display_url,
     instance_queue,
     is_amqp_url,
@@ -81,6 +89,10 @@ class _Session:
 class RabbitBroker:
     """A :class:`~bridge.broker.Broker` on RabbitMQ, for ``amqp://`` and ``amqps://`` URLs.
 
+    ``url`` may list the nodes of a cluster, separated by ``;``: each attempt to
+    connect goes to the next one, and after a lost connection the first try is
+    another node, so a node that is down costs one short wait, not a backoff.
+
     ``instance`` names this bridge's queue, ``bridge.instance.<instance>``:
     keep it stable across restarts so events wait there meanwhile. At most
     ``prefetch`` messages are unacknowledged at once. :meth:`publish` waits
@@ -109,7 +121,9 @@ class RabbitBroker:
     ) -> None:
         self.display_url = display_url(url)
         self._decoder = decoder or Decoder()
-        self._url = url
+        self._urls = broker_urls(url)
+        #: The index in ``_urls`` of the node to try next.
+        self._turn = 0
         self._instance = instance
         self._queue_spec = _checked_queue(self.display_url, instance, prefetch)
         self._consumer_tag = f"event-bridge.{socket.gethostname()}.{instance}"
@@ -189,17 +203,28 @@ class RabbitBroker:
     async def _run(self) -> None:
         failures = 0
         while True:
-            session = await self._try_open()
+            url = self._urls[self._turn]
+            session = await self._try_open(url)
             if session is not None:
-                uptime = await self._hold(session)
+                uptime = await self._hold(session, url)
                 # Only a connection that stayed up resets the backoff, so one that
                 # RabbitMQ keeps dropping at once is not retried in a tight loop.
                 if uptime >= self._max_backoff:
                     failures = 0
-            delay = self._backoff(failures)
+            self._turn = (self._turn + 1) % len(self._urls)
+            # The delay grows once every node was tried: the next node of a cluster
+            # is tried as soon as the first retry of a single node would be.
+            delay = self._backoff(failures // len(self._urls))
             failures += 1
-            logger.info("reconnecting to %s in %.1f s", self.display_url, delay)
+            logger.info("reconnecting to %s in %.1f s", self._node(), delay)
             await asyncio.sleep(delay)
+
+    def _node(self) -> str:
+        """The node tried next, for log lines: its URL, and which of the list it is."""
+        shown = display_url(self._urls[self._turn])
+        if len(self._urls) == 1:
+            return shown
+        return f"{shown} (node {self._turn + 1} of {len(self._urls)})"
 
     def _backoff(self, failures: int) -> float:
         ceiling = self._min_backoff * 2 ** min(failures, _MAX_DOUBLINGS)
@@ -207,34 +232,40 @@ class RabbitBroker:
         # Jitter spreads the instances out after RabbitMQ comes back.
         return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - not for security
 
-    async def _try_open(self) -> _Session | None:
-        logger.info("connecting to %s", self.display_url)
+    async def _try_open(self, url: str) -> _Session | None:
+        node = self._node()
+        logger.info("connecting to %s", node)
         try:
-            return await self._open()
+            return await self._open(url)
         except CONNECTION_EXCEPTIONS as exc:
-            self._last_error = self._describe(exc)
-            logger.warning("cannot connect to %s: %s", self.display_url, self._last_error)
+            self._last_error = self._at(url, self._describe(exc))
+            logger.warning("cannot connect to %s: %s", node, self._describe(exc))
         except Exception as exc:
             # Not a network problem: a bug or an unexpected answer. Keep trying anyway,
             # since the bridge is useless without its broker, but show the traceback.
-            self._last_error = self._describe(exc)
-            logger.exception("unexpected error connecting to %s", self.display_url)
+            self._last_error = self._at(url, self._describe(exc))
+            logger.exception("unexpected error connecting to %s", node)
         return None
 
-    async def _hold(self, session: _Session) -> float:
+    def _at(self, url: str, text: str) -> str:
+        # Which node it was matters only when there are several.
+        return text if len(self._urls) == 1 else f"{display_url(url)}: {text}"
+
+    async def _hold(self, session: _Session, url: str) -> float:
         """Serve ``session`` until it is lost; return how long it lasted, in seconds."""
         loop = asyncio.get_running_loop()
         began = loop.time()
-        self._set_session(session)
+        self._set_session(session, url)
         try:
-            self._last_error = await session.lost
+            lost = await session.lost
         finally:
             self._set_session(None)
-        logger.warning("lost the connection to %s: %s", self.display_url, self._last_error)
+        self._last_error = self._at(url, lost)
+        logger.warning("lost the connection to %s: %s", display_url(url), lost)
         await _quietly(session.connection.close())
         return loop.time() - began
 
-    def _set_session(self, session: _Session | None) -> None:
+    def _set_session(self, session: _Session | None, url: str = "") -> None:
         was_connected = self.connected
         self._session = session
         if self.connected == was_connected:
@@ -242,7 +273,7 @@ class RabbitBroker:
         if session is not None:
             logger.info(
                 "connected to %s; consuming %s as %s",
-                self.display_url,
+                display_url(url),
                 self._queue_spec.name,
                 self._consumer_tag,
             )
@@ -250,9 +281,9 @@ class RabbitBroker:
 
     # Opening a session: connection, channel, topology, consumer.
 
-    async def _open(self) -> _Session:
+    async def _open(self, url: str) -> _Session:
         connection = await aio_pika.connect(
-            self._url,
+            url,
             timeout=self._connect_timeout,
             client_properties={"connection_name": f"event-bridge {self._instance}"},
         )
@@ -265,18 +296,44 @@ class RabbitBroker:
             raise
 
     async def _prepare(self, connection: AbstractConnection, lost: asyncio.Future[str]) -> _Session:
+        await self._declare(connection)
         # on_return_raises: an event no queue takes is an error for publish(),
         # not a log line; our own queue is bound, so it means something is wrong.
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         channel.close_callbacks.add(partial(_mark_lost, lost, "channel closed"))
         await channel.set_qos(prefetch_count=self._prefetch)
-        events = await _declare_exchange(channel, EVENTS)
-        dead_letters = await _declare_exchange(channel, DEAD_LETTERS)
-        await _declare_queue(channel, DEAD_LETTER_QUEUE)
-        queue = await _declare_queue(channel, self._queue_spec)
+        events = await channel.get_exchange(EVENTS.name, ensure=False)
+        dead_letters = await channel.get_exchange(DEAD_LETTERS.name, ensure=False)
+        queue = await channel.get_queue(self._queue_spec.name, ensure=False)
         session = _Session(connection, channel, events, dead_letters, queue, lost)
         await self._consume(session)
         return session
+
+    async def _declare(self, connection: AbstractConnection) -> None:
+        # On channels of their own: RabbitMQ closes a channel that a declaration
+        # offends, and the one that consumes must not be that channel.
+        async with connection.channel() as channel:
+            await _declare_exchange(channel, EVENTS)
+            await _declare_exchange(channel, DEAD_LETTERS)
+            await _declare_queue(channel, DEAD_LETTER_QUEUE)
+        spec = self._queue_spec
+        try:
+            async with connection.channel() as channel:
+                await _declare_queue(channel, spec)
+        except ChannelPreconditionFailed as exc:
+            # Declared by an earlier version with other arguments: it still holds
+            # this instance's events, so use it as it is, bindings renewed.
+            logger.warning(
+                "queue %s exists with other arguments than this version declares; using it "
+                "as it is (%s). To get the new ones, stop this instance, delete the queue "
+                "(its waiting events go with it), and start again.",
+                spec.name,
+                exc,
+            )
+            async with connection.channel() as channel:
+                queue = await channel.declare_queue(spec.name, passive=True)
+                for binding in spec.bindings:
+                    await queue.bind(binding.exchange.name, binding.routing_key)
 
     async def _consume(self, session: _Session) -> None:
         # If the queue is deleted under us, RabbitMQ cancels the consumer and the
@@ -394,9 +451,12 @@ class RabbitBroker:
 
     def _describe(self, exc: BaseException) -> str:
         text = str(exc) or type(exc).__name__
-        password = urlsplit(self._url).password
-        # Should a client error quote the URL, its password still never reaches a log.
-        return text.replace(f":{password}@", ":***@") if password else text
+        # Should a client error quote a URL, its password still never reaches a log.
+        for url in self._urls:
+            password = urlsplit(url).password
+            if password:
+                text = text.replace(f":{password}@", ":***@")
+        return text
 
 
 def _mark_lost(lost: asyncio.Future[str], what: str, _sender: object, exc: object) -> None:

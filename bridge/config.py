@@ -129,10 +129,10 @@ class Settings:
     jwt_audience: str | None = None
 
     def __post_init__(self) -> None:
-        if not (self.broker_url.startswith("memory://") or is_amqp_url(self.broker_url)):
+        if not (self.broker_url == "memory://" or is_amqp_url(self.broker_url)):
             raise ConfigError(
-                "--broker must be memory:// or amqp://user:password@host:5672/vhost, "
-                f"not {display_url(self.broker_url)!r}"
+                "--broker must be memory:// or amqp://user:password@host:5672/vhost (a "
+                f"cluster's nodes separated by ';'), not {display_url(self.broker_url)!r}"
             )
         try:
             instance_queue(self.instance)  # the instance names its queue: same rules

@@ -3,7 +3,8 @@
 ::
 
     EVENT_BRIDGE = {
-        "BROKER_URL": "amqp://guest:guest@localhost:5672//",  # default: CELERY_BROKER_URL
+        "BROKER_URL": "amqp://guest:guest@localhost:5672//",  # default: CELERY_BROKER_URL;
+                                  # a cluster's nodes: "amqp://a//;amqp://b//" or a list
         "DELIVERY": "outbox",     # or "direct": publish on commit, lost if RabbitMQ is down
         "SEND_ON_COMMIT": True,   # outbox: this process publishes each committed row at
                                   # once, off the request's thread; False leaves them
@@ -27,6 +28,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -78,7 +80,7 @@ def producer_settings() -> ProducerSettings:
     """The current settings; ``override_settings`` in tests is honoured."""
     given: dict[str, Any] = getattr(settings, "EVENT_BRIDGE", {})
     return ProducerSettings(
-        broker_url=given.get("BROKER_URL") or getattr(settings, "CELERY_BROKER_URL", None),
+        broker_url=_broker(given.get("BROKER_URL") or getattr(settings, "CELERY_BROKER_URL", None)),
         strict=bool(given.get("STRICT", False)),
         strict_models=bool(given.get("STRICT", settings.DEBUG)),
         catalog=given.get("CATALOG") or None,
@@ -94,6 +96,13 @@ def producer_settings() -> ProducerSettings:
         relay_poll_interval=float(given.get("RELAY_POLL_INTERVAL", 0.2)),
         relay_batch_size=int(given.get("RELAY_BATCH_SIZE", 100)),
     )
+
+
+def _broker(setting: str | Sequence[str] | None) -> str | None:
+    # Celery takes the nodes of a cluster as a list too; kombu's own form is "a;b".
+    if setting is None or isinstance(setting, str):
+        return setting
+    return ";".join(setting)
 
 
 def producer_reader(*, strict: bool) -> Reader:

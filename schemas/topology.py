@@ -30,10 +30,12 @@ __all__ = [
     "DEAD_LETTER_QUEUE",
     "EVENTS",
     "INSTANCE_BINDINGS",
+    "REPLICAS",
     "TASK_NAME",
     "Binding",
     "Exchange",
     "Queue",
+    "broker_urls",
     "display_url",
     "instance_queue",
     "is_amqp_url",
@@ -94,6 +96,11 @@ INSTANCE_BINDINGS = tuple(
 
 _INSTANCE = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
 
+#: Nodes that hold a copy of each instance queue in a RabbitMQ cluster: it keeps
+#: working while one of them is down (a quorum needs 2 of 3). RabbitMQ 3.x would
+#: otherwise put a copy on every node, which costs each event one write per node.
+REPLICAS = 3
+
 
 def instance_queue(
     instance: str,
@@ -101,6 +108,7 @@ def instance_queue(
     expires: timedelta = timedelta(hours=1),
     max_length: int = 100_000,
     delivery_limit: int = 20,
+    replicas: int = REPLICAS,
 ) -> Queue:
     """The queue of one bridge instance.
 
@@ -110,7 +118,9 @@ def instance_queue(
     limit of its own). Every return counts, including prefetched messages
     handed back when the instance restarts, so the limit is generous. The
     queue removes itself once no instance has used it for ``expires``, and
-    beyond ``max_length`` waiting events it dead-letters the oldest.
+    beyond ``max_length`` waiting events it dead-letters the oldest. In a
+    cluster, ``replicas`` nodes hold a copy (all of them in a smaller cluster);
+    its leader starts on the node the instance is connected to.
     """
     if not _INSTANCE.fullmatch(instance):
         raise ValueError(
@@ -126,6 +136,7 @@ def instance_queue(
             "x-overflow": "drop-head",
             "x-delivery-limit": delivery_limit,
             "x-dead-letter-exchange": DEAD_LETTERS.name,
+            "x-quorum-initial-group-size": replicas,
         },
     )
 
@@ -147,13 +158,25 @@ def routing_key(event: Event) -> str:
 AMQP_SCHEMES = frozenset({"amqp", "amqps"})
 
 
-def is_amqp_url(url: str) -> bool:
-    """Whether ``url`` names RabbitMQ: ``amqp://`` or ``amqps://``."""
-    return urlsplit(url).scheme in AMQP_SCHEMES
+def broker_urls(spec: str) -> tuple[str, ...]:
+    """The URLs a broker setting names, in order: one, or the nodes of a cluster
+    separated by ``;``, the failover form of kombu and Celery
+    (``amqp://a:5672/;amqp://b:5672/``)."""
+    return tuple(url.strip() for url in spec.split(";") if url.strip())
 
 
-def display_url(url: str) -> str:
-    """A broker's ``url`` with its password hidden, fit for logs and errors."""
+def is_amqp_url(spec: str) -> bool:
+    """Whether ``spec`` names RabbitMQ: one or more ``amqp://`` or ``amqps://`` URLs."""
+    urls = broker_urls(spec)
+    return bool(urls) and all(urlsplit(url).scheme in AMQP_SCHEMES for url in urls)
+
+
+def display_url(spec: str) -> str:
+    """A broker's URL, or ``;``-separated URLs, with passwords hidden, fit for logs and errors."""
+    return ";".join(_without_password(url) for url in broker_urls(spec)) or spec
+
+
+def _without_password(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url

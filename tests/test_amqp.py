@@ -295,6 +295,26 @@ def test_operators_see_the_producers_connections_by_name(amqp_url: str) -> None:
     assert f"event-bridge relay {socket.gethostname()} pid {os.getpid()}" in connections
 
 
+def test_the_producer_passes_over_a_node_that_is_down(amqp_url: str, instance: str) -> None:
+    """Issue 17: the producer and the relay take a cluster's nodes, kombu's ``a;b`` form."""
+    event = reserva()
+    down = urlsplit(amqp_url)._replace(netloc=f"guest:guest@127.0.0.1:{free_port()}").geturl()
+
+    async def scenario() -> None:
+        recorder = Recorder()
+        broker = RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state, decoder=SEED)
+        async with running(broker, recorder):
+            publisher = Publisher(f"{down};{amqp_url}")
+            try:
+                await asyncio.to_thread(publisher.publish, event)
+            finally:
+                publisher.close()
+            await recorder.until(lambda: bool(recorder.events))
+        assert recorder.events == [event]
+
+    run(scenario())
+
+
 def test_a_deleted_queue_is_declared_again(amqp_url: str, instance: str) -> None:
     event = reserva()
 
@@ -362,6 +382,61 @@ def test_the_display_url_hides_the_password() -> None:
     broker = RabbitBroker("amqp://user:secret@rabbit.example:5672/prod", instance="a")
     assert broker.display_url == "amqp://user:***@rabbit.example:5672/prod"
     assert RabbitBroker("amqp://rabbit/", instance="a").display_url == "amqp://rabbit/"
+    nodes = RabbitBroker("amqp://u:p1@a/v; amqp://u:p2@b/v", instance="a").display_url
+    assert nodes == "amqp://u:***@a/v;amqp://u:***@b/v"
+
+
+def test_of_a_cluster_s_nodes_it_uses_one_that_answers(
+    amqp_url: str, instance: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 17: nodes that refuse are passed over, each logged, without a long backoff."""
+    caplog.set_level(logging.INFO, logger="bridge.amqp")
+    down = [urlsplit(amqp_url)._replace(netloc=f"bridge:pw@127.0.0.1:{free_port()}") for _ in "ab"]
+    nodes = ";".join([down[0].geturl(), down[1].geturl(), amqp_url])
+    event = reserva()
+
+    async def scenario() -> None:
+        recorder = Recorder()
+        broker = RabbitBroker(nodes, instance=instance, on_state=recorder.on_state, decoder=SEED)
+        async with running(broker, recorder):
+            await broker.publish(event)
+            await recorder.until(lambda: bool(recorder.events))
+        assert recorder.events == [event]
+
+    run(scenario())
+    assert "cannot connect to amqp://bridge:***@127.0.0.1" in caplog.text
+    assert "(node 2 of 3)" in caplog.text
+    assert "connected to " + amqp_url.replace(":guest@", ":***@") in caplog.text
+    assert ":pw@" not in caplog.text
+
+
+def test_an_instance_queue_declared_with_other_arguments_is_used_as_it_is(
+    amqp_url: str, instance: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An instance queue declared by an earlier version (here: without a replica
+    count) still holds that instance's events: the bridge consumes it, and says how
+    to get the new arguments."""
+    caplog.set_level(logging.INFO, logger="bridge.amqp")
+    spec = instance_queue(instance)
+    older = {k: v for k, v in spec.arguments.items() if k != "x-quorum-initial-group-size"}
+    waiting, live = reserva(1), reserva(2)
+
+    async def scenario() -> None:
+        async with await aio_pika.connect(amqp_url) as connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(spec.name, durable=True, arguments=older)
+            await queue.bind(EVENTS.name, "event.#")
+        await asyncio.to_thread(publish_celery_task, amqp_url, waiting)
+        recorder = Recorder()
+        broker = RabbitBroker(amqp_url, instance=instance, on_state=recorder.on_state, decoder=SEED)
+        async with running(broker, recorder):
+            await broker.publish(live)
+            await recorder.until(lambda: len(recorder.events) == 2)
+        assert recorder.events == [waiting, live]
+
+    run(scenario())
+    assert f"queue {spec.name} exists with other arguments" in caplog.text
+    assert "delete the queue" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -122,6 +123,26 @@ def test_an_unreachable_broker_exits_1() -> None:
     assert done.returncode == 1
     assert "cannot connect to amqp://guest:***@127.0.0.1:1/" in done.stderr
     assert "secret" not in done.stderr
+
+
+def test_a_cluster_s_nodes_are_tried_in_turn(amqp_url: str) -> None:
+    """Issue 17: ``--broker "amqp://a;amqp://b"`` passes over a node that is down."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        down = f"amqp://guest:secret@127.0.0.1:{probe.getsockname()[1]}/"
+    nodes = f"{down};{amqp_url}"
+    instance = unique("nodes")
+    declared = run("topology", "--broker", nodes, "--instance", instance)
+    assert declared.returncode == 0, declared.stderr
+    checked = run("topology", "--broker", nodes, "--instance", instance, "--check")
+    assert checked.returncode == 0, checked.stderr
+    sent = run("emit", "promo", '{"x": 1}', "--broker", nodes)
+    assert sent.returncode == 0, sent.stderr
+    alone = run("topology", "--broker", f"{down};{down.replace('guest:', 'other:')}")
+    assert alone.returncode == 1
+    assert "cannot connect to amqp://guest:***@127.0.0.1" in alone.stderr
+    assert ";amqp://other:***@127.0.0.1" in alone.stderr
+    assert "secret" not in alone.stderr
 
 
 # emit

@@ -31,7 +31,8 @@ from schemas.topology import display_url, is_amqp_url
     envvar="BRIDGE_BROKER_URL",
     show_envvar=True,
     metavar="URL",
-    help="RabbitMQ, for --via amqp: amqp://user:password@host:5672/vhost.",
+    help="RabbitMQ, for --via amqp: amqp://user:password@host:5672/vhost; a cluster's "
+    "nodes separated by ';'.",
 )
 @click.option(
     "--url",

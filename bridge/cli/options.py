@@ -104,7 +104,10 @@ def split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-_BROKER_HELP = "amqp://user:password@host:5672/vhost of RabbitMQ."
+_BROKER_HELP = (
+    "amqp://user:password@host:5672/vhost of RabbitMQ; the nodes of a cluster "
+    "separated by ';' (each tried in turn)."
+)
 
 
 def broker_option(help_text: str = _BROKER_HELP) -> Callable[[F], F]:

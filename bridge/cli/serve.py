@@ -55,8 +55,9 @@ def _default_state_dir() -> Path:
     show_envvar=True,
     default="memory://",
     show_default=True,
-    help="amqp://user:password@host:5672/vhost for RabbitMQ, or memory:// for one "
-    "process with nothing else (events then come only through the HTTP API).",
+    help="amqp://user:password@host:5672/vhost for RabbitMQ (the nodes of a cluster "
+    "separated by ';': 'amqp://…@a/v;amqp://…@b/v', each tried in turn), or memory:// "
+    "for one process with nothing else (events then come only through the HTTP API).",
 )
 @click.option(
     "--jwt-secret",

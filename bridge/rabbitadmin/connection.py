@@ -9,9 +9,10 @@ from typing import cast
 
 import amqp
 from kombu import Connection
+from kombu.exceptions import OperationalError
 
 from bridge.exceptions import AdminError
-from schemas.topology import display_url, is_amqp_url
+from schemas.topology import broker_urls, display_url, is_amqp_url
 
 __all__ = ["connect", "open_channel"]
 
@@ -36,8 +37,11 @@ def connect(url: str, *, timeout: float = 5.0) -> Iterator[Connection]:
     )
     try:
         try:
-            connection.connect()
-        except (OSError, amqp.AMQPError) as exc:
+            # Each node of a ;-separated list once, in turn, without waiting between.
+            connection.ensure_connection(
+                max_retries=len(broker_urls(url)) - 1, interval_start=0, interval_step=0
+            )
+        except (OSError, amqp.AMQPError, OperationalError) as exc:
             raise AdminError(f"cannot connect to {display_url(url)}: {exc}") from exc
         yield connection
     finally:
