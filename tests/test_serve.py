@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+import shutil
 import signal
 import subprocess
 import time
@@ -42,6 +45,24 @@ async def test_without_a_secret_it_prints_a_dashboard_link(tmp_path: Path) -> No
         assert link.startswith(f"dashboard: http://127.0.0.1:{served.port}/dashboard.html#token=")
     finally:
         await served.kill()
+
+
+async def test_it_raises_its_open_file_limit_and_says_what_it_allows(tmp_path: Path) -> None:
+    """Issue 17: every connection is a file; a soft limit of 1,024 held the bridge to ~1,000."""
+    served = Served("--state-dir", str(tmp_path))
+    served.args[:0] = [shutil.which("prlimit") or "prlimit", "--nofile=1024:4096", "--"]
+    await served.start()
+    try:
+        raised = await served.logged("open-file limit")
+        warned = await served.logged("open-file limit")
+        assert served.proc is not None
+        limits = await asyncio.to_thread(Path(f"/proc/{served.proc.pid}/limits").read_text)
+    finally:
+        await served.kill()
+    assert "raised the open-file limit from 1024 to 4096" in raised
+    assert "allows about 4032 connections, fewer than --max-connections 50000" in warned
+    assert "Raise it (ulimit -n" in warned
+    assert re.search(r"Max open files\s+4096\s+4096", limits), limits
 
 
 def test_the_password_never_shows(tmp_path: Path) -> None:
@@ -140,7 +161,7 @@ async def test_secrets_come_from_files_and_only_flags_are_warned_of(tmp_path: Pa
         await served.kill()
     assert served.proc is not None
     assert served.proc.stderr is not None
-    assert b"warning" not in await served.proc.stderr.read()
+    assert b"shows in ps" not in await served.proc.stderr.read()
     flagged = Served("--state-dir", str(tmp_path), "--api-key", "a-key-of-twenty-chars")
     await flagged.start()
     try:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
+import resource
 import secrets
 import socket
 from pathlib import Path
@@ -24,6 +27,11 @@ from bridge.config import Limits, Settings
 from bridge.exceptions import ConfigError
 from bridge.logs import configure
 from schemas.topology import display_url
+
+log = logging.getLogger("bridge")
+
+#: Files the process needs beside its connections: RabbitMQ, the history, logs.
+_SPARE_FILES = 64
 
 
 def _default_state_dir() -> Path:
@@ -377,7 +385,32 @@ def serve(
         raise click.UsageError(str(exc)) from exc
     warn_of_secrets_in_ps("jwt_secret", "api_key")
     configure()
+    _raise_open_files(settings.limits.max_connections)
     asyncio.run(run(settings, _announce))
+
+
+def _raise_open_files(max_connections: int) -> None:
+    """Lift the soft limit on open files to the hard one: every connection is a file,
+    and the soft limit is often 1,024 while the hard one allows far more."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if files != soft:
+        log.info("raised the open-file limit from %d to %d", soft, files)
+    wanted = max_connections + _SPARE_FILES
+    if files != resource.RLIM_INFINITY and (max_connections == 0 or files < wanted):
+        log.warning(
+            "the open-file limit (%d) allows about %d connections, fewer than "
+            "--max-connections %s; past it new connections wait and the log says "
+            "'out of system resource'. Raise it (ulimit -n, systemd LimitNOFILE=, "
+            "docker --ulimit nofile=) to at least %s",
+            files,
+            files - _SPARE_FILES,
+            max_connections or "0 (no bound)",
+            wanted if max_connections else "the connections you expect",
+        )
 
 
 def _names(option: str | None) -> frozenset[str]:
