@@ -35,7 +35,7 @@ from bridge.typescript import client_js, client_types
 from schemas import Reader
 from schemas.protocol import CLOSE_GOING_AWAY
 
-__all__ = ["Bridge", "open_broker", "run"]
+__all__ = ["Bridge", "dashboard_link", "open_broker", "run"]
 
 log = logging.getLogger("bridge")
 
@@ -161,7 +161,12 @@ class Bridge:
             sites=self.settings.sites,
         )
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._http, self.settings.host, self.settings.port)
+        self._server = await loop.create_server(
+            self._http,
+            self.settings.host,
+            self.settings.port,
+            reuse_port=self.settings.reuse_port or None,
+        )
         await self.broker.start(self.hub.on_event)
         self._keepalive = loop.create_task(self.hub.keepalive())
 
@@ -189,11 +194,15 @@ class Bridge:
         for session in list(self.hub.sessions):
             session.link.abort()
 
-    def dashboard_link(self) -> str:
-        """A link to the dashboard with a token for this run."""
-        token = self.authenticator.issue("operator", [], ttl=DASHBOARD_TOKEN_TTL, monitor=True)
-        host = self.settings.host if self.settings.host not in {"0.0.0.0", "::"} else "127.0.0.1"  # noqa: S104
-        return f"http://{host}:{self.port}/dashboard.html#token={token}"
+
+def dashboard_link(settings: Settings, port: int) -> str:
+    """A link to the dashboard on ``port`` with a monitor token signed with the settings' secret."""
+    authenticator = Authenticator(
+        settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+    token = authenticator.issue("operator", [], ttl=DASHBOARD_TOKEN_TTL, monitor=True)
+    host = settings.host if settings.host not in {"0.0.0.0", "::"} else "127.0.0.1"  # noqa: S104
+    return f"http://{host}:{port}/dashboard.html#token={token}"
 
 
 async def run(settings: Settings, announce: Callable[[Bridge], None]) -> None:

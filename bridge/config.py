@@ -123,6 +123,8 @@ class Settings:
     public_reads: bool = False
     #: Seconds ahead a token's ``exp`` may be; tokens that live longer are refused.
     max_token_lifetime: float = MAX_TOKEN_LIFETIME.total_seconds()
+    #: Listen with SO_REUSEPORT, beside the other workers of ``serve --workers``.
+    reuse_port: bool = False
     #: The ``iss`` tokens must carry, if any.
     jwt_issuer: str | None = None
     #: The ``aud`` tokens must carry, if any.

@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 
-__all__ = ["LogfmtFormatter", "configure"]
+__all__ = ["LogfmtFormatter", "configure", "tag_records"]
 
 # Attributes every LogRecord has; anything else came from ``extra``.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -68,3 +68,14 @@ def configure(level: int = logging.INFO) -> None:
     # aio-pika and aiormq narrate every frame at INFO; their warnings still show.
     for noisy in ("aio_pika", "aiormq"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def tag_records(**fields: str) -> None:
+    """Add ``fields`` to every record from now on: a worker's lines name its instance."""
+
+    def tag(record: logging.LogRecord) -> bool:
+        record.__dict__.update(fields)
+        return True
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(tag)

@@ -88,6 +88,8 @@ def test_the_password_never_shows(tmp_path: Path) -> None:
         (["--history-size", "0"], "Invalid value for '--history-size'"),
         (["--max-send-buffer", "10"], "Invalid value for '--max-send-buffer'"),
         (["--batch-window", "0"], "Invalid value for '--batch-window'"),
+        (["--workers", "2"], "--workers 2 needs RabbitMQ (--broker amqp://…)"),
+        (["--workers", "0"], "Invalid value for '--workers'"),
         # Issue 14: an empty key let every unkeyed caller in; a short one is guessable.
         (["--api-key", ""], "BRIDGE_API_KEY) must be at least 16 characters"),
         (["--api-key", "k3y"], "BRIDGE_API_KEY) must be at least 16 characters"),

@@ -9,11 +9,13 @@ import os
 import resource
 import secrets
 import socket
+import sys
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import click
 
-from bridge.app import Bridge, run
+from bridge.app import Bridge, dashboard_link, run
 from bridge.cli.group import cli
 from bridge.cli.options import (
     catalog_option,
@@ -25,7 +27,8 @@ from bridge.cli.options import (
 )
 from bridge.config import Limits, Settings
 from bridge.exceptions import ConfigError
-from bridge.logs import configure
+from bridge.logs import configure, tag_records
+from bridge.workers import serve_workers
 from schemas.topology import display_url
 
 log = logging.getLogger("bridge")
@@ -298,6 +301,17 @@ def _default_state_dir() -> Path:
     "message on /sse): shorter "
     "is fresher, longer costs less CPU per event.",
 )
+@click.option(
+    "--workers",
+    envvar="BRIDGE_WORKERS",
+    show_envvar=True,
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Bridge processes sharing the port (SO_REUSEPORT), one per core is a start. "
+    "Each is an instance of its own, named <instance>-<n>, with its own queue and "
+    "history; a worker that dies is started again. Needs RabbitMQ.",
+)
 @catalog_option()
 @strict_option()
 def serve(
@@ -331,6 +345,7 @@ def serve(
     http_request_timeout: float,
     http_idle_timeout: float,
     batch_window: float,
+    workers: int,
     catalog: str | None,
     strict_events: bool,
 ) -> None:
@@ -383,10 +398,40 @@ def serve(
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
+    if workers > 1 and settings.broker_url == "memory://":
+        raise click.UsageError(
+            f"--workers {workers} needs RabbitMQ (--broker amqp://…): with memory:// each "
+            "worker would see only the events published to itself"
+        )
     warn_of_secrets_in_ps("jwt_secret", "api_key")
     configure()
     _raise_open_files(settings.limits.max_connections)
-    asyncio.run(run(settings, _announce))
+    if workers == 1:
+        asyncio.run(run(settings, _announce))
+        return
+    try:
+        status = serve_workers(
+            settings, workers, _run_worker, lambda port: _workers_up(settings, port, workers)
+        )
+    except OSError as exc:
+        where = f"{settings.host}:{settings.port}"
+        raise click.ClickException(f"cannot listen on {where}: {exc}") from exc
+    sys.exit(status)
+
+
+def _run_worker(settings: Settings, parent: Connection) -> None:
+    tag_records(instance=settings.instance)
+
+    def listening(bridge: Bridge) -> None:
+        parent.send(bridge.port)
+        parent.close()
+
+    asyncio.run(run(settings, listening))
+
+
+def _workers_up(settings: Settings, port: int, workers: int) -> None:
+    names = f"{settings.instance}-1 … {settings.instance}-{workers}"
+    _say_started(settings, port, f"instances {names} ({workers} workers)")
 
 
 def _raise_open_files(max_connections: int) -> None:
@@ -419,7 +464,10 @@ def _names(option: str | None) -> frozenset[str]:
 
 
 def _announce(bridge: Bridge) -> None:
-    settings = bridge.settings
+    _say_started(bridge.settings, bridge.port, f"instance {bridge.settings.instance}")
+
+
+def _say_started(settings: Settings, port: int, instances: str) -> None:
     embedded = " (embedded, one process)" if settings.broker_url.startswith("memory://") else ""
     auth = "JWT, random secret for this run" if settings.jwt_secret_generated else "JWT"
     if settings.allow_anonymous:
@@ -431,13 +479,13 @@ def _announce(bridge: Bridge) -> None:
     else:
         types = "no catalog (every event untyped)"
     click.echo(
-        f"event-bridge: instance {settings.instance} on ws://{settings.host}:{bridge.port}/ws "
-        f"(and Server-Sent Events on http://{settings.host}:{bridge.port}/sse), "
+        f"event-bridge: {instances} on ws://{settings.host}:{port}/ws "
+        f"(and Server-Sent Events on http://{settings.host}:{port}/sse), "
         f"broker {display_url(settings.broker_url)}{embedded}, auth {auth}, {types}; "
         f"{_exposure(settings)}"
     )
     if settings.jwt_secret_generated:
-        click.echo(f"dashboard: {bridge.dashboard_link()}")
+        click.echo(f"dashboard: {dashboard_link(settings, port)}")
 
 
 def _exposure(settings: Settings) -> str:
