@@ -51,13 +51,14 @@ SCRIPTS = (
     ),
     (
         "capacity",
-        "How many idle connections one bridge holds on this machine, added in steps "
-        "(`memory.py --capacity`), with its memory at each step and what stopped it.",
+        "How many idle connections one bridge process holds on this machine, up to 100,000, "
+        "added in steps (`memory.py --capacity`), with its memory per connection and what "
+        "stopped it; then the time one event takes to reach every client (p50, p99, last).",
     ),
 )
 
 #: Names whose script is another one with arguments: name -> (script, arguments).
-COMMANDS = {"capacity": ("memory", ("--capacity", "--capacity-step", "2000"))}
+COMMANDS = {"capacity": ("memory", ("--capacity",))}
 
 #: delivery.py's table titles (deliverybench.output.TITLES).
 FIXED = "Plain clients at fixed rates"
@@ -412,18 +413,40 @@ def goals_table(goals: list[Goal]) -> list[str]:
     return out
 
 
+#: memory.py --capacity's table titles (memory.STEPS_TITLE, memory.FAN_OUT_TITLE).
+CAPACITY_STEPS = "Connections, step by step"
+FAN_OUT = "One event to every client"
+#: Idle connections one bridge process should hold (issue 17).
+CAPACITY = 100_000
+
+
 def capacity_goals(tables: list[Table], lines: Sequence[str]) -> list[Goal]:
-    goal = Goal("capacity: idle connections one bridge holds on this machine", "no goal")
-    steps = tables[0] if tables else None
-    if steps is not None and steps.rows:
-        held = steps.cell(steps.rows[-1], "connections")
-        mib = steps.cell(steps.rows[-1], "server MiB")
-        goal.measured = f"{held:,.0f} connections, {mib:.0f} MiB" if held and mib else "-"
-        stopped = [
-            line.removeprefix("stopped by: ") for line in lines if line.startswith("stopped by:")
-        ]
-        goal.note = f"stopped by {stopped[0]}" if stopped else ""
+    goal = Goal("capacity: idle connections one bridge process holds", f"≥ {CAPACITY:,}")
+    steps = titled(tables, CAPACITY_STEPS)
+    held = steps.cell(steps.rows[-1], "connections") if steps and steps.rows else None
+    if steps is None or held is None:
+        return [goal]
+    mib = steps.cell(steps.rows[-1], "server MiB")
+    # The settled reading, printed above the tables; the steps' own are not settled.
+    settled = next((m for line in lines if (m := re.search(r"([\d.]+) KiB per conn", line))), None)
+    kib = float(settled[1]) if settled else steps.cell(steps.rows[-1], "KiB/conn")
+    goal.measured = f"{held:,.0f} connections, {_fmt(mib, ' MiB', 0)}, {_fmt(kib, ' KiB')} each"
+    goal.measured += fan_out_measured(titled(tables, FAN_OUT))
+    goal.ratio, goal.met = f"{held / CAPACITY:.2f}", held >= CAPACITY
+    goal.note = next((line for line in lines if line.startswith("stopped by: ")), "")
     return [goal]
+
+
+def fan_out_measured(table: Table | None) -> str:
+    """The median fan-out of one event to every client, as the goal's text shows it."""
+    row = table.find(event="median") if table else None
+    if table is None or row is None:
+        return ""
+    p50, p99, last = (table.cell(row, f"{name} ms") for name in ("p50", "p99", "last"))
+    return (
+        f"; one event to all: p50 {_fmt(p50, ' ms', 0)}, p99 {_fmt(p99, ' ms', 0)}, "
+        f"last {_fmt(last, ' ms', 0)}"
+    )
 
 
 def all_goals(tables: dict[str, list[Table]], runs: Sequence[Run]) -> list[Goal]:
