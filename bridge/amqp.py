@@ -38,6 +38,7 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import (
     CONNECTION_EXCEPTIONS,
+    ChannelClosed,
     ChannelPreconditionFailed,
     DeliveryError,
     PublishError,
@@ -315,18 +316,30 @@ class RabbitBroker:
         async with connection.channel() as channel:
             await _declare_exchange(channel, EVENTS)
             await _declare_exchange(channel, DEAD_LETTERS)
-            await _declare_queue(channel, DEAD_LETTER_QUEUE)
-        spec = self._queue_spec
+        try:
+            await self._declare_queue(connection, DEAD_LETTER_QUEUE)
+        except ChannelClosed as exc:
+            # Not needed to deliver: a classic one declared by an earlier version
+            # lives on one node, which may be the one that is down.
+            logger.warning(
+                "cannot declare %s (%s); events flow, but a message that is not an event "
+                "cannot be dead-lettered until it is back",
+                DEAD_LETTER_QUEUE.name,
+                exc,
+            )
+        await self._declare_queue(connection, self._queue_spec)
+
+    async def _declare_queue(self, connection: AbstractConnection, spec: Queue) -> None:
         try:
             async with connection.channel() as channel:
                 await _declare_queue(channel, spec)
         except ChannelPreconditionFailed as exc:
             # Declared by an earlier version with other arguments: it still holds
-            # this instance's events, so use it as it is, bindings renewed.
+            # what it held, so use it as it is, bindings renewed.
             logger.warning(
                 "queue %s exists with other arguments than this version declares; using it "
-                "as it is (%s). To get the new ones, stop this instance, delete the queue "
-                "(its waiting events go with it), and start again.",
+                "as it is (%s). To get the new ones, stop the bridges, delete the queue "
+                "(what waits in it goes with it), and start them again.",
                 spec.name,
                 exc,
             )

@@ -80,13 +80,24 @@ EVENTS = Exchange("bridge.events", "topic")
 #: Where the instance queues send what they cannot deliver.
 DEAD_LETTERS = Exchange("bridge.dlx", "fanout")
 
-#: Messages no bridge could use, for an operator to read and replay. A classic
-#: queue: reading a message to list it must not count towards a delivery limit
-#: (quorum queues in RabbitMQ 4 drop a message after 20 returns by default).
+#: Nodes that hold a copy of each of the bridge's queues in a RabbitMQ cluster: it keeps
+#: working while one of them is down (a quorum needs 2 of 3). RabbitMQ 3.x would
+#: otherwise put a copy on every node, which costs each event one write per node.
+REPLICAS = 3
+
+#: Messages no bridge could use, for an operator to read and replay. A quorum
+#: queue, so that it keeps taking them while a node of a cluster is down (a
+#: classic queue lives on one node). Reading a message to list it and handing
+#: it back counts as a delivery: the limit is set far out of reach, since
+#: RabbitMQ 4 would otherwise drop a message listed 20 times.
 DEAD_LETTER_QUEUE = Queue(
     "bridge.dead",
     bindings=(Binding(DEAD_LETTERS, ""),),
-    arguments={"x-queue-type": "classic"},
+    arguments={
+        "x-queue-type": "quorum",
+        "x-delivery-limit": 1_000_000,
+        "x-quorum-initial-group-size": REPLICAS,
+    },
 )
 
 #: What an instance queue receives from :data:`EVENTS`: every audience.
@@ -95,11 +106,6 @@ INSTANCE_BINDINGS = tuple(
 )
 
 _INSTANCE = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
-
-#: Nodes that hold a copy of each instance queue in a RabbitMQ cluster: it keeps
-#: working while one of them is down (a quorum needs 2 of 3). RabbitMQ 3.x would
-#: otherwise put a copy on every node, which costs each event one write per node.
-REPLICAS = 3
 
 
 def instance_queue(

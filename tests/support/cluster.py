@@ -382,6 +382,10 @@ class Cluster:
         """The names of the nodes with a replica of quorum queue ``queue`` of ``vhost``."""
         return list(self._queue(vhost, queue)["members"])
 
+    def online(self, vhost: str, queue: str) -> list[str]:
+        """The names of the nodes whose replica of quorum queue ``queue`` is online."""
+        return list(self._queue(vhost, queue)["online"])
+
     def await_joined(self, node: Node) -> None:
         """Wait until ``node`` sees every node that runs (itself included) as running."""
         deadline = time.monotonic() + BOOT_TIMEOUT
@@ -401,7 +405,16 @@ class Cluster:
 
     def _queue(self, vhost: str, queue: str) -> dict[str, Any]:
         listing = self._a_running_node().ctl(
-            "list_queues", "-p", vhost, "name", "type", "leader", "members", "--formatter", "json"
+            "list_queues",
+            "-p",
+            vhost,
+            "name",
+            "type",
+            "leader",
+            "members",
+            "online",
+            "--formatter",
+            "json",
         )
         for entry in json.loads(listing):
             if entry["name"] == queue:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
+import itertools
 import random
 import re
 import socket
@@ -206,8 +207,15 @@ class Watcher:
         """Whether it has seen every event it expects."""
         return self._passed == len(self.fleet.marks)
 
-    def in_order(self) -> bool:
-        return all(a < b for a, b in zip(self.seqs, self.seqs[1:], strict=False))
+    def in_order(self, sources: int = 1) -> bool:
+        """Whether it saw the events in the order they were sent; with several
+        ``sources``, event ``n`` came from source ``n % sources``, and each source's
+        events are in order, whatever came between them from the others."""
+        return all(
+            a < b
+            for source in range(sources)
+            for a, b in itertools.pairwise(s for s in self.seqs if s % sources == source)
+        )
 
 
 def _number(data: bytes, start: int) -> int:

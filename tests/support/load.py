@@ -85,6 +85,7 @@ class BridgeProcess:
     """``event-bridge serve`` on RabbitMQ, its log in a file so it never blocks on a pipe."""
 
     def __init__(self, amqp_url: str, instance: str, workdir: Path, *args: str) -> None:
+        self.instance = instance
         self.log = workdir / f"{instance}.log"
         self._counts: dict[str, int] = {}
         self._waiters: list[tuple[str, int, asyncio.Future[None]]] = []
