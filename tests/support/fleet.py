@@ -151,8 +151,13 @@ class Watcher:
         start, end = payload.find(marker) + len(marker), payload.rfind(marker) + len(marker)
         first, last = _number(payload, start), _number(payload, end)
         seen = self._seen
-        if last - first + 1 == count and not any(seen[first : last + 1]):
-            # The usual frame: the next events, in order, counted without a loop.
+        if (
+            self.fleet.sources == 1
+            and last - first + 1 == count
+            and not any(seen[first : last + 1])
+        ):
+            # The usual frame: the next events, in order, counted without a loop. Events
+            # of several sources may come in any order between them: each is read.
             seen[first : last + 1] = b"\x01" * count
             self.seqs.extend(range(first, last + 1))
             if self.timed:
@@ -207,10 +212,10 @@ class Watcher:
         """Whether it has seen every event it expects."""
         return self._passed == len(self.fleet.marks)
 
-    def in_order(self, sources: int = 1) -> bool:
-        """Whether it saw the events in the order they were sent; with several
-        ``sources``, event ``n`` came from source ``n % sources``, and each source's
-        events are in order, whatever came between them from the others."""
+    def in_order(self) -> bool:
+        """Whether it saw each source's events in the order they were sent, whatever
+        came between them from the other sources."""
+        sources = self.fleet.sources
         return all(
             a < b
             for source in range(sources)
@@ -232,11 +237,15 @@ class Fleet:
     """Clients of one test run: they wait together for the events of ``run``.
 
     ``marks`` are counts of distinct events to wait for, in increasing order,
-    the last one all the events the clients expect.
+    the last one all the events the clients expect. With several ``sources``,
+    event ``n`` comes from source ``n % sources``, each in order.
     """
 
-    def __init__(self, run: str, marks: tuple[int, ...], *, path: str = "/ws?batch=1") -> None:
+    def __init__(
+        self, run: str, marks: tuple[int, ...], *, path: str = "/ws?batch=1", sources: int = 1
+    ) -> None:
         self.run = run
+        self.sources = sources
         self.marks = marks
         self.path = path
         # The test's events are dashboard updates whose data is {"run", "seq", "sentAt"}.
