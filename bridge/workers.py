@@ -63,6 +63,11 @@ def reserve_port(host: str, port: int) -> tuple[int, socket.socket]:
     takes no connection from the workers.
     """
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    if port:
+        # SO_REUSEPORT would join whatever already listens there as this user (an
+        # earlier bridge still running) and share its connections: refuse instead.
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))
     holder = socket.socket(family, socket.SOCK_STREAM)
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:

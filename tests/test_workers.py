@@ -141,3 +141,17 @@ async def test_workers_share_a_port_and_a_killed_one_s_clients_resume_on_another
         served.proc.terminate()
         assert await asyncio.wait_for(served.proc.wait(), 10) == 0
     assert not any(map(alive, workers))
+
+
+async def test_workers_refuse_a_port_that_is_taken(own_amqp_url: str, tmp_path: Path) -> None:
+    """SO_REUSEPORT would join another process listening there as this user."""
+    async with BridgeProcess(own_amqp_url, "first", tmp_path, "--workers", "2") as first:
+        taken = BridgeProcess(own_amqp_url, "second", tmp_path, "--workers", "2")
+        taken.args[taken.args.index("--port") + 1] = str(first.port)
+        process = await asyncio.create_subprocess_exec(
+            *taken.args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{first.port}" in err.decode()
+    assert b"event-bridge: instance" not in out
