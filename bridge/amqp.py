@@ -79,6 +79,8 @@ _MAX_DOUBLINGS = 32
 class _Session:
     """One live connection with its channel, its entities, and a future set when it dies."""
 
+    #: The node it is connected to, password hidden.
+    node: str
     connection: AbstractConnection
     channel: AbstractChannel
     events: AbstractExchange
@@ -291,12 +293,14 @@ class RabbitBroker:
         lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         connection.close_callbacks.add(partial(_mark_lost, lost, "connection closed"))
         try:
-            return await self._prepare(connection, lost)
+            return await self._prepare(url, connection, lost)
         except BaseException:
             await _quietly(connection.close())
             raise
 
-    async def _prepare(self, connection: AbstractConnection, lost: asyncio.Future[str]) -> _Session:
+    async def _prepare(
+        self, url: str, connection: AbstractConnection, lost: asyncio.Future[str]
+    ) -> _Session:
         await self._declare(connection)
         # on_return_raises: an event no queue takes is an error for publish(),
         # not a log line; our own queue is bound, so it means something is wrong.
@@ -306,7 +310,8 @@ class RabbitBroker:
         events = await channel.get_exchange(EVENTS.name, ensure=False)
         dead_letters = await channel.get_exchange(DEAD_LETTERS.name, ensure=False)
         queue = await channel.get_queue(self._queue_spec.name, ensure=False)
-        session = _Session(connection, channel, events, dead_letters, queue, lost)
+        node = display_url(url)
+        session = _Session(node, connection, channel, events, dead_letters, queue, lost)
         await self._consume(session)
         return session
 
@@ -448,7 +453,7 @@ class RabbitBroker:
             await asyncio.wait(self._inflight, timeout=CLOSE_TIMEOUT)
         await _quietly(session.channel.close())
         await _quietly(session.connection.close())
-        logger.info("disconnected from %s", self.display_url)
+        logger.info("disconnected from %s", session.node)
 
     # Messages for people.
 

@@ -65,9 +65,10 @@ def configure(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # aio-pika and aiormq narrate every frame at INFO; their warnings still show.
+    # aio-pika and aiormq narrate every frame at INFO, and log a lost or refused
+    # connection with its traceback: bridge.amqp says each, with the node, once.
     for noisy in ("aio_pika", "aiormq"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
 
 def tag_records(**fields: str) -> None:

@@ -11,6 +11,7 @@ event loop, and a worker that dies is started again under the same name.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -42,6 +43,10 @@ _STABLE_AFTER = 60.0
 
 #: Runs one worker's bridge until SIGTERM; it sends its port down the pipe once listening.
 RunWorker = Callable[[Settings, Connection], None]
+
+# prctl(2), to have the kernel stop a worker whose parent died.
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -108,11 +113,23 @@ def serve_workers(
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def _worker_main(run_worker: RunWorker, settings: Settings, pipe: Connection) -> None:
+def _worker_main(run_worker: RunWorker, settings: Settings, pipe: Connection, parent: int) -> None:
     # The parent's handlers came with the fork; the worker's bridge sets its own.
     for signum in _STOP_SIGNALS:
         signal.signal(signum, signal.SIG_DFL)
+    # A parent killed outright (SIGKILL, OOM) cannot stop its workers: the kernel
+    # sends them SIGTERM instead, so none is left holding the port and its queue.
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        return  # it died before prctl took effect
     run_worker(settings, pipe)
+
+
+def _ended(exitcode: int | None) -> str:
+    """How a worker ended, for people: multiprocessing gives -N for signal N."""
+    if exitcode is not None and exitcode < 0:
+        return f"was killed by {signal.Signals(-exitcode).name}"
+    return f"exited with status {exitcode}"
 
 
 class _Pool:
@@ -133,7 +150,9 @@ class _Pool:
         settings = replace(self._settings, instance=f"{self._settings.instance}-{number}")
         ours, theirs = self._context.Pipe(duplex=False)
         process = self._context.Process(
-            target=_worker_main, args=(self._run_worker, settings, theirs), name=f"worker {number}"
+            target=_worker_main,
+            args=(self._run_worker, settings, theirs, os.getpid()),
+            name=f"worker {number}",
         )
         process.start()
         theirs.close()
@@ -157,11 +176,10 @@ class _Pool:
                 if not self._heard(worker):
                     worker.process.join(STOP_TIMEOUT)
                     log.error(
-                        "worker %d (instance %s) exited with status %s before listening; "
-                        "its error is above",
+                        "worker %d (instance %s) %s before listening; its error is above",
                         worker.number,
                         worker.settings.instance,
-                        worker.process.exitcode,
+                        _ended(worker.process.exitcode),
                     )
                     return False
         return True
@@ -191,17 +209,18 @@ class _Pool:
         log.info("stopping %d workers (%s)", len(self._workers), signal.Signals(signum).name)
 
     def _restart(self, dead: Worker) -> None:
+        dead.process.join(STOP_TIMEOUT)  # its sentinel may close before it is reaped
         lived = time.monotonic() - dead.started
         self._delay = (
             RESTART_DELAY if lived > _STABLE_AFTER else min(MAX_RESTART_DELAY, self._delay * 2)
         )
         log.warning(
-            "worker %d (instance %s, pid %s) exited with status %s after %.0f s; starting it "
-            "again in %.1f s. Its clients reconnect to the other workers and resume there.",
+            "worker %d (instance %s, pid %s) %s after %.0f s; starting it again in %.1f s. "
+            "Its clients reconnect to the other workers and resume there.",
             dead.number,
             dead.settings.instance,
             dead.process.pid,
-            dead.process.exitcode,
+            _ended(dead.process.exitcode),
             lived,
             self._delay,
         )

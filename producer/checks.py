@@ -15,7 +15,7 @@ from producer.events import declared_types
 from producer.models import OUTBOX_TABLE
 from schemas import CatalogError
 from schemas.protocol import MIN_SECRET_LENGTH
-from schemas.topology import is_amqp_url
+from schemas.topology import broker_urls, display_url, is_amqp_url
 
 __all__ = ["check_catalog", "check_outbox_table", "check_settings"]
 
@@ -31,10 +31,15 @@ def check_settings(**_: Any) -> list[CheckMessage]:
             hint="Set EVENT_BRIDGE['BROKER_URL'] or CELERY_BROKER_URL to amqp://…",
             id="event_bridge.E001",
         ))  # fmt: skip
-    elif not (is_amqp_url(config.broker_url) or config.broker_url.startswith("pyamqp://")):
+    elif not is_amqp_url(config.broker_url.replace("pyamqp://", "amqp://")):
+        schemes = {url.split(":", 1)[0] for url in broker_urls(config.broker_url)}
+        other = sorted(schemes - {"amqp", "amqps", "pyamqp"})
         found.append(Error(
-            f"The broker must be RabbitMQ, not {config.broker_url.split(':', 1)[0]}://.",
-            hint="event-bridge routes through RabbitMQ's bridge.events exchange.",
+            f"The broker must be RabbitMQ, not {other[0]}://." if other else
+            f"The broker is not one RabbitMQ URL nor several separated by ';': "
+            f"{display_url(config.broker_url)}",
+            hint="event-bridge routes through RabbitMQ's bridge.events exchange; a "
+            "cluster's nodes go in one string separated by ';', or in a list.",
             id="event_bridge.E002",
         ))  # fmt: skip
     if config.roles:

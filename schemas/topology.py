@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from schemas.audience import Everyone, Role, User
 from schemas.envelope import DASHBOARD, Event
@@ -172,20 +172,22 @@ def broker_urls(spec: str) -> tuple[str, ...]:
 
 
 def is_amqp_url(spec: str) -> bool:
-    """Whether ``spec`` names RabbitMQ: one or more ``amqp://`` or ``amqps://`` URLs."""
+    """Whether ``spec`` names RabbitMQ: one or more ``amqp://`` or ``amqps://`` URLs,
+    separated by ``;`` (several run together some other way are not a URL)."""
     urls = broker_urls(spec)
-    return bool(urls) and all(urlsplit(url).scheme in AMQP_SCHEMES for url in urls)
+    return bool(urls) and all(
+        urlsplit(url).scheme in AMQP_SCHEMES and url.count("://") == 1 for url in urls
+    )
 
 
 def display_url(spec: str) -> str:
-    """A broker's URL, or ``;``-separated URLs, with passwords hidden, fit for logs and errors."""
-    return ";".join(_without_password(url) for url in broker_urls(spec)) or spec
+    """A broker's URL, or several, with every password hidden, fit for logs and errors.
+
+    Any ``user:password@`` is hidden, not only where a well-formed URL keeps
+    it: a list run together with ``,`` still shows no password.
+    """
+    return ";".join(_PASSWORD.sub(r"\1:***@", url) for url in broker_urls(spec)) or spec
 
 
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
+# The userinfo of each "scheme://user:password@" in a text, up to the first "@".
+_PASSWORD = re.compile(r"(://[^:/@;,\s]*):[^@;\s]*@")

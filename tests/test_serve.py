@@ -6,6 +6,7 @@ import asyncio
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -63,6 +64,24 @@ async def test_it_raises_its_open_file_limit_and_says_what_it_allows(tmp_path: P
     assert "allows about 4032 connections, fewer than --max-connections 50000" in warned
     assert "Raise it (ulimit -n" in warned
     assert re.search(r"Max open files\s+4096\s+4096", limits), limits
+
+
+def test_a_port_in_use_is_one_line_that_says_what_to_do(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [EVENT_BRIDGE, "serve", "--port", str(port), "--state-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+    assert done.returncode == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Choose another --port" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_the_password_never_shows(tmp_path: Path) -> None:

@@ -155,3 +155,31 @@ async def test_workers_refuse_a_port_that_is_taken(own_amqp_url: str, tmp_path: 
     assert process.returncode == 1
     assert f"cannot listen on 127.0.0.1:{first.port}" in err.decode()
     assert b"event-bridge: instance" not in out
+
+
+async def test_workers_stop_when_their_parent_is_killed(own_amqp_url: str, tmp_path: Path) -> None:
+    """A parent killed outright cannot stop them: the kernel does (PR_SET_PDEATHSIG)."""
+    async with BridgeProcess(own_amqp_url, "orphans", tmp_path, "--workers", "2") as served:
+        workers = children(served.pid)
+        assert len(workers) == 2
+        served.kill()
+        assert served.proc is not None
+        await served.proc.wait()
+        await asyncio.wait_for(asyncio.gather(*map(exited, workers)), 15)
+
+
+async def exited(pid: int) -> None:
+    """Wait until process ``pid`` (not a child of this one) has ended: a pidfd
+    becomes readable then."""
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    ended = loop.create_future()
+    loop.add_reader(handle, lambda: ended.done() or ended.set_result(None))
+    try:
+        await ended
+    finally:
+        loop.remove_reader(handle)
+        os.close(handle)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import resource
@@ -310,7 +311,8 @@ def _default_state_dir() -> Path:
     show_default=True,
     help="Bridge processes sharing the port (SO_REUSEPORT), one per core is a start. "
     "Each is an instance of its own, named <instance>-<n>, with its own queue and "
-    "history; a worker that dies is started again. Needs RabbitMQ.",
+    "history, and answers /api/health, stats and /metrics for itself; a worker that "
+    "dies is started again. Needs RabbitMQ.",
 )
 @catalog_option()
 @strict_option()
@@ -406,17 +408,26 @@ def serve(
     warn_of_secrets_in_ps("jwt_secret", "api_key")
     configure()
     _raise_open_files(settings.limits.max_connections)
-    if workers == 1:
-        asyncio.run(run(settings, _announce))
-        return
     try:
+        if workers == 1:
+            asyncio.run(run(settings, _announce))
+            return
         status = serve_workers(
             settings, workers, _run_worker, lambda port: _workers_up(settings, port, workers)
         )
     except OSError as exc:
+        if exc.errno not in _LISTEN_ERRORS:
+            raise
         where = f"{settings.host}:{settings.port}"
-        raise click.ClickException(f"cannot listen on {where}: {exc}") from exc
+        raise click.ClickException(
+            f"cannot listen on {where}: {exc.strerror or exc}; is another bridge running "
+            "there? Choose another --port"
+        ) from exc
     sys.exit(status)
+
+
+#: What binding the port can fail with: in use, not ours to take, no such address.
+_LISTEN_ERRORS = {errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL}
 
 
 def _run_worker(settings: Settings, parent: Connection) -> None:
@@ -430,8 +441,9 @@ def _run_worker(settings: Settings, parent: Connection) -> None:
 
 
 def _workers_up(settings: Settings, port: int, workers: int) -> None:
-    names = f"{settings.instance}-1 … {settings.instance}-{workers}"
-    _say_started(settings, port, f"instances {names} ({workers} workers)")
+    names = [f"{settings.instance}-{n}" for n in range(1, workers + 1)]
+    shown = ", ".join(names) if workers <= 3 else f"{names[0]} … {names[-1]}"
+    _say_started(settings, port, f"instances {shown} ({workers} workers)")
 
 
 def _raise_open_files(max_connections: int) -> None:

@@ -13,6 +13,7 @@ from django.core.management.base import SystemCheckError
 from django.db import connection
 from django.test import override_settings
 
+from producer.conf import producer_settings
 from producer.models import OUTBOX_TABLE
 
 
@@ -25,6 +26,20 @@ def test_the_example_settings_pass() -> None:
     out = StringIO()
     call_command("check", stdout=out)
     assert "no issues" in out.getvalue()
+
+
+def test_a_cluster_s_nodes_are_one_broker_setting(event_bridge: dict[str, Any]) -> None:
+    """Issue 17: kombu's ';' form, or a list as Celery takes it, is one setting."""
+    nodes = ["amqp://u:p@rabbit-1//", "pyamqp://u:p@rabbit-2//"]
+    for given in (nodes, ";".join(nodes)):
+        with override_settings(EVENT_BRIDGE={**event_bridge, "BROKER_URL": given}):
+            assert producer_settings().broker_url == ";".join(nodes)
+            assert event_bridge_ids() == []
+    run_together = "amqp://u:secret1@a//,amqp://u:secret2@b//"
+    with override_settings(EVENT_BRIDGE={**event_bridge, "BROKER_URL": run_together}):
+        (error,) = [m for m in checks.run_checks() if m.id == "event_bridge.E002"]
+        assert "separated by ';'" in error.msg
+        assert "secret" not in error.msg
 
 
 def test_a_missing_broker_is_event_bridge_e001(event_bridge: dict[str, Any]) -> None:
@@ -42,6 +57,8 @@ def test_a_missing_broker_is_event_bridge_e001(event_bridge: dict[str, Any]) -> 
     ("changes", "expected"),
     [
         ({"BROKER_URL": "redis://127.0.0.1:6379/0"}, "event_bridge.E002"),
+        ({"BROKER_URL": ["amqp://a//", "redis://b/0"]}, "event_bridge.E002"),
+        ({"BROKER_URL": "amqp://u:p@a//,amqp://u:p@b//"}, "event_bridge.E002"),
         ({"ROLES": "api_rest.nowhere.roles_for"}, "event_bridge.E003"),
         ({"JWT_SECRET": "too-short"}, "event_bridge.E004"),
         ({"JWT_SECRET": None}, "event_bridge.W001"),
