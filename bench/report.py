@@ -55,6 +55,13 @@ SCRIPTS = (
         "added in steps (`memory.py --capacity`), with its memory per connection and what "
         "stopped it; then the time one event takes to reach every client (p50, p99, last).",
     ),
+    (
+        "workers",
+        "`event-bridge serve --workers 2` against `--workers 1` on this machine (issue 17): "
+        "nothing pinned, the load generator on the same cores (its share is printed); the "
+        "highest sustained rate at 2,000 clients, server CPU per delivery, p99, and what "
+        "stopped each; what one event costs each worker; on paper, how the rate grows with cores.",
+    ),
 )
 
 #: Names whose script is another one with arguments: name -> (script, arguments).
@@ -449,11 +456,48 @@ def fan_out_measured(table: Table | None) -> str:
     )
 
 
+#: workers.py's summary title.
+WORKERS = "Highest sustained rate, by workers"
+
+
+def workers_goals(tables: list[Table]) -> list[Goal]:
+    """``serve --workers 2`` against 1: a measure without a goal, as the capacity was."""
+    table = titled(tables, WORKERS)
+    one = table.find(server="1 worker", batch="off") if table else None
+    two = table.find(server="2 workers", batch="off") if table else None
+    clients = f"{int(table.cell(one, 'clients') or 0):,} clients" if table and one else "clients"
+    goal = Goal(
+        f"serve --workers 2 / --workers 1, highest sustained rate, {clients}, load generator "
+        "on the same 2 cores",
+        "none (a measure)",
+    )
+    if table is None or one is None or two is None:
+        return [goal]
+    found, first, second = table, one, two  # narrowed, for the closure
+
+    def cells(name: str) -> tuple[str, str]:
+        return second[found.column(name)], first[found.column(name)]
+
+    rates, mine = cells("max rate"), [table.cell(r, "max rate") for r in (two, one)]
+    goal.measured = (
+        f"{rates[0]} vs {rates[1]} events/s ({' vs '.join(cells('deliveries/s'))} deliveries/s); "
+        f"server {' vs '.join(cells('µs/delivery'))} µs/delivery, p99 "
+        f"{' vs '.join(cells('p99 ms'))} ms; load generator {' vs '.join(cells('gen cores'))} "
+        "of 2 cores"
+    )
+    if mine[0] is not None and mine[1] and not rates[1].startswith("<"):
+        goal.ratio = _fmt(mine[0] / mine[1])
+    stopped = cells("stopped by")
+    goal.note = f"2 workers stopped by {stopped[0]}; 1 worker by {stopped[1]}"
+    return [goal]
+
+
 def all_goals(tables: dict[str, list[Table]], runs: Sequence[Run]) -> list[Goal]:
     makers: dict[str, Callable[[list[Table]], list[Goal]]] = {
         "delivery": delivery_goals,
         "memory": memory_goals,
         "producer": producer_goals,
+        "workers": workers_goals,
     }
     goals = []
     for name, make in makers.items():

@@ -55,6 +55,8 @@ class Client(Records, FrameReader):
     def __init__(self, port: int, path: str, *, deflate: bool = False) -> None:
         super().__init__(port, path, deflate=deflate)
         self.begin(b"")
+        #: The bridge instance its welcome named: which worker of ``serve --workers`` took it.
+        self.instance: str | None = None
 
     @property
     def welcomed(self) -> asyncio.Future[None]:
@@ -71,8 +73,10 @@ class Client(Records, FrameReader):
             self._control(message)
 
     def _control(self, message: bytes | bytearray) -> None:
-        kind = str(json.loads(message).get("type", ""))
+        parsed = json.loads(message)
+        kind = str(parsed.get("type", ""))
         if kind == "bridge:welcome" and not self.ready.done():
+            self.instance = parsed.get("instance")
             # The bridge holds live events until a client's first message.
             self._send(_PING_OP)
             self.ready.set_result(None)

@@ -52,6 +52,31 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children(pid: int) -> list[int]:
+    """The live children of ``pid``, from every thread of it (``/proc/PID/task/*/children``)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and of its children, for ``serve --workers``, whose parent
+    only supervises: the workers' own time (live ones) plus cutime + cstime (those that
+    exited and were waited for, e.g. a worker restarted meanwhile)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        raise ServerGone(f"process {pid} exited") from None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    total = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    for child in children(pid):
+        with contextlib.suppress(ServerGone):  # exited between the two reads: in cutime next time
+            total += process_cpu_seconds(child)
+    return total
+
+
 def core_times() -> dict[int, tuple[int, int]]:
     """Per core: (busy, total) jiffies since boot."""
     cores = {}

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .feeders import Published
-from .machine import ServerGone, core_load, core_times, process_cpu_seconds
+from .machine import ServerGone, core_load, core_times, process_cpu_seconds, tree_cpu_seconds
 
 
 class Offer(enum.StrEnum):
@@ -49,13 +49,15 @@ class Reading:
     wall: float
 
     @classmethod
-    def take(cls, pid: int, feeders: Sequence[int] = ()) -> Reading:
-        """``feeders``: processes on the generator's core whose CPU counts as the generator's."""
+    def take(cls, pid: int, feeders: Sequence[int] = (), *, tree: bool = False) -> Reading:
+        """``feeders``: processes on the generator's core whose CPU counts as the generator's.
+        ``tree``: the server's CPU is its children's too (``serve --workers``)."""
         here = process_cpu_seconds(os.getpid())
         for feeder in feeders:
             with contextlib.suppress(ServerGone):
                 here += process_cpu_seconds(feeder)
-        return cls(process_cpu_seconds(pid), here, core_times(), time.time())
+        server = tree_cpu_seconds(pid) if tree else process_cpu_seconds(pid)
+        return cls(server, here, core_times(), time.time())
 
 
 @dataclass(frozen=True)

@@ -77,10 +77,10 @@ async def run_scenario(
     live = [c for c in clients if c.is_open]
     for client in live:
         client.begin(run.encode())
-    before = Reading.take(server.pid, pub.pids)
+    before = Reading.take(server.pid, pub.pids, tree=server.tree)
     published = await pub.run(run, scenario.rate, duration)
     await drain(live, published.attempted, drain_timeout)
-    usage = Usage.between(before, Reading.take(server.pid, pub.pids))
+    usage = Usage.between(before, Reading.take(server.pid, pub.pids, tree=server.tree))
     return summarize(scenario, live, published, before.wall, usage)
 
 

@@ -83,13 +83,14 @@ class Running:
     #: The first line it printed: what it is, and its versions.
     announce: str = ""
     lag: Lag = field(default_factory=Lag)
+    #: Its CPU time includes its children's: ``serve --workers``, whose parent only supervises.
+    tree: bool = False
 
 
-def server_specs(
-    broker_url: str, state_dir: Path, args: Namespace, redis_prefix: str
-) -> dict[str, ServerSpec]:
+def bridge_command(broker_url: str, state_dir: Path) -> tuple[str, ...]:
+    """``event-bridge serve`` as the benchmarks run it (``bench/workers.py`` adds ``--workers``)."""
     bin_dir = Path(sys.executable).parent
-    bridge = (
+    return (
         str(bin_dir / "event-bridge"),
         "serve",
         *("--port", "0", "--broker", broker_url, "--instance", BRIDGE_INSTANCE),
@@ -100,6 +101,12 @@ def server_specs(
         # bridge validates each one as a project's bridge would.
         *("--catalog", "api_rest.events:catalog"),
     )
+
+
+def server_specs(
+    broker_url: str, state_dir: Path, args: Namespace, redis_prefix: str
+) -> dict[str, ServerSpec]:
+    bridge = bridge_command(broker_url, state_dir)
     baseline = (sys.executable, str(BENCH / "baseline_broadcast.py"), "--port", "0")
     batch = not args.no_batch
     layer = ("--redis", args.redis, "--prefix", redis_prefix)
@@ -223,11 +230,14 @@ async def forget_redis_keys(url: str, prefix: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def served(spec: ServerSpec, log_path: Path) -> AsyncIterator[Running]:
-    """Start ``spec`` on the server core; stop it (SIGTERM, then SIGKILL) afterwards."""
+async def served(
+    spec: ServerSpec, log_path: Path, *, cores: str = str(SERVER_CORE)
+) -> AsyncIterator[Running]:
+    """Start ``spec`` on the server core (``cores``: a ``taskset`` list, e.g. ``0-1`` for
+    none pinned); stop it (SIGTERM, then SIGKILL) afterwards."""
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
-            "taskset", "-c", str(SERVER_CORE), *spec.command,
+            "taskset", "-c", cores, *spec.command,
             stdout=subprocess.PIPE, stderr=log, env=SERVER_ENV,
         )  # fmt: skip
         discard: asyncio.Task[None] | None = None
