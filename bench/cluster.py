@@ -73,6 +73,7 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
 )
 from aio_pika.exceptions import AMQPException, ChannelInvalidStateError
+from deliverybench.output import aligned
 
 try:
     from schemas.topology import (
@@ -819,20 +820,6 @@ async def targeted(
 
 
 # The report.
-
-
-def aligned(cells: list[list[str]], left: Sequence[int] = (0,)) -> list[str]:
-    """Header and rows in columns (``left`` ones flush left), a rule under the header."""
-    widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
-    lines = [
-        "  ".join(
-            c.ljust(w) if i in left else c.rjust(w)
-            for i, (c, w) in enumerate(zip(line, widths, strict=True))
-        ).rstrip()
-        for line in cells
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return lines
 
 
 def _ms(seconds: float) -> str:

@@ -45,6 +45,7 @@ from deliverybench.clients import Client, StreamClient
 from deliverybench.constants import CONNECT_TIMEOUT, GENERATOR_CORE, HOST, SERVER_CORE, VHOST_PREFIX
 from deliverybench.feeders import Feeder, feeder_for
 from deliverybench.machine import ServerGone, pin_to_core, versions, vhost
+from deliverybench.output import aligned
 from deliverybench.progress import progress
 from deliverybench.results import Reading, Usage
 from deliverybench.servers import (
@@ -725,20 +726,6 @@ def table(rows: list[Row]) -> list[str]:
             str(r.dropped),
         ])  # fmt: skip
     return aligned(cells, left=(0, 2))
-
-
-def aligned(cells: list[list[str]], left: Sequence[int] = (0,)) -> list[str]:
-    """Header and rows in columns (``left`` ones flush left), a rule under the header."""
-    widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
-    lines = [
-        "  ".join(
-            c.ljust(w) if i in left else c.rjust(w)
-            for i, (c, w) in enumerate(zip(line, widths, strict=True))
-        ).rstrip()
-        for line in cells
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return lines
 
 
 def _ratio(value: float, base: float | None) -> str:

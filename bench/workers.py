@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from deliverybench.cli import add_ladder_limits
 from deliverybench.clients import Client
 from deliverybench.constants import (
     BRIDGE_INSTANCE,
@@ -109,18 +110,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="run these fixed rates instead of the ladder; the highest sustained one counts",
     )
-    ladder.add_argument("--p99-limit", type=float, default=100.0, help="ms")
-    ladder.add_argument("--step-duration", type=float, default=3.0, help="seconds per step")
-    ladder.add_argument(
-        "--step-drain",
-        type=float,
-        default=2.0,
-        help="longest wait after a step's last publish; what is later counts as lost",
-    )
-    ladder.add_argument(
-        "--ladder-min", type=float, default=0.625, help="lowest rate; steps are it x 2^k"
-    )
-    ladder.add_argument("--ladder-max", type=float, default=640.0, help="highest rate tried")
+    add_ladder_limits(ladder)
     per_event = parser.add_argument_group(
         "the cost of one event to a worker: few clients, a high rate (1 worker's is the "
         "paper estimate's per-event cost)"

@@ -86,6 +86,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="client counts to find it for; at --clients it goes on from the --rates steps "
         "(nothing: skip the ladders)",
     )
+    add_ladder_limits(ladder)
+    args = parser.parse_args(argv)
+    if args.clients < 1 or args.duration <= 0 or min(args.rates) <= 0:
+        parser.error("--clients, --duration and --rates must be positive")
+    if any(n < 1 for n in args.ladder_clients) or args.ladder_min <= 0:
+        parser.error("--ladder-clients and --ladder-min must be positive")
+    args.ladder_clients = sorted(set(args.ladder_clients))
+    return args
+
+
+def add_ladder_limits(ladder: argparse._ArgumentGroup) -> None:
+    """The ladder's options, shared by every script that climbs one."""
     ladder.add_argument("--p99-limit", type=float, default=100.0, help="ms")
     ladder.add_argument("--step-duration", type=float, default=3.0, help="seconds per step")
     ladder.add_argument(
@@ -98,10 +110,3 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--ladder-min", type=float, default=0.625, help="lowest rate; steps are it x 2^k"
     )
     ladder.add_argument("--ladder-max", type=float, default=640.0, help="highest rate tried")
-    args = parser.parse_args(argv)
-    if args.clients < 1 or args.duration <= 0 or min(args.rates) <= 0:
-        parser.error("--clients, --duration and --rates must be positive")
-    if any(n < 1 for n in args.ladder_clients) or args.ladder_min <= 0:
-        parser.error("--ladder-clients and --ladder-min must be positive")
-    args.ladder_clients = sorted(set(args.ladder_clients))
-    return args

@@ -31,6 +31,20 @@ TITLES = {
 }
 
 
+def aligned(cells: list[list[str]], left: Sequence[int] = (0,)) -> list[str]:
+    """Header and rows in columns (``left`` ones flush left), a rule under the header."""
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
 def _ratio(value: float, base: float | None) -> str:
     ok = base is not None and base > 0 and not math.isnan(value)
     return f"{value / base:.2f}" if ok else "-"  # type: ignore[operator]
