@@ -399,6 +399,7 @@ async def measure(spec: ServerSpec, server: Running, deflate: bool, args: Namesp
             deflate=deflate,
             concurrency=args.connect_concurrency,
             into=connected,
+            sources=MEASURE_SOURCES,
         )
         before = await settled_rss(server.pid)
         started = time.monotonic()
@@ -412,6 +413,7 @@ async def measure(spec: ServerSpec, server: Running, deflate: bool, args: Namesp
                     deflate=deflate,
                     concurrency=args.connect_concurrency,
                     into=connected,
+                    sources=MEASURE_SOURCES,
                 ),
                 args.connect_budget,
             )
@@ -503,6 +505,12 @@ def capacity_spec(bridge: ServerSpec) -> ServerSpec:
     first; ``--max-connections-per-ip 0`` is in every bench spec already.
     """
     return replace(bridge, command=(*bridge.command, "--max-connections", "0"))
+
+
+#: Where measure()'s clients come from: a run connects some 55,000 clients, and
+#: their closed ports wait a minute (TIME_WAIT) before reuse; from 127.0.0.1 alone
+#: they used up its ephemeral ports, and rabbitmqctl, which needs one, failed after.
+MEASURE_SOURCES = tuple(f"127.0.0.{i}" for i in range(2, 6))
 
 
 def source_addresses(connections: int) -> tuple[str, ...]:

@@ -333,7 +333,13 @@ class BridgeClient:
         )
         self._procs.append(bridge)
         assert bridge.stdout is not None
-        found = re.search(r"ws://[\w.:]+?:(\d+)/ws", bridge.stdout.readline())
+        # Its log (stderr, merged here) may come first: the open-file limit's warning.
+        found = None
+        for _ in range(5):
+            line = bridge.stdout.readline()
+            if line.startswith("event-bridge: instance"):
+                found = re.search(r"ws://[\w.:]+?:(\d+)/ws", line)
+                break
         if found is None:
             self.__exit__()
             raise RuntimeError("the bridge did not start")
