@@ -197,17 +197,13 @@ async def test_the_node_that_leads_the_queues_is_killed(cluster: Cluster, tmp_pa
     run.check()
 
 
-def rolling_restart(cluster: Cluster, run: Run) -> None:
-    """Stop and start each node in turn, each time waiting until every replica of the
-    instance queues is online again, as an operator's upgrade does."""
-    queues = [f"bridge.instance.{b.instance}" for b in run.bridges]
+def rolling_restart(cluster: Cluster) -> None:
+    """Stop and start each node in turn, each time once no queue would lose its quorum
+    without it, as an operator's upgrade does."""
     for node in cluster.nodes:
+        cluster.await_quorum_plus_one(node)
         node.stop()
         node.start()
-        deadline = time.monotonic() + 60
-        while any(len(cluster.online(run.vhost, q)) < len(cluster.nodes) for q in queues):
-            assert time.monotonic() < deadline, "a replica did not come back online"
-            time.sleep(0.25)  # polling rabbitmqctl: nothing to wait on
 
 
 async def test_a_rolling_restart_of_every_node(cluster: Cluster, tmp_path: Path) -> None:
@@ -215,7 +211,7 @@ async def test_a_rolling_restart_of_every_node(cluster: Cluster, tmp_path: Path)
     async with loaded(cluster, tmp_path, sent=12000) as run:
         await run.fleet.reached(run.sent // 4, timeout=60)
         began = time.monotonic()
-        await asyncio.to_thread(rolling_restart, cluster, run)
+        await asyncio.to_thread(rolling_restart, cluster)
         took = time.monotonic() - began
         await run.published(120)
         with contextlib.suppress(TimeoutError):

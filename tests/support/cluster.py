@@ -44,6 +44,7 @@ import json
 import os
 import pwd
 import random
+import select
 import shutil
 import signal
 import socket
@@ -202,21 +203,22 @@ class Node:
             )
 
     def _await_boot(self) -> None:
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        # `rabbitmqctl wait` notices a VM that dies, but not one that never writes its pid file.
-        while not self.pid_file.exists():
-            if self._process is not None and self._process.poll() is not None:
-                raise ClusterError(f"{self.name} exited while it booted:\n{self._tail()}")
-            if time.monotonic() > deadline:
+        # `rabbitmqctl wait` waits for the pid file, then for the app; it never notices
+        # a VM that dies before writing that file: wait for whichever ends first.
+        argv = _as_rabbitmq([_rabbitmqctl(), "-n", self.name, "-q", "wait", str(self.pid_file),
+                             "--timeout", str(int(BOOT_TIMEOUT))])  # fmt: skip
+        with subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as waiter:
+            node = [self._process.pid] if self._process is not None else []
+            ended = _first_to_end([waiter.pid, *node], BOOT_TIMEOUT + 10)
+            if ended != waiter.pid:
+                waiter.kill()
+                why = "did not boot in time" if ended is None else "exited while it booted"
+                raise ClusterError(f"{self.name} {why}:\n{self._tail()}")
+            _, problem = waiter.communicate()
+            if waiter.returncode != 0:
                 raise ClusterError(
-                    f"{self.name} wrote no pid file in {BOOT_TIMEOUT} s:\n{self._tail()}"
+                    f"{self.name} did not boot: {problem.decode().strip()}\n{self._tail()}"
                 )
-            time.sleep(0.1)
-        left = max(1, int(deadline - time.monotonic()))
-        try:
-            self.ctl("wait", str(self.pid_file), "--timeout", str(left), timeout=left + 10)
-        except ClusterError as error:
-            raise ClusterError(f"{error}\n{self._tail()}") from None
 
     def _reap(self) -> None:
         # The runuser and server script above the VM exit with it.
@@ -382,26 +384,20 @@ class Cluster:
         """The names of the nodes with a replica of quorum queue ``queue`` of ``vhost``."""
         return list(self._queue(vhost, queue)["members"])
 
-    def online(self, vhost: str, queue: str) -> list[str]:
-        """The names of the nodes whose replica of quorum queue ``queue`` is online."""
-        return list(self._queue(vhost, queue)["online"])
+    def await_quorum_plus_one(self, node: Node) -> None:
+        """Wait until no quorum queue would lose its quorum if ``node`` stopped: what an
+        operator checks before each step of a rolling restart."""
+        upgrade = shutil.which("rabbitmq-upgrade") or "rabbitmq-upgrade"
+        _run(_as_rabbitmq([upgrade, "-n", node.name, "-q", "await_online_quorum_plus_one"]),
+             timeout=BOOT_TIMEOUT)  # fmt: skip
 
     def await_joined(self, node: Node) -> None:
         """Wait until ``node`` sees every node that runs (itself included) as running."""
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while True:
-            expected = {n.name for n in self.nodes if n.running}
-            try:
-                seen = set(self.running_nodes(via=node))
-            except ClusterError as error:
-                seen, problem = set(), str(error)
-            else:
-                problem = f"it sees {sorted(seen)}, not {sorted(expected)}"
-            if expected <= seen:
-                return
-            if time.monotonic() > deadline:
-                raise ClusterError(f"{node.name} is not back in the cluster: {problem}")
-            time.sleep(0.25)
+        count = sum(n.running for n in self.nodes)
+        try:
+            node.ctl("await_online_nodes", str(count), timeout=BOOT_TIMEOUT)
+        except ClusterError as error:
+            raise ClusterError(f"{node.name} is not back in the cluster: {error}") from None
 
     def _queue(self, vhost: str, queue: str) -> dict[str, Any]:
         listing = self._a_running_node().ctl(
@@ -412,7 +408,6 @@ class Cluster:
             "type",
             "leader",
             "members",
-            "online",
             "--formatter",
             "json",
         )
@@ -570,18 +565,28 @@ def _vm_pids(name: str) -> list[int]:
 
 
 def _kill(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
         os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return
-        if state == "Z":
-            return
-        time.sleep(0.05)
-    raise ClusterError(f"pid {pid} outlived SIGKILL for 10 s")
+        # A pidfd turns readable once its process has ended (a zombie has).
+        if not select.select([handle], [], [], 10)[0]:
+            raise ClusterError(f"pid {pid} outlived SIGKILL for 10 s")
+    finally:
+        os.close(handle)
+
+
+def _first_to_end(pids: Sequence[int], timeout: float) -> int | None:
+    """The first of ``pids`` to end within ``timeout`` seconds, or None."""
+    handles = {os.pidfd_open(pid): pid for pid in pids}
+    try:
+        ready = select.select(list(handles), [], [], timeout)[0]
+        return handles[ready[0]] if ready else None
+    finally:
+        for handle in handles:
+            os.close(handle)
 
 
 def _stop_quietly(node: Node) -> None:
