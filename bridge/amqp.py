@@ -45,7 +45,7 @@ from aio_pika.exceptions import (
 )
 from pamqp.common import FieldTable
 
-from bridge.broker import OnEvent, tell_state
+from bridge.broker import OnEvent, OnPresence, tell_state
 from bridge.decode import Decoder
 from bridge.exceptions import BrokerUnavailable, ConfigError, Undecodable
 from schemas import Event
@@ -53,12 +53,14 @@ from schemas.topology import (
     DEAD_LETTER_QUEUE,
     DEAD_LETTERS,
     EVENTS,
+    PRESENCE,
     Exchange,
     Queue,
     broker_urls,
     display_url,
     instance_queue,
     is_amqp_url,
+    presence_queue,
     routing_key,
 )
 
@@ -74,6 +76,9 @@ CLOSE_TIMEOUT = 1.0
 # A cap on the exponent, so the delay computation never overflows a float.
 _MAX_DOUBLINGS = 32
 
+#: The largest presence snapshot read from another instance; a larger one is dropped.
+MAX_PRESENCE_BYTES = 4 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class _Session:
@@ -87,6 +92,8 @@ class _Session:
     dead_letters: AbstractExchange
     queue: AbstractQueue
     lost: asyncio.Future[str]
+    #: Where presence snapshots go; ``None`` if it could not be set up.
+    presence: AbstractExchange | None = None
 
 
 class RabbitBroker:
@@ -137,6 +144,7 @@ class RabbitBroker:
         self._max_backoff = max_backoff
         self._on_state = on_state
         self._on_event: OnEvent | None = None
+        self._on_presence: OnPresence | None = None
         self._session: _Session | None = None
         self._runner: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -150,8 +158,9 @@ class RabbitBroker:
         """Whether the topology is declared and this instance's queue is consumed now."""
         return self._session is not None
 
-    async def start(self, on_event: OnEvent) -> None:
-        """Connect and consume in the background; return at once.
+    async def start(self, on_event: OnEvent, on_presence: OnPresence | None = None) -> None:
+        """Connect and consume in the background; return at once. Other instances'
+        presence snapshots go to ``on_presence``.
 
         Until :meth:`close`, a lost or refused connection is retried with
         backoff. Raises :class:`RuntimeError` if already started or closed.
@@ -159,6 +168,7 @@ class RabbitBroker:
         if self._runner is not None or self._closing:
             raise RuntimeError("a RabbitBroker can be started only once")
         self._on_event = on_event
+        self._on_presence = on_presence
         self._runner = asyncio.create_task(self._run(), name=f"bridge.amqp {self._instance}")
 
     async def publish(self, event: Event) -> None:
@@ -183,6 +193,17 @@ class RabbitBroker:
             await session.events.publish(message, key, timeout=self._confirm_timeout)
         except CONNECTION_EXCEPTIONS as exc:
             raise BrokerUnavailable(self._publish_failure(event, key, exc)) from exc
+
+    async def share(self, snapshot: bytes) -> None:
+        """Send this instance's presence to the others, without a confirm."""
+        session = self._session
+        if session is None or session.presence is None:
+            raise BrokerUnavailable(f"not connected to {self.display_url}: {self._last_error}")
+        message = aio_pika.Message(snapshot, content_type="application/json")
+        try:
+            await session.presence.publish(message, "", timeout=self._confirm_timeout)
+        except CONNECTION_EXCEPTIONS as exc:
+            raise BrokerUnavailable(self._describe(exc)) from exc
 
     async def close(self) -> None:
         """Stop consuming, settle messages being handled, and disconnect.
@@ -311,9 +332,37 @@ class RabbitBroker:
         dead_letters = await channel.get_exchange(DEAD_LETTERS.name, ensure=False)
         queue = await channel.get_queue(self._queue_spec.name, ensure=False)
         node = display_url(url)
-        session = _Session(node, connection, channel, events, dead_letters, queue, lost)
+        presence = await self._hear_presence(connection)
+        session = _Session(node, connection, channel, events, dead_letters, queue, lost, presence)
         await self._consume(session)
         return session
+
+    async def _hear_presence(self, connection: AbstractConnection) -> AbstractExchange | None:
+        """Consume the others' presence on a channel of its own; ``None`` if that fails,
+        which costs presence, never events."""
+        if self._on_presence is None:
+            return None
+        try:
+            channel = await connection.channel(publisher_confirms=False)
+            exchange = await _declare_exchange(channel, PRESENCE)
+            queue = await _declare_queue(channel, presence_queue(self._instance))
+            await queue.consume(self._presence_message, no_ack=True)
+        except CONNECTION_EXCEPTIONS as exc:
+            logger.warning("presence is off on this connection: %s", self._describe(exc))
+            return None
+        return exchange
+
+    async def _presence_message(self, message: AbstractIncomingMessage) -> None:
+        if self._on_presence is None:
+            return
+        if len(message.body) > MAX_PRESENCE_BYTES:
+            logger.warning(
+                "presence message of %d bytes dropped (at most %d)",
+                len(message.body),
+                MAX_PRESENCE_BYTES,
+            )
+            return
+        self._on_presence(message.body)
 
     async def _declare(self, connection: AbstractConnection) -> None:
         # On channels of their own: RabbitMQ closes a channel that a declaration
@@ -502,7 +551,13 @@ async def _declare_exchange(channel: AbstractChannel, spec: Exchange) -> Abstrac
 
 async def _declare_queue(channel: AbstractChannel, spec: Queue) -> AbstractQueue:
     arguments: FieldTable = dict(spec.arguments)
-    queue = await channel.declare_queue(spec.name, durable=spec.durable, arguments=arguments)
+    queue = await channel.declare_queue(
+        spec.name,
+        durable=spec.durable,
+        exclusive=spec.exclusive,
+        auto_delete=spec.exclusive,
+        arguments=arguments,
+    )
     for binding in spec.bindings:
         await queue.bind(binding.exchange.name, binding.routing_key)
     return queue

@@ -24,8 +24,10 @@ from bridge.http import Handler, Request, Response
 from bridge.hub import Hub
 from bridge.metrics import Metrics
 from bridge.ratelimit import RateLimiter
+from bridge.roster import Roster
 from bridge.router import ANONYMOUS, Principal
 from schemas import InvalidEvent, NotJSON, Reader
+from schemas.payload import CHANNEL_HINT, CHANNEL_NAME
 from schemas.requests import ENDPOINTS
 
 __all__ = ["Api", "StaticFile"]
@@ -97,6 +99,7 @@ class Api:
     metrics: Metrics
     documents: dict[str, StaticFile]
     reader: Reader
+    roster: Roster
 
     def routes(self) -> dict[tuple[str, str], Handler]:
         """Every ``(method, path)`` the bridge answers, with CORS where a browser may call."""
@@ -104,6 +107,7 @@ class Api:
             ("GET", "/api/health"): self.health,
             ("GET", "/api/dashboard/history"): self.history,
             ("GET", "/api/dashboard/stats"): self.stats,
+            ("GET", "/api/presence"): self.presence,
             ("GET", "/metrics"): self.prometheus,
         }
         for name in ENDPOINTS:
@@ -213,7 +217,7 @@ class Api:
         principal = self._reader(request)
         if isinstance(principal, Response):
             return principal
-        visible = [e.json for e in self.hub.router.history() if principal.may_see(e.event)]
+        visible = [e.json for e in self.hub.router.history(principal)]
         return Response(200, b"[" + b",".join(visible) + b"]")
 
     async def stats(self, request: Request) -> Response:
@@ -239,6 +243,20 @@ class Api:
                 "dashboard": json.loads(snapshot.json)["data"] if snapshot else None,
             },
         )
+
+    async def presence(self, request: Request) -> Response:
+        """``GET /api/presence``: who is connected to every instance on the same RabbitMQ,
+        by role, by user and by channel; ``?channel=order:42`` for one channel."""
+        principal = self._reader(request)
+        if isinstance(principal, Response):
+            return principal
+        if not principal.monitor:
+            # Who is online is personal data: operators only, --public-reads or not.
+            return Response.error(403, "for operators: send a monitor token or the API key")
+        channel = request.query.get("channel")
+        if channel is not None and not CHANNEL_NAME.fullmatch(channel):
+            return Response.error(400, f"?channel= is not a channel name: {CHANNEL_HINT}")
+        return Response.json(200, self.roster.summary(channel))
 
     async def prometheus(self, request: Request) -> Response:
         """``GET /metrics``: Prometheus text format."""

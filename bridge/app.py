@@ -11,6 +11,7 @@ import mimetypes
 import signal
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from importlib import resources
 from importlib.metadata import version
 from pathlib import Path
@@ -22,12 +23,13 @@ from bridge.broker import Broker
 from bridge.config import SSE_PATH, Settings
 from bridge.decode import Decoder
 from bridge.handshake import Handshake
-from bridge.history import HistoryFile
+from bridge.history import HistoryFile, saved_lines
 from bridge.http import HttpServer
 from bridge.hub import Hub
 from bridge.memory import MemoryBroker
 from bridge.metrics import Metrics
 from bridge.openapi import openapi
+from bridge.roster import Roster
 from bridge.router import Router
 from bridge.session import Session
 from bridge.sse import EventStreams
@@ -106,14 +108,22 @@ class Bridge:
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         )
+        limits = settings.limits
+        self.router: Router[Session] = Router(
+            history_size=settings.history_size,
+            history_ttl=limits.history_ttl,
+            history_ids=limits.history_ids,
+            history_bytes=limits.history_bytes,
+            dedup_size=limits.dedup_size,
+        )
         # The history holds what was delivered: it is read back as it was, even if
         # the bridge is strict now or the catalog changed since.
         lenient = self.reader if not self.reader.strict else Reader(settings.catalog)
         self.history = HistoryFile(
-            settings.history_file, size=settings.history_size, reader=lenient
-        )
-        self.router: Router[Session] = Router(
-            history_size=settings.history_size, dedup_size=settings.limits.dedup_size
+            settings.history_file,
+            reader=lenient,
+            saved=partial(saved_lines, self.router.streams),
+            compact_every=max(limits.history_ids, 1000),
         )
         self.metrics = Metrics(
             connections_by_role=self.router.count_by_role,
@@ -134,8 +144,16 @@ class Bridge:
         served = documents(
             self.reader, api_key=settings.api_key is not None, public_reads=settings.public_reads
         )
+        self.roster = Roster(self.hub, broker, instance=settings.instance, limits=limits)
         self.api = Api(
-            settings, broker, self.hub, self.authenticator, self.metrics, served, self.reader
+            settings,
+            broker,
+            self.hub,
+            self.authenticator,
+            self.metrics,
+            served,
+            self.reader,
+            self.roster,
         )
         self._server: asyncio.Server | None = None
         self._http: HttpServer | None = None
@@ -167,7 +185,8 @@ class Bridge:
             self.settings.port,
             reuse_port=self.settings.reuse_port or None,
         )
-        await self.broker.start(self.hub.on_event)
+        await self.broker.start(self.hub.on_event, self.roster.received)
+        self.roster.start()
         self._keepalive = loop.create_task(self.hub.keepalive())
 
     async def stop(self) -> None:
@@ -176,6 +195,7 @@ class Bridge:
             self._server.close()
         if self._keepalive is not None:
             self._keepalive.cancel()
+        await self.roster.stop()
         await self.broker.close()
         self.hub.close_all(CLOSE_GOING_AWAY, "server shutting down")
         for connection in self._http.connections if self._http is not None else ():

@@ -5,18 +5,30 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 import jwt
 
 from bridge.exceptions import Unauthorized
 from bridge.router import Principal
-from schemas.protocol import JWT_ALGORITHM, MONITOR_SCOPE, token_claims
+from schemas.payload import CHANNEL_HINT, CHANNEL_NAME
+from schemas.protocol import (
+    CHANNEL_CLAIM,
+    CHANNEL_PATTERN_CLAIM,
+    JWT_ALGORITHM,
+    MONITOR_SCOPE,
+    subscription_claims,
+    token_claims,
+)
 
 __all__ = ["MAX_TOKEN_LIFETIME", "Authenticator"]
 
 
 #: How far ahead a token's ``exp`` may be, by default: a day.
 MAX_TOKEN_LIFETIME = timedelta(hours=24)
+
+#: Channel patterns one token may list: a token is at most 8 KiB anyway.
+MAX_CHANNEL_PATTERNS = 256
 
 
 class Authenticator:
@@ -41,7 +53,47 @@ class Authenticator:
 
     def verify(self, token: str) -> Principal:
         """The principal a token names; raises :class:`Unauthorized` saying why not."""
-        required = ["exp", "sub"]
+        claims = self._claims(token, ["exp", "sub"])
+        if CHANNEL_CLAIM in claims:
+            raise Unauthorized(
+                "a subscription token does not open a connection: send it in "
+                "{op: subscribe, channel, token}"
+            )
+        roles = claims.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise Unauthorized("token claim 'roles' must be a list of strings")
+        channels = claims.get(CHANNEL_PATTERN_CLAIM, [])
+        if (
+            not isinstance(channels, list)
+            or not all(isinstance(c, str) for c in channels)
+            or len(channels) > MAX_CHANNEL_PATTERNS
+        ):
+            raise Unauthorized(
+                f"token claim {CHANNEL_PATTERN_CLAIM!r} must be a list of at most "
+                f"{MAX_CHANNEL_PATTERNS} channel names or patterns"
+            )
+        monitor = claims.get("scope") == MONITOR_SCOPE
+        return Principal(
+            user=str(claims["sub"]),
+            roles=frozenset(roles),
+            monitor=monitor,
+            expires=float(claims["exp"]),
+            channels=tuple(channels),
+        )
+
+    def verify_subscription(self, token: str, user: str | None) -> str:
+        """The channel a subscription token allows to ``user``'s connections (``None``:
+        an anonymous one); raises :class:`Unauthorized` saying why not."""
+        claims = self._claims(token, ["exp", CHANNEL_CLAIM])
+        channel = claims[CHANNEL_CLAIM]
+        if not isinstance(channel, str) or not CHANNEL_NAME.fullmatch(channel):
+            raise Unauthorized(f"claim {CHANNEL_CLAIM!r} must be a channel name: {CHANNEL_HINT}")
+        if "sub" in claims and str(claims["sub"]) != user:
+            raise Unauthorized("it was issued for another user")
+        return channel
+
+    def _claims(self, token: str, required: list[str]) -> dict[str, Any]:
+        """The claims of a token signed with the secret, unexpired, within the lifetime."""
         # (PyJWT also requires iss and aud once it is given an issuer and an audience.)
         required += ["iss"] if self._issuer else []
         required += ["aud"] if self._audience else []
@@ -68,9 +120,6 @@ class Authenticator:
             raise Unauthorized(f"token not valid: {exc}") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"token not valid: {exc}") from exc
-        roles = claims.get("roles", [])
-        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-            raise Unauthorized("token claim 'roles' must be a list of strings")
         expires = float(claims["exp"])
         if expires - time.time() > self._max_lifetime.total_seconds():
             hours = self._max_lifetime.total_seconds() / 3600
@@ -78,16 +127,34 @@ class Authenticator:
                 f"token lives too long: its exp is more than {hours:g} h ahead "
                 "(issue shorter tokens, or raise --max-token-lifetime)"
             )
-        monitor = claims.get("scope") == MONITOR_SCOPE
-        return Principal(
-            user=str(claims["sub"]), roles=frozenset(roles), monitor=monitor, expires=expires
-        )
+        return dict(claims)
 
     def issue(
-        self, user: str, roles: Iterable[str], *, ttl: timedelta, monitor: bool = False
+        self,
+        user: str,
+        roles: Iterable[str],
+        *,
+        ttl: timedelta,
+        monitor: bool = False,
+        channels: Iterable[str] = (),
     ) -> str:
-        """A token for ``user`` with ``roles``, valid for ``ttl``; a monitor sees every event."""
+        """A token for ``user`` with ``roles``, valid for ``ttl``; a monitor sees every event.
+        It may subscribe to ``channels`` (names, or patterns with ``*``)."""
         claims = token_claims(
-            user, roles, ttl=ttl, issuer=self._issuer, audience=self._audience, monitor=monitor
+            user,
+            roles,
+            ttl=ttl,
+            issuer=self._issuer,
+            audience=self._audience,
+            monitor=monitor,
+            channels=channels,
+        )
+        return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM)
+
+    def issue_subscription(self, channel: str, user: str | None, *, ttl: timedelta) -> str:
+        """A subscription token: ``user``'s connections (any, for ``None``) may subscribe
+        to ``channel`` while it is valid."""
+        claims = subscription_claims(
+            channel, user, ttl=ttl, issuer=self._issuer, audience=self._audience
         )
         return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM)

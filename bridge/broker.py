@@ -12,13 +12,17 @@ from typing import Protocol
 
 from schemas import Event
 
-__all__ = ["Broker", "OnEvent", "OnState", "tell_state"]
+__all__ = ["Broker", "OnEvent", "OnPresence", "OnState", "tell_state"]
 
 #: Called once per valid event, in arrival order, on the event loop. It returns
 #: once the event is routed and recorded; the broker acknowledges the message
 #: only after that. If it raises, the message is returned to its queue, and
 #: RabbitMQ's delivery limit dead-letters it if it keeps failing.
 OnEvent = Callable[[Event], None]
+
+
+#: Called with each presence snapshot another instance shares (:mod:`bridge.presence`).
+OnPresence = Callable[[bytes], None]
 
 
 #: Told ``True`` when events start flowing and ``False`` when they stop.
@@ -48,8 +52,9 @@ class Broker(Protocol):
         """Whether events flow now; ``/api/health`` answers 503 while this is false."""
         ...
 
-    async def start(self, on_event: OnEvent) -> None:
-        """Start consuming in the background and return at once.
+    async def start(self, on_event: OnEvent, on_presence: OnPresence | None = None) -> None:
+        """Start consuming in the background and return at once; other instances'
+        presence snapshots go to ``on_presence``.
 
         A broker that is down is retried with exponential backoff and jitter
         until :meth:`close`; :attr:`connected` tells the state meanwhile.
@@ -62,6 +67,12 @@ class Broker(Protocol):
         Raises :class:`~bridge.exceptions.BrokerUnavailable` when it cannot be
         confirmed: not connected, refused, or no answer in time.
         """
+        ...
+
+    async def share(self, snapshot: bytes) -> None:
+        """Send this instance's presence snapshot to every other instance, unconfirmed:
+        the next one follows. Raises :class:`~bridge.exceptions.BrokerUnavailable`
+        while not connected."""
         ...
 
     async def close(self) -> None:

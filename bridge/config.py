@@ -85,8 +85,26 @@ class Limits:
     refresh_notice: float = 30.0
     #: Unacknowledged messages RabbitMQ may push to one instance.
     prefetch: int = 256
-    #: Event ids remembered to drop duplicates.
+    #: Event ids remembered to drop duplicates, however old.
     dedup_size: int = 10_000
+    #: Seconds each stream's history keeps an event for clients that resume.
+    history_ttl: float = 3600.0
+    #: Positions of recent events kept (id and number, about 250 bytes each): how
+    #: far back, in events of every stream, a client may resume.
+    history_ids: int = 100_000
+    #: Bytes of event JSON the history keeps, every stream together; past it, the
+    #: oldest events go first.
+    history_bytes: int = 64 * 1024 * 1024
+    #: Channels one connection may subscribe to; more are refused.
+    max_channels: int = 100
+    #: Seconds between presence snapshots sent to the other instances; an instance
+    #: silent for three of them leaves the presence (a killed one).
+    presence_interval: float = 5.0
+    #: Seconds at most between a change (a user's last tab closed) and the snapshot
+    #: that tells the other instances.
+    presence_min_interval: float = 1.0
+    #: User ids listed per role, channel or ``bridge:join`` burst; counts are whole.
+    presence_max_users: int = 1000
     #: Event type names outside the catalog counted apart in stats and metrics;
     #: past this many, callers' new names are counted together as "(other)".
     max_event_types: int = 1000

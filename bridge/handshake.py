@@ -13,6 +13,7 @@ from websockets.http11 import Request as WsRequest
 from websockets.server import ServerProtocol
 
 from bridge.auth import Authenticator
+from bridge.channels import requested
 from bridge.config import WS_PATH, Settings
 from bridge.exceptions import Unauthorized
 from bridge.http import Request
@@ -73,6 +74,7 @@ class Handshake:
             max_fragments=self.settings.limits.max_fragments,
             # Resuming with the request leaves no window for live events to pass the replay.
             after=request.query.get("after") or None,
+            wanted=requested(request.query, self.settings.limits.max_channels),
         )
         self.hub.open(link.session, principal, anonymous=self.settings.allow_anonymous)
         return link

@@ -30,10 +30,11 @@ from bridge.exceptions import Unauthorized
 from bridge.mailbox import Mailbox
 from bridge.metrics import Metrics
 from bridge.resume import resume
-from bridge.router import Principal, Router
-from bridge.session import Phase, Session
+from bridge.router import Entry, Principal, Router
+from bridge.session import Phase, Session, Subscription
 from bridge.slow import judge
 from schemas import Catalog, Event, InvalidEvent, SchemaError
+from schemas.payload import CHANNEL_HINT, CHANNEL_NAME
 from schemas.protocol import (
     CLOSE_TOKEN_EXPIRED,
     CLOSE_TOO_SLOW,
@@ -43,8 +44,13 @@ from schemas.protocol import (
     PingMessage,
     PongMessage,
     RefreshMessage,
+    RefusedMessage,
     ResetMessage,
     ResumeMessage,
+    SubscribedMessage,
+    SubscribeMessage,
+    UnsubscribedMessage,
+    UnsubscribeMessage,
     WelcomeMessage,
     parse_client_message,
 )
@@ -76,7 +82,7 @@ class Hub:
         *,
         limits: Limits,
         instance: str,
-        record: Callable[[bytes], None],
+        record: Callable[[Entry], None],
         metrics: Metrics,
         catalog: Catalog,
     ) -> None:
@@ -104,6 +110,10 @@ class Hub:
         self.emptied = asyncio.Event()
         #: Bytes waiting in every session's link, as each was last seen.
         self.queued = 0
+        #: Told when a connection joins, leaves, subscribes or unsubscribes (presence).
+        self.presence_changed: Callable[[], None] = _nothing
+        #: Told when a client starts following a channel's presence.
+        self.presence_followed: Callable[[Session, str], None] = _nobody
 
     # Events in
 
@@ -114,8 +124,8 @@ class Hub:
             self.metrics.duplicates.inc()
             log.debug("duplicate event dropped", extra={"event_id": event.id})
             return
-        self._record(entry.json)
-        recipients = self.router.recipients(entry)
+        self._record(entry)
+        recipients = self.router.recipients(event)
         dirty, batched = self._dirty, self._batched
         for session in recipients:
             if session.mailbox.push(entry):
@@ -285,12 +295,17 @@ class Hub:
         if first:
             session.mailbox = Mailbox(joined=self.router.head)
         self.router.join(session)
+        self.presence_changed()
         user, roles = session.principal.user, sorted(session.principal.roles)
         self.send(session, WelcomeMessage(user=user, roles=roles, instance=self._instance))
         if not first:
             return
         if self.router.snapshot is not None:
             session.mailbox.push(self.router.snapshot)
+        for channel, token in session.wanted:
+            # Before the resume: it replays their missed events too.
+            self._subscribe(session, channel, token)
+        session.wanted = ()
         if session.after is not None:
             self.resume(session, session.after)
         elif session.holds:
@@ -319,10 +334,86 @@ class Hub:
         """Send ``session`` what it missed after event ``after``, or ``bridge:reset``."""
         if not session.receiving:
             return
-        if not resume(self.router, session.principal, session.mailbox, after):
-            self.send(session, ResetMessage(latest=self.router.latest_for(session.principal)))
+        streams = _streams_of(session)
+        lost = resume(self.router, streams, session.mailbox, after)
+        if lost:
+            self.send(session, ResetMessage(latest=self.router.latest(streams), lost=lost))
         self._dirty.add(session)
         self._schedule_flush()
+
+    # Channels
+
+    def _subscribe(
+        self,
+        session: Session,
+        channel: str | None,
+        token: str | None,
+        *,
+        after: str | None = None,
+        presence: bool = False,
+    ) -> None:
+        """Subscribe ``session`` to ``channel`` if its token or ``token`` allows it, and
+        answer ``bridge:subscribed`` or ``bridge:refused``. With ``after``, the channel's
+        events after that one come first."""
+        channel, refusal = self._authorize(session, channel, token)
+        again = channel in session.channels
+        if refusal is None and not again and len(session.channels) >= self.limits.max_channels:
+            refusal = f"at most {self.limits.max_channels} channels per connection"
+        if refusal is not None:
+            log.info(
+                "subscription refused",
+                extra={"conn": session.id, "channel": channel, "reason": refusal},
+            )
+            self.metrics.subscriptions_refused.inc()
+            self.send(session, RefusedMessage(channel=channel, reason=refusal))
+            return
+        session.channels[channel] = Subscription(by_claim=token is None, presence=presence)
+        self.router.subscribe(session, channel)
+        recovered = None
+        if after is not None and not again:  # once subscribed, it missed nothing more
+            after_seq = self.router.seq_of(after)
+            if after_seq is None:
+                recovered = False
+            else:
+                stream = f"channel:{channel}"
+                missed, lost = self.router.replay([stream], after_seq, until=self.router.head)
+                session.mailbox.add(missed)
+                recovered = not lost
+                if missed:
+                    self._dirty.add(session)
+                    self._schedule_flush()
+        self.send(session, SubscribedMessage(channel=channel, recovered=recovered))
+        self.presence_changed()
+        if presence:
+            self.presence_followed(session, channel)
+
+    def _authorize(
+        self, session: Session, channel: str | None, token: str | None
+    ) -> tuple[str, str | None]:
+        """The channel asked for (or named by ``token``), and why it is refused, if it is."""
+        if token is None:
+            assert channel is not None  # a name or a token, never neither
+            if not CHANNEL_NAME.fullmatch(channel):
+                return channel, f"not a channel name: {CHANNEL_HINT}"
+            if not session.principal.allows(channel):
+                return channel, (
+                    "not allowed: the connection's token does not list this channel; "
+                    "ask the backend for a subscription token"
+                )
+            return channel, None
+        try:
+            allowed = self._authenticator.verify_subscription(token, session.principal.user)
+        except Unauthorized as exc:
+            return channel or "?", f"subscription token refused: {exc}"
+        if channel is not None and allowed != channel:
+            return channel, f"the subscription token is for another channel, {allowed!r}"
+        return allowed, None
+
+    def _unsubscribe(self, session: Session, channel: str, reason: str = "") -> None:
+        if session.channels.pop(channel, None) is not None:
+            self.router.unsubscribe(session, channel)
+            self.presence_changed()
+        self.send(session, UnsubscribedMessage(channel=channel, reason=reason))
 
     def close(self, session: Session, code: int, reason: str = "") -> None:
         """Stop delivering to ``session`` and close it; its socket is cut if the peer lingers."""
@@ -336,6 +427,7 @@ class Hub:
         session.link.close(code, reason)
 
     def _leave(self, session: Session) -> None:
+        self.presence_changed()
         self.router.leave(session)
         self._dirty.discard(session)
         self._batched.discard(session)
@@ -397,6 +489,11 @@ class Hub:
                 self.resume(session, after)
             case PingMessage():
                 self.send(session, PongMessage())
+            case SubscribeMessage(channel=channel, token=token, after=after, presence=presence):
+                if session.receiving:
+                    self._subscribe(session, channel, token, after=after, presence=presence)
+            case UnsubscribeMessage(channel=channel):
+                self._unsubscribe(session, channel)
         if not isinstance(message, AuthMessage):
             # Its first other message tells whether the client resumes: live events may go.
             self.release(session)
@@ -445,7 +542,11 @@ class Hub:
         self.router.leave(session)
         session.principal = principal
         self.router.join(session)
+        self.presence_changed()
         self._watch_expiry(session)
+        for channel, subscription in list(session.channels.items()):
+            if subscription.by_claim and not principal.allows(channel):
+                self._unsubscribe(session, channel, "the new token does not allow this channel")
 
     # Keepalive and shutdown
 
@@ -472,6 +573,22 @@ class Hub:
         self._flush_batched()
         for session in list(self.sessions):
             self.close(session, code, reason)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _nobody(_session: Session, _channel: str) -> None:
+    pass
+
+
+def _streams_of(session: Session) -> list[str] | None:
+    """The history streams a session resumes: its principal's and its channels'
+    (``None``, every stream, for a monitor)."""
+    if session.principal.monitor:
+        return None
+    return session.principal.streams + [f"channel:{c}" for c in session.channels]
 
 
 def _misfit_reason(catalog: Catalog, event: Event) -> str:

@@ -53,3 +53,10 @@ class Mailbox:
         merged = {e.seq: e for e in replay} | {e.seq: e for e in self.pending}
         self.pending = [merged[seq] for seq in sorted(merged) if seq > after]
         return True
+
+    def add(self, replay: list[Entry]) -> None:
+        """Queue a channel's missed events, just subscribed to: in order among what is
+        queued, though events of other streams may already have gone out after them."""
+        if replay:
+            merged = {e.seq: e for e in self.pending} | {e.seq: e for e in replay}
+            self.pending = [merged[seq] for seq in sorted(merged)]

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from bridge.broker import OnEvent, tell_state
+from bridge.broker import OnEvent, OnPresence, tell_state
 from bridge.exceptions import BrokerUnavailable
 from schemas import Event
 
@@ -44,7 +44,7 @@ class MemoryBroker:
         """True between :meth:`start` and :meth:`close`."""
         return self._on_event is not None
 
-    async def start(self, on_event: OnEvent) -> None:
+    async def start(self, on_event: OnEvent, on_presence: OnPresence | None = None) -> None:
         """Accept events from now on; they go to ``on_event``.
 
         Raises :class:`RuntimeError` if already started or closed: a broker
@@ -67,6 +67,9 @@ class MemoryBroker:
             raise BrokerUnavailable(f"the {self.display_url} broker is {state}")
         # call_soon runs callbacks in the order they were scheduled.
         self._loop.call_soon(self._deliver, event)
+
+    async def share(self, snapshot: bytes) -> None:
+        """Nothing to do: one process is the only instance."""
 
     async def close(self) -> None:
         """Stop delivering; events published but not yet delivered are dropped."""

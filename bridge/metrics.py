@@ -85,6 +85,11 @@ class Metrics:
             "Connections closed for reading too slowly (1013).",
             registry=self.registry,
         )
+        self.subscriptions_refused = Counter(
+            "bridge_subscriptions_refused",
+            "Channel subscriptions refused: not allowed, a bad token, or too many channels.",
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "bridge_delivery_latency_seconds",
             "From receiving an event to writing it to the sockets of its audience.",

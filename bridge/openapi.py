@@ -38,6 +38,7 @@ _SUMMARIES = {
     "update-dashboard": "Replace the live dashboard; new connections get the latest.",
     "notify-role": "Send an event to every connection whose token has the role.",
     "notify-user": "Send an event to every connection of one user.",
+    "publish": "Send an event to the connections subscribed to one channel.",
 }
 
 

@@ -1,19 +1,23 @@
 """Who receives each event: the bridge's pure core, with no I/O and no ``await``.
 
-The router indexes subscribers by role and by user, so routing an event costs
-nothing for a subscriber outside its audience. It keeps the last events for
-``resume``, the latest dashboard snapshot for new connections, and the ids it
-has seen, so an event redelivered by RabbitMQ reaches nobody twice.
+The router indexes subscribers by role, by user and by channel, so routing an
+event costs nothing for a subscriber outside its audience. It keeps the
+history by stream for ``resume`` (:class:`~bridge.streams.Streams`), the
+latest dashboard snapshot for new connections, and the ids it has seen, so an
+event redelivered by RabbitMQ reaches nobody twice.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-from collections.abc import Collection, Iterable, Iterator
+import time
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any, Generic, Protocol, TypeVar
 
-from schemas import DASHBOARD, Event, Everyone, Role, User
+from bridge.streams import Entry, Streams
+from schemas import DASHBOARD, Event, Everyone
+from schemas.audience import EVERYONE_STREAM, Channel, Role, User, stream_of
 
 __all__ = ["ANONYMOUS", "Entry", "Principal", "Router", "Subscriber"]
 
@@ -30,41 +34,36 @@ class Principal:
     monitor: bool = False
     #: When the token expires (seconds since the epoch); ``None``: it does not.
     expires: float | None = field(default=None, compare=False)
+    #: The channels its token lets it subscribe to: names, or patterns with ``*``.
+    channels: tuple[str, ...] = ()
 
-    def may_see(self, event: Event) -> bool:
-        """Whether the event's audience includes this principal."""
-        if self.monitor:
-            return True
-        match event.audience:
-            case Role(role=role):
-                return role in self.roles
-            case User(user=user):
-                return user == self.user
-            case _:
-                return True
+    @property
+    def streams(self) -> list[str]:
+        """The history streams of its audiences: everyone's, its roles', its own."""
+        names = [EVERYONE_STREAM, *(f"role:{role}" for role in sorted(self.roles))]
+        return names if self.user is None else [*names, f"user:{self.user}"]
+
+    def sees(self, stream: str) -> bool:
+        """Whether the events of ``stream`` are for this principal (channels aside)."""
+        return self.monitor or stream in self.streams
+
+    def allows(self, channel: str) -> bool:
+        """Whether its token lets it subscribe to ``channel``."""
+        return self.monitor or any(fnmatchcase(channel, p) for p in self.channels)
 
 
 #: An anonymous connection: it sees only events for everyone.
 ANONYMOUS = Principal(user=None)
 
 
-@dataclass(slots=True)
-class Entry:
-    """An accepted event, numbered in arrival order and encoded once for every recipient."""
-
-    seq: int
-    event: Event
-    json: bytes
-    #: The event framed for each transport, by its framing, built on first use
-    #: (see :class:`bridge.session.Framing`).
-    framed: dict[object, bytes] = field(default_factory=dict, repr=False)
-
-
 class Subscriber(Protocol):
-    """Anything the router can address: it only needs to say who is on it."""
+    """Anything the router can address: it says who is on it and what it subscribed to."""
 
     @property
     def principal(self) -> Principal: ...
+
+    @property
+    def channels(self) -> Collection[str]: ...
 
 
 S = TypeVar("S", bound=Subscriber)
@@ -76,25 +75,44 @@ class Router(Generic[S]):
     """Routes events to subscribers and remembers enough to replay them.
 
     Args:
-        history_size: how many recent events ``resume`` can replay.
-        dedup_size: how many recent ids are remembered to drop duplicates.
+        history_size: events each stream keeps for ``resume``.
+        history_ttl: seconds an event is kept for ``resume``.
+        history_ids: positions of recent events kept (how far back a client may resume).
+        history_bytes: bytes of JSON the history keeps for every stream together.
+        dedup_size: ids remembered to drop duplicates, however old.
+        clock: seconds since the epoch.
     """
 
-    def __init__(self, *, history_size: int = 100, dedup_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        history_size: int = 100,
+        history_ttl: float = 3600.0,
+        history_ids: int = 100_000,
+        history_bytes: int = 64 * 1024 * 1024,
+        dedup_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._everyone: set[S] = set()
         self._by_role: dict[str, set[S]] = {}
         self._by_user: dict[str, set[S]] = {}
+        self._by_channel: dict[str, set[S]] = {}
         self._monitors: set[S] = set()
-        self._history: deque[Entry] = deque(maxlen=history_size)
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._dedup_size = max(dedup_size, history_size)
+        self.streams = Streams(
+            size=history_size,
+            ttl=history_ttl,
+            max_ids=max(history_ids, dedup_size),
+            min_ids=dedup_size,
+            max_bytes=history_bytes,
+        )
+        self._clock = clock
         self._seq = 0
         self.snapshot: Entry | None = None
 
     # Subscribers
 
     def join(self, subscriber: S) -> None:
-        """Start routing events to ``subscriber``, as its principal allows."""
+        """Start routing events to ``subscriber``, as its principal and channels allow."""
         principal = subscriber.principal
         self._everyone.add(subscriber)
         if principal.monitor:
@@ -103,6 +121,8 @@ class Router(Generic[S]):
             self._by_role.setdefault(role, set()).add(subscriber)
         if principal.user is not None:
             self._by_user.setdefault(principal.user, set()).add(subscriber)
+        for channel in subscriber.channels:
+            self._by_channel.setdefault(channel, set()).add(subscriber)
 
     def leave(self, subscriber: S) -> None:
         """Stop routing to ``subscriber``; it may never have joined."""
@@ -113,6 +133,15 @@ class Router(Generic[S]):
             _discard(self._by_role, role, subscriber)
         if principal.user is not None:
             _discard(self._by_user, principal.user, subscriber)
+        for channel in subscriber.channels:
+            _discard(self._by_channel, channel, subscriber)
+
+    def subscribe(self, subscriber: S, channel: str) -> None:
+        """Route ``channel``'s events to a joined ``subscriber`` too."""
+        self._by_channel.setdefault(channel, set()).add(subscriber)
+
+    def unsubscribe(self, subscriber: S, channel: str) -> None:
+        _discard(self._by_channel, channel, subscriber)
 
     @property
     def subscribers(self) -> int:
@@ -122,36 +151,52 @@ class Router(Generic[S]):
         """Connections per role; a connection with several roles counts in each."""
         return {role: len(subs) for role, subs in sorted(self._by_role.items())}
 
+    def by_user(self) -> dict[str, set[S]]:
+        """The connections of each user."""
+        return self._by_user
+
+    def by_channel(self) -> dict[str, set[S]]:
+        """The subscribers of each channel."""
+        return self._by_channel
+
     # Events
 
-    def accept(self, event: Event) -> Entry | None:
+    def accept(self, event: Event, received: float | None = None) -> Entry | None:
         """Record ``event`` and number it; ``None`` if its id was already seen."""
-        if event.id in self._seen:
+        if event.id in self.streams:
             return None
-        self._remember(event.id)
         self._seq += 1
-        entry = Entry(self._seq, event, event.to_json())
-        self._history.append(entry)
+        stream = stream_of(event.audience)
+        at = self._clock() if received is None else received
+        entry = Entry(self._seq, event.id, stream, event.to_json(), at)
+        self.streams.add(entry)
         if event.type == DASHBOARD and isinstance(event.audience, Everyone):
             self.snapshot = entry
         return entry
 
-    def recipients(self, entry: Entry) -> Collection[S]:
-        """The subscribers that may see ``entry``; only those are visited."""
-        match entry.event.audience:
+    def recipients(self, event: Event) -> Collection[S]:
+        """The subscribers that may see ``event``; only those are visited."""
+        match event.audience:
             case Role(role=role):
                 targeted = self._by_role.get(role, _NOBODY)
             case User(user=user):
                 targeted = self._by_user.get(user, _NOBODY)
+            case Channel(channel=channel):
+                targeted = self._by_channel.get(channel, _NOBODY)
             case _:
                 return self._everyone
         # Monitors are few (dashboards), so the union is cheap when there are any.
         return targeted | self._monitors if self._monitors else targeted
 
-    def restore(self, events: Iterable[Event]) -> None:
-        """Load history saved by an earlier run, oldest first, before any subscriber joins."""
-        for event in events:
-            self.accept(event)
+    def restore(self, saved: Iterable[tuple[float, Event | tuple[str, str]]]) -> None:
+        """Load history saved by an earlier run, oldest first, before any subscriber joins:
+        events, and ``(id, stream)`` for those whose stream had already let them go."""
+        for received, item in saved:
+            if isinstance(item, Event):
+                self.accept(item, received)
+            elif item[0] not in self.streams:
+                self._seq += 1
+                self.streams.skip(item[0], self._seq, item[1], received)
 
     # History
 
@@ -160,37 +205,26 @@ class Router(Generic[S]):
         """The number of the latest accepted event, 0 before the first."""
         return self._seq
 
-    def history(self) -> Iterator[Entry]:
-        """The recent events, oldest first."""
-        return iter(self._history)
+    def history(self, principal: Principal) -> list[Entry]:
+        """The recent events of ``principal``'s streams (every stream for a monitor),
+        oldest first."""
+        return self.streams.entries(None if principal.monitor else principal.streams)
 
-    def replay(self, principal: Principal, after: str | None, *, until: int) -> list[Entry] | None:
-        """The events after id ``after`` (or the whole history) up to number ``until``
-        that ``principal`` may see.
+    def replay(
+        self, names: Iterable[str] | None, after: int, *, until: int
+    ) -> tuple[list[Entry], list[str]]:
+        """The events of the ``names`` streams (all of them for ``None``) numbered after
+        ``after`` up to ``until``, and the streams that lost some of them."""
+        return self.streams.replay(names, after, until=until, now=self._clock())
 
-        ``None`` when ``after`` is no longer in the history: the client must
-        reload its state (``bridge:reset``).
-        """
-        after_seq = 0 if after is None else self.seq_of(after)
-        if after_seq is None:
-            return None
-        return [
-            e for e in self._history if after_seq < e.seq <= until and principal.may_see(e.event)
-        ]
-
-    def latest_for(self, principal: Principal) -> str | None:
-        """The id of the newest event in the history that ``principal`` may see."""
-        visible = (e.event.id for e in reversed(self._history) if principal.may_see(e.event))
-        return next(visible, None)
+    def latest(self, names: Iterable[str] | None) -> str | None:
+        """The id of the newest event kept in the ``names`` streams."""
+        entry = self.streams.latest(names)
+        return None if entry is None else entry.id
 
     def seq_of(self, event_id: str) -> int | None:
-        """The number of a recent event by id, if it is still in the history."""
-        return next((e.seq for e in self._history if e.event.id == event_id), None)
-
-    def _remember(self, event_id: str) -> None:
-        self._seen[event_id] = None
-        if len(self._seen) > self._dedup_size:
-            self._seen.popitem(last=False)
+        """The number of a recent event by id, if its position is still kept."""
+        return self.streams.seq_of(event_id)
 
 
 def _discard(index: dict[str, set[S]], key: str, subscriber: S) -> None:

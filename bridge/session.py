@@ -15,12 +15,13 @@ import enum
 import itertools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from bridge.mailbox import Mailbox
 from bridge.router import ANONYMOUS, Entry, Principal
 
-__all__ = ["Framing", "Inbox", "Link", "Phase", "Session"]
+__all__ = ["Framing", "Inbox", "Link", "Phase", "Session", "Subscription"]
 
 _ids = itertools.count(1)
 
@@ -94,6 +95,17 @@ class Inbox(Protocol):
         """Stop delivering and close: the client broke a rule, or started closing."""
 
 
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """How a connection came to receive one channel."""
+
+    #: Allowed by the connection token's ``channels`` claim (checked again on refresh),
+    #: rather than by a subscription token.
+    by_claim: bool
+    #: The client asked for ``bridge:join`` and ``bridge:leave``.
+    presence: bool = False
+
+
 class Session:
     """A connection's delivery state, from its handshake until its socket closes."""
 
@@ -102,6 +114,7 @@ class Session:
         "allowance",
         "batch",
         "buffered",
+        "channels",
         "expiry",
         "framing",
         "holds",
@@ -114,6 +127,7 @@ class Session:
         "remote",
         "timer",
         "transport",
+        "wanted",
     )
 
     def __init__(
@@ -126,6 +140,7 @@ class Session:
         remote: str,
         after: str | None = None,
         holds: bool = True,
+        wanted: tuple[tuple[str | None, str | None], ...] = (),
     ) -> None:
         self.link = link
         self.framing = framing
@@ -138,6 +153,11 @@ class Session:
         #: Whether live events wait, when it joins, for a ``resume`` it may still send;
         #: a stream cannot send one.
         self.holds = holds
+        #: Channels its request asked for (:mod:`bridge.channels`): a name, or a
+        #: subscription token that names one.
+        self.wanted = wanted
+        #: The channels it receives.
+        self.channels: dict[str, Subscription] = {}
         self.id = next(_ids)
         self.opened = time.monotonic()
         self.phase = Phase.AWAITING_TOKEN

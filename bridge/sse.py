@@ -26,6 +26,7 @@ import socket
 from dataclasses import dataclass
 
 from bridge.auth import Authenticator
+from bridge.channels import requested
 from bridge.config import Settings
 from bridge.exceptions import Unauthorized
 from bridge.http import Request, Response
@@ -52,7 +53,7 @@ class _Events:
             # One event of several lines, as one WebSocket frame of several: EventSource
             # joins ``data:`` lines with "\n". Its id is the last one's: it resumes after all.
             lines = b"".join(b"data: " + e.json + b"\n" for e in entries)
-            return b"id: " + entries[-1].event.id.encode() + b"\n" + lines + b"\n"
+            return b"id: " + entries[-1].id.encode() + b"\n" + lines + b"\n"
         if len(entries) == 1:
             return self._one(entries[0])
         return b"".join(self._one(e) for e in entries)
@@ -63,7 +64,7 @@ class _Events:
             # Event ids are printable ASCII without spaces, and JSON holds no raw line
             # break: neither can end a field early.
             data = entry.framed[self] = b"id: %b\ndata: %b\n\n" % (
-                entry.event.id.encode(),
+                entry.id.encode(),
                 entry.json,
             )
         return data
@@ -94,6 +95,7 @@ class EventStream:
         batch: bool,
         remote: str,
         after: str | None,
+        wanted: tuple[tuple[str | None, str | None], ...] = (),
     ) -> None:
         self.transport = transport
         self._inbox = inbox
@@ -104,7 +106,14 @@ class EventStream:
         self._closed_with: tuple[int, str] | None = None
         # A stream cannot send a resume later: its request said, or it starts live.
         self.session = Session(
-            self, EVENTS, transport="sse", batch=batch, remote=remote, after=after, holds=False
+            self,
+            EVENTS,
+            transport="sse",
+            batch=batch,
+            remote=remote,
+            after=after,
+            holds=False,
+            wanted=wanted,
         )
 
     # The client says nothing on a stream: what it sends is read and dropped.
@@ -164,6 +173,7 @@ class EventStreams:
             remote=request.remote,
             # The browser's own reconnect says Last-Event-ID; it wins over the first URL.
             after=request.headers.get("last-event-id") or request.query.get("after") or None,
+            wanted=requested(request.query, self.settings.limits.max_channels),
         )
         self.hub.open(stream.session, principal, anonymous=True)
         return stream

@@ -35,7 +35,7 @@ from schemas.audience import Audience
 __all__ = ["client_js", "client_types", "helpers"]
 
 #: The audiences' definitions, written as `Audience`.
-_AUDIENCES = ("Everyone", "Role", "User")
+_AUDIENCES = ("Everyone", "Role", "User", "Channel")
 
 #: The lines around ``client.js``'s table of event types, filled in from the catalog.
 BEGIN = "// <event types: filled in from the bridge's catalog when it starts>"
@@ -44,7 +44,7 @@ END = "// </event types>"
 #: The seed's name for the helper of "reserva:creada", kept as an alias.
 SEED_ALIASES = {"onReservaNueva": "reserva:creada"}
 #: Names on the client object that helpers must not take.
-RESERVED = {"on", "onBusinessEvent", "close", *SEED_ALIASES}
+RESERVED = {"on", "onBusinessEvent", "subscribe", "close", *SEED_ALIASES}
 
 #: Keywords the converter turns into types or deliberately ignores (validation only).
 _TYPED = {"type", "properties", "required", "additionalProperties", "items", "$ref"}
@@ -522,6 +522,21 @@ export interface Client {
 """
 
 _CLIENT_TAIL = """
+
+  /**
+   * Receive the events of a channel (`"order:42"`) that the connection's token lists
+   * or `options.token` (a subscription token) allows; subscribed again, and resumed,
+   * after every reconnect. A refusal arrives as `bridge:refused`.
+   * @returns a function that ends the subscription.
+   */
+  subscribe(
+    channel: string,
+    handler: (event: BridgeEvent) => void,
+    options?: {
+      token?: string | (() => string | Promise<string>);
+      onPresence?: (message: JoinMessage | LeaveMessage) => void;
+    },
+  ): Unsubscribe;
 
   /** Close the connection for good: no more reconnects, no more events. */
   close(): void;

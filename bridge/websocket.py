@@ -118,6 +118,7 @@ class WebSocketLink:
         remote: str,
         max_fragments: int,
         after: str | None = None,
+        wanted: tuple[tuple[str | None, str | None], ...] = (),
     ) -> None:
         self.transport = transport
         self.protocol = protocol
@@ -136,7 +137,7 @@ class WebSocketLink:
         # Shared frames, or this connection's own when it compresses.
         framing: Framing = Deflated(protocol) if protocol.extensions else FRAMES
         self.session = Session(
-            self, framing, transport="ws", batch=batch, remote=remote, after=after
+            self, framing, transport="ws", batch=batch, remote=remote, after=after, wanted=wanted
         )
 
     # Incoming

@@ -5,7 +5,7 @@
     INSTALLED_APPS += ["producer"]
     EVENT_BRIDGE = {"BROKER_URL": "amqp://…", "JWT_SECRET": "…"}
 
-    from producer import WebSocketNotifier, issue_token, model_events
+    from producer import WebSocketNotifier, issue_subscription_token, issue_token, model_events
 
 By default each event is a row of the outbox table (:mod:`producer.models`),
 written in the caller's transaction; once that commits, this process publishes
@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from producer.events import model_events
     from producer.notifier import WebSocketNotifier
-    from producer.views import issue_token
+    from producer.views import issue_subscription_token, issue_token
 
-__all__ = ["WebSocketNotifier", "issue_token", "model_events"]
+__all__ = ["WebSocketNotifier", "issue_subscription_token", "issue_token", "model_events"]
 
 
 def __getattr__(name: str) -> Any:
@@ -39,8 +39,8 @@ def __getattr__(name: str) -> Any:
         from producer.events import model_events  # noqa: PLC0415
 
         return model_events
-    if name == "issue_token":
-        from producer.views import issue_token  # noqa: PLC0415
+    if name in {"issue_token", "issue_subscription_token"}:
+        from producer import views  # noqa: PLC0415
 
-        return issue_token
+        return getattr(views, name)
     raise AttributeError(f"module 'producer' has no attribute {name!r}")

@@ -16,6 +16,8 @@
 
 Each call is one declaration; a model may have several (one per audience,
 say). ``audience=`` sends to a role or one user instead of everyone,
+``channel=`` to the subscribers of the instance's own channel
+(``channel=lambda order: f"order:{order.pk}"``),
 ``deleted=`` on delete, ``fields=`` sends ``updated`` only when one of those
 fields changed. ``QuerySet.update()``, ``bulk_create()``, ``bulk_update()``
 and raw SQL send no signals, so they send no events: send those with
@@ -41,7 +43,7 @@ from django.db.models.signals import post_delete, post_init, post_save
 from producer.conf import producer_settings
 from producer.notifier import WebSocketNotifier
 from schemas import Payload
-from schemas.audience import Everyone, Role, User
+from schemas.audience import Channel, Everyone, Role, User
 
 __all__ = ["declared_types", "model_events"]
 
@@ -65,6 +67,7 @@ def model_events(
     updated: str | None = None,
     deleted: str | None = None,
     audience: AudienceOf | None = None,
+    channel: Callable[[Any], str] | None = None,
     fields: Iterable[str] | None = None,
     notifier: WebSocketNotifier | None = None,
 ) -> None:
@@ -75,6 +78,8 @@ def model_events(
     writes it (camelCase keys), or a payload model from ``schemas``.
     ``audience`` gives, per instance, who gets it: ``Everyone()`` (the
     default), ``Role(role=…)`` or ``User(user=…)``, e.g. the order's owner.
+    ``channel`` gives instead the channel its subscribers follow, e.g.
+    ``lambda order: f"order:{order.pk}"``: a page showing the order subscribes to it.
     With ``fields``, ``updated`` is sent only when one of them changed since
     the instance was loaded or last saved. Declaring the same model with the
     same event types again replaces that declaration (``ready()`` may run twice).
@@ -82,6 +87,11 @@ def model_events(
     if created is None and updated is None and deleted is None:
         raise ValueError(
             f"model_events({model.__name__}): give created=, updated=, deleted= or several"
+        )
+    if audience is not None and channel is not None:
+        raise ValueError(
+            f"model_events({model.__name__}): give audience= or channel=, not both "
+            "(declare the model twice to send to both)"
         )
     # Compared by attname, as the instance holds them ("cliente" is "cliente_id").
     attnames = {f.name: f.attname for f in model._meta.concrete_fields}
@@ -101,7 +111,13 @@ def model_events(
         )
         try:
             data = payload(instance)
-            to = audience(instance) if audience is not None else Everyone()
+            to: Everyone | Role | User | Channel = (
+                audience(instance)
+                if audience is not None
+                else Channel(channel=channel(instance))
+                if channel is not None
+                else Everyone()
+            )
         except Exception as exc:
             sender_of.failed(f"payload for {event_type} could not be built: {exc}", exc)
             return
@@ -113,6 +129,8 @@ def model_events(
                 sender_of.notify_role(role, event_type, data)
             case User(user=user):
                 sender_of.notify_user(user, event_type, data)
+            case Channel(channel=name):
+                sender_of.publish(name, event_type, data)
             case _:
                 sender_of.emit_event(event_type, data)
 

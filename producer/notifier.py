@@ -118,6 +118,10 @@ class WebSocketNotifier:
         """A new dashboard snapshot for every connection."""
         return self._read("update-dashboard", data)
 
+    def publish(self, channel: str, event: str, payload: dict[str, Any]) -> bool:
+        """An event for the connections subscribed to ``channel`` (``"order:42"``)."""
+        return self._read("publish", {"channel": channel, "event": event, "payload": payload})
+
     def send(self, event: Event) -> bool:
         """A typed event, e.g. ``Event.of(ReservaCreada(reserva=Reserva(id=1)))``.
 
@@ -160,6 +164,10 @@ class WebSocketNotifier:
     async def aupdate_dashboard(self, data: dict[str, Any]) -> bool:
         """:meth:`update_dashboard` for async code."""
         return await sync_to_async(self.update_dashboard)(data)
+
+    async def apublish(self, channel: str, event: str, payload: dict[str, Any]) -> bool:
+        """:meth:`publish` for async code."""
+        return await sync_to_async(self.publish)(channel, event, payload)
 
     async def asend(self, event: Event) -> bool:
         """:meth:`send` for async code.

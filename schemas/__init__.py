@@ -13,12 +13,12 @@ The RabbitMQ names live in :mod:`schemas.topology`, the HTTP bodies in
 :mod:`schemas.requests`.
 """
 
-from schemas.audience import Audience, Everyone, Role, User
+from schemas.audience import Audience, Channel, Everyone, Role, User
 from schemas.catalog import Catalog, CatalogError, EventType, load_catalog
 from schemas.envelope import DASHBOARD, Event, UntypedEvent
 from schemas.exceptions import FieldError, InvalidEvent, NotJSON, SchemaError
 from schemas.jsonschema import event_schema
-from schemas.payload import Category, Clock, Money, Name, Payload
+from schemas.payload import Category, ChannelName, Clock, Money, Name, Payload
 from schemas.reader import Reader
 
 __all__ = [
@@ -27,6 +27,8 @@ __all__ = [
     "Catalog",
     "CatalogError",
     "Category",
+    "Channel",
+    "ChannelName",
     "Clock",
     "Event",
     "EventType",

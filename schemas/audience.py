@@ -1,4 +1,5 @@
-"""Who may receive an event: everyone, one role, or one user on every device."""
+"""Who may receive an event: everyone, one role, one user on every device, or the
+subscribers of one channel."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.payload import Name
+from schemas.payload import ChannelName, Name
 
-__all__ = ["Audience", "Everyone", "Role", "User"]
+__all__ = ["EVERYONE_STREAM", "Audience", "Channel", "Everyone", "Role", "User", "stream_of"]
 
 _CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True)
 
@@ -39,4 +40,31 @@ class User(BaseModel):
     user: Name
 
 
-Audience = Annotated[Everyone | Role | User, Field(discriminator="kind")]
+class Channel(BaseModel):
+    """Connections subscribed to this channel (``order:42``), each allowed by the backend."""
+
+    model_config = _CONFIG
+
+    kind: Literal["channel"] = "channel"
+    channel: ChannelName
+
+
+Audience = Annotated[Everyone | Role | User | Channel, Field(discriminator="kind")]
+
+
+#: The stream of the events for everyone.
+EVERYONE_STREAM = "all"
+
+
+def stream_of(audience: Everyone | Role | User | Channel) -> str:
+    """The history stream of an audience's events, as ``bridge:reset`` names it:
+    ``all``, ``role:<role>``, ``user:<id>`` or ``channel:<channel>``."""
+    match audience:
+        case Role(role=role):
+            return f"role:{role}"
+        case User(user=user):
+            return f"user:{user}"
+        case Channel(channel=channel):
+            return f"channel:{channel}"
+        case _:
+            return EVERYONE_STREAM

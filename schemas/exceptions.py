@@ -75,8 +75,15 @@ def _field_error(error: ErrorDetails, known: set[str]) -> FieldError:
     return FieldError(loc=loc, msg=msg, type=error["type"])
 
 
+#: The tags of the audience union: also the names of body fields ("role", "channel"),
+#: which are tags only right after "audience".
+_AUDIENCE_KINDS = frozenset({"all", "role", "user", "channel"})
+
+
 def _is_tag(loc: Sequence[str | int], i: int, known: set[str]) -> bool:
     # A tag follows the location of its union: the document itself, an item of
     # a list (a Celery message's arguments) or the audience field.
-    after_union = i == 0 or isinstance(loc[i - 1], int) or loc[i - 1] == "audience"
-    return after_union and loc[i] in known
+    if i > 0 and loc[i - 1] == "audience":
+        return loc[i] in known
+    after_union = i == 0 or isinstance(loc[i - 1], int)
+    return after_union and loc[i] in known and loc[i] not in _AUDIENCE_KINDS

@@ -18,7 +18,10 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "CHANNEL_HINT",
+    "CHANNEL_NAME",
     "Category",
+    "ChannelName",
     "Clock",
     "Money",
     "Name",
@@ -47,6 +50,13 @@ Name = Annotated[
         "use 1 to 128 letters, digits or _ . @ + - (no spaces)",
     ),
 ]
+
+#: A channel that clients subscribe to, such as ``order:42``: a :data:`Name` that may
+#: also hold ``:``, up to 200 characters (it becomes part of a routing key too).
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9_.:@+\-]{1,200}")
+#: What :data:`ChannelName` asks for, to say so where a name is refused.
+CHANNEL_HINT = "use 1 to 200 letters, digits or _ . : @ + - (no spaces)"
+ChannelName = Annotated[str, *_matching(CHANNEL_NAME.pattern, CHANNEL_HINT)]
 
 
 def _decimal_as_float(value: object) -> object:

@@ -11,8 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 
 from schemas.envelope import EventId
 from schemas.exceptions import SchemaError
+from schemas.payload import ChannelName
 
 __all__ = [
+    "CHANNEL_CLAIM",
+    "CHANNEL_PATTERN_CLAIM",
     "CLOSE_GOING_AWAY",
     "CLOSE_INTERNAL_ERROR",
     "CLOSE_TOKEN_EXPIRED",
@@ -25,13 +28,21 @@ __all__ = [
     "ClientMessage",
     "CloseMessage",
     "ErrorMessage",
+    "JoinMessage",
+    "LeaveMessage",
     "PingMessage",
     "PongMessage",
     "RefreshMessage",
+    "RefusedMessage",
     "ResetMessage",
     "ResumeMessage",
+    "SubscribeMessage",
+    "SubscribedMessage",
+    "UnsubscribeMessage",
+    "UnsubscribedMessage",
     "WelcomeMessage",
     "parse_client_message",
+    "subscription_claims",
     "token_claims",
 ]
 
@@ -46,6 +57,14 @@ MIN_SECRET_LENGTH = 32
 #: The ``scope`` claim of an operator's token: it sees every event, whatever its
 #: audience (the dashboard, ``event-bridge tail --all``).
 MONITOR_SCOPE = "monitor"
+
+#: The claim of a connection token that lists the channels it may subscribe to:
+#: exact names (``order:42``) or patterns where ``*`` stands for any characters
+#: (``order:*``).
+CHANNEL_PATTERN_CLAIM = "channels"
+#: The claim of a subscription token: the one channel it allows. A token with
+#: it never opens a connection.
+CHANNEL_CLAIM = "channel"
 
 
 #: The bridge is stopping: reconnect (to another instance) and resume.
@@ -69,19 +88,46 @@ def token_claims(
     issuer: str | None = None,
     audience: str | None = None,
     monitor: bool = False,
+    channels: Iterable[str] = (),
 ) -> dict[str, object]:
-    """The claims of a token the bridge accepts, for the bridge and Django to sign alike."""
+    """The claims of a token the bridge accepts, for the bridge and Django to sign alike.
+
+    ``channels``: the channels the connection may subscribe to, by name or pattern.
+    """
     claims: dict[str, object] = {
         "sub": user,
         "roles": sorted(roles),
         "exp": datetime.now(UTC) + ttl,
     }
+    channels = sorted(channels)
+    if channels:
+        claims[CHANNEL_PATTERN_CLAIM] = channels
     if issuer:
         claims["iss"] = issuer
     if audience:
         claims["aud"] = audience
     if monitor:
         claims["scope"] = MONITOR_SCOPE
+    return claims
+
+
+def subscription_claims(
+    channel: str,
+    user: str | None,
+    *,
+    ttl: timedelta,
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> dict[str, object]:
+    """The claims of a subscription token: ``user``'s connections (any connection,
+    anonymous ones included, for ``None``) may subscribe to ``channel`` until it expires."""
+    claims: dict[str, object] = {CHANNEL_CLAIM: channel, "exp": datetime.now(UTC) + ttl}
+    if user is not None:
+        claims["sub"] = user
+    if issuer:
+        claims["iss"] = issuer
+    if audience:
+        claims["aud"] = audience
     return claims
 
 
@@ -115,14 +161,42 @@ class PingMessage(BaseModel):
     op: Literal["ping"]
 
 
-ClientMessage = Annotated[AuthMessage | ResumeMessage | PingMessage, Field(discriminator="op")]
+class SubscribeMessage(BaseModel):
+    """``{"op": "subscribe", "channel": "order:42"}``: receive the channel's events.
 
-_CLIENT_MESSAGES: TypeAdapter[AuthMessage | ResumeMessage | PingMessage] = TypeAdapter(
-    ClientMessage
-)
+    Allowed when the connection's token lists the channel (claim ``channels``) or
+    ``token`` is a subscription token for it. With ``after`` (the last event of
+    the channel this client saw), what it missed is replayed first. With
+    ``presence``, ``bridge:join`` and ``bridge:leave`` say who comes and goes.
+    Answered by ``bridge:subscribed`` or ``bridge:refused``.
+    """
+
+    model_config = _CONFIG
+
+    op: Literal["subscribe"]
+    channel: ChannelName
+    token: Annotated[str, StringConstraints(min_length=1, max_length=8192)] | None = None
+    after: EventId | None = None
+    presence: bool = False
 
 
-def parse_client_message(raw: bytes | str) -> AuthMessage | ResumeMessage | PingMessage:
+class UnsubscribeMessage(BaseModel):
+    """``{"op": "unsubscribe", "channel": "order:42"}``: no more of the channel's events."""
+
+    model_config = _CONFIG
+
+    op: Literal["unsubscribe"]
+    channel: ChannelName
+
+
+AnyClientMessage = AuthMessage | ResumeMessage | PingMessage | SubscribeMessage | UnsubscribeMessage
+ClientMessage = Annotated[AnyClientMessage, Field(discriminator="op")]
+
+_CLIENT_MESSAGES: TypeAdapter[AnyClientMessage] = TypeAdapter(ClientMessage)
+_OPS = {"auth", "resume", "ping", "subscribe", "unsubscribe"}
+
+
+def parse_client_message(raw: bytes | str) -> AnyClientMessage:
     """Read one client message.
 
     Raises :class:`~schemas.exceptions.SchemaError` saying what is wrong.
@@ -130,7 +204,7 @@ def parse_client_message(raw: bytes | str) -> AuthMessage | ResumeMessage | Ping
     try:
         return _CLIENT_MESSAGES.validate_json(raw)
     except ValidationError as exc:
-        raise SchemaError.from_validation(exc, {"auth", "resume", "ping"}) from exc
+        raise SchemaError.from_validation(exc, _OPS) from exc
 
 
 class WelcomeMessage(BaseModel):
@@ -158,14 +232,63 @@ class RefreshMessage(BaseModel):
 
 
 class ResetMessage(BaseModel):
-    """The events after your ``resume`` id are gone: reload your state.
+    """Some events after your ``resume`` id are gone: reload your state.
 
+    ``lost`` names the streams whose missed events are gone: ``all`` (events for
+    everyone), ``role:<role>``, ``user:<id>``. The missed events of the others
+    still follow, so a user's notifications outlive a busy stream of broadcasts.
     ``latest`` is the newest event this connection may see (``None`` if none):
     once the state is reloaded, resume after it.
     """
 
     type: Literal["bridge:reset"] = "bridge:reset"
     latest: str | None
+    lost: list[str] = []
+
+
+class SubscribedMessage(BaseModel):
+    """The answer to ``subscribe``: the channel's events come from now on.
+
+    ``recovered`` answers a subscribe with ``after``: true when every event of
+    the channel after it follows, false when some are gone (reload what the
+    channel shows). ``None`` without ``after``.
+    """
+
+    type: Literal["bridge:subscribed"] = "bridge:subscribed"
+    channel: str
+    recovered: bool | None = None
+
+
+class UnsubscribedMessage(BaseModel):
+    """The channel's events stop: you asked (``reason`` empty), or the bridge ended it."""
+
+    type: Literal["bridge:unsubscribed"] = "bridge:unsubscribed"
+    channel: str
+    reason: str = ""
+
+
+class RefusedMessage(BaseModel):
+    """A ``subscribe`` that was not allowed, and why; nothing of the channel comes."""
+
+    type: Literal["bridge:refused"] = "bridge:refused"
+    channel: str
+    reason: str
+
+
+class JoinMessage(BaseModel):
+    """A user connected to a channel whose presence you follow (``"presence": true``)."""
+
+    type: Literal["bridge:join"] = "bridge:join"
+    channel: str
+    user: str
+
+
+class LeaveMessage(BaseModel):
+    """A user's last connection to the channel is gone."""
+
+    type: Literal["bridge:leave"] = "bridge:leave"
+    channel: str
+    user: str
 
 
 class ErrorMessage(BaseModel):

@@ -37,7 +37,7 @@ from schemas.catalog import Catalog
 from schemas.envelope import DASHBOARD, Event, TypeName, UntypedEvent
 from schemas.exceptions import FieldError, InvalidEvent, SchemaError
 from schemas.payload import Payload
-from schemas.requests import Body, EmitEvent, NotifyRole, NotifyUser
+from schemas.requests import Body, EmitEvent, NotifyRole, NotifyUser, Publish
 
 __all__ = ["UNTYPED", "Reader", "Validator"]
 
@@ -139,7 +139,7 @@ class Reader:
         self.catalog = catalog
         self.strict = strict
         #: Every name that picks a model inside a union, for error messages.
-        self.tags = frozenset(catalog) | {"all", "role", "user", UNTYPED}
+        self.tags = frozenset(catalog) | {"all", "role", "user", "channel", UNTYPED}
         #: Any event, typed or untyped: an annotation for larger models.
         self.any_event = _union(
             {name: entry.model for name, entry in catalog.items()}, UntypedEvent, "type"
@@ -152,6 +152,7 @@ class Reader:
             ("emit-event", EmitEvent, "type", "data"),
             ("notify-role", NotifyRole, "event", "payload"),
             ("notify-user", NotifyUser, "event", "payload"),
+            ("publish", Publish, "event", "payload"),
         ):
             typed, untyped = _bodies(catalog, base, tag=tag, body=body)
             union = _union(typed, untyped, tag)

@@ -12,14 +12,14 @@ from typing import cast
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from schemas.audience import Audience, Everyone, Role, User
+from schemas.audience import Audience, Channel, Everyone, Role, User
 from schemas.envelope import Event, EventId, Timestamp
-from schemas.payload import Name, Payload
+from schemas.payload import ChannelName, Name, Payload
 
-__all__ = ["ENDPOINTS", "Body", "EmitEvent", "NotifyRole", "NotifyUser"]
+__all__ = ["ENDPOINTS", "Body", "EmitEvent", "NotifyRole", "NotifyUser", "Publish"]
 
 #: The POST endpoints of ``/api/dashboard/``, by their last path segment.
-ENDPOINTS = ("emit-event", "update-dashboard", "notify-role", "notify-user")
+ENDPOINTS = ("emit-event", "update-dashboard", "notify-role", "notify-user", "publish")
 
 _CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True)
 
@@ -88,3 +88,17 @@ class NotifyUser(Body):
 
     def to_event(self) -> Event:
         return _event(self.event, self.payload, User(user=self.user_id))
+
+
+class Publish(Body):
+    """``POST /api/dashboard/publish``: an event for the subscribers of one channel."""
+
+    channel: ChannelName
+    event: str
+    payload: object
+    id: EventId | None = Field(
+        default=None, description="Send the same id twice and it is delivered once."
+    )
+
+    def to_event(self) -> Event:
+        return _event(self.event, self.payload, Channel(channel=self.channel), id=self.id)

@@ -8,7 +8,10 @@
                                       bridge.dlx (fanout) ──► bridge.dead
 
 Routing keys say who an event is for: ``event.<type>`` (``:`` written as
-``.``) for everyone, ``role.<role>``, ``user.<id>``, and ``dashboard``. Both the
+``.``) for everyone, ``role.<role>``, ``user.<id>``, ``channel.<channel>``
+(``:`` written as ``.`` too: ``order:42`` is ``channel.order.42``), and
+``dashboard``. Beside them, ``bridge.presence`` (fanout) carries each
+instance's list of who is connected to every other instance. Both the
 producer and the bridge declare from these specs, each with its own client.
 """
 
@@ -21,7 +24,7 @@ from datetime import timedelta
 from typing import Literal
 from urllib.parse import urlsplit
 
-from schemas.audience import Everyone, Role, User
+from schemas.audience import Channel, Everyone, Role, User
 from schemas.envelope import DASHBOARD, Event
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "DEAD_LETTER_QUEUE",
     "EVENTS",
     "INSTANCE_BINDINGS",
+    "PRESENCE",
     "REPLICAS",
     "TASK_NAME",
     "Binding",
@@ -39,6 +43,7 @@ __all__ = [
     "display_url",
     "instance_queue",
     "is_amqp_url",
+    "presence_queue",
     "routing_key",
 ]
 
@@ -72,6 +77,8 @@ class Queue:
     bindings: tuple[Binding, ...]
     arguments: Mapping[str, str | int] = field(default_factory=dict)
     durable: bool = True
+    #: Only its declaring connection may use it, and it goes with that connection.
+    exclusive: bool = False
 
 
 #: Every event is published here, by Celery or by the HTTP API.
@@ -79,6 +86,9 @@ EVENTS = Exchange("bridge.events", "topic")
 
 #: Where the instance queues send what they cannot deliver.
 DEAD_LETTERS = Exchange("bridge.dlx", "fanout")
+
+#: Where each instance says who is connected to it, for every other instance.
+PRESENCE = Exchange("bridge.presence", "fanout")
 
 #: Nodes that hold a copy of each of the bridge's queues in a RabbitMQ cluster: it keeps
 #: working while one of them is down (a quorum needs 2 of 3). RabbitMQ 3.x would
@@ -100,9 +110,11 @@ DEAD_LETTER_QUEUE = Queue(
     },
 )
 
-#: What an instance queue receives from :data:`EVENTS`: every audience.
+#: What an instance queue receives from :data:`EVENTS`: every audience. Each instance
+#: takes every channel's events, subscribers or not, so that its history can replay
+#: them to a client that subscribes later, on whichever instance it reconnects to.
 INSTANCE_BINDINGS = tuple(
-    Binding(EVENTS, key) for key in ("event.#", "role.#", "user.#", "dashboard")
+    Binding(EVENTS, key) for key in ("event.#", "role.#", "user.#", "channel.#", "dashboard")
 )
 
 _INSTANCE = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
@@ -147,6 +159,25 @@ def instance_queue(
     )
 
 
+def presence_queue(instance: str, *, expires: timedelta = timedelta(seconds=15)) -> Queue:
+    """Where one instance hears the others' presence: its own while it is connected
+    (exclusive), holding no snapshot older than ``expires`` and at most 1,000, so a
+    flood of them cannot grow it."""
+    if not _INSTANCE.fullmatch(instance):
+        raise ValueError(f"instance name {instance!r} cannot name a queue")
+    return Queue(
+        f"bridge.presence.{instance}",
+        bindings=(Binding(PRESENCE, ""),),
+        arguments={
+            "x-message-ttl": int(expires.total_seconds() * 1000),
+            "x-max-length": 1000,
+            "x-overflow": "drop-head",
+        },
+        durable=False,
+        exclusive=True,
+    )
+
+
 def routing_key(event: Event) -> str:
     """The key ``event`` is published with: it says who the event is for."""
     match event.audience:
@@ -154,6 +185,8 @@ def routing_key(event: Event) -> str:
             return f"role.{role}"
         case User(user=user):
             return f"user.{user}"
+        case Channel(channel=channel):
+            return "channel." + channel.replace(":", ".")
         case Everyone() if event.type == DASHBOARD:
             return "dashboard"
         case _:

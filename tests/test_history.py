@@ -5,31 +5,65 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from api_rest.events import Reserva, ReservaCreada, catalog
-from bridge.history import HistoryFile
-from schemas import Event, Reader
+from bridge.history import HistoryFile, saved_lines
+from bridge.router import Principal, Router
+from schemas import Event, Reader, User
 
 READER = Reader(catalog)
 WHEN = datetime(2026, 5, 9, 12, 0, tzinfo=UTC)
+EVERYONE = Principal(user=None, monitor=True)
+
+
+def event(n: int, user: str | None = None) -> Event:
+    """Event ``e<n>`` (``n<n>`` for ``user``), the same bytes each time."""
+    if user is None:
+        return Event.of(ReservaCreada(reserva=Reserva(id=n)), id=f"e{n}", timestamp=WHEN)
+    audience = User(user=user)
+    return Event.of(
+        ReservaCreada(reserva=Reserva(id=n)), id=f"n{n}", timestamp=WHEN, audience=audience
+    )
 
 
 def line(n: int) -> bytes:
-    """Event ``e<n>`` as the hub records it, the same bytes each time."""
-    return Event.of(ReservaCreada(reserva=Reserva(id=n)), id=f"e{n}", timestamp=WHEN).to_json()
+    return event(n).to_json()
 
 
-def ids(events: list[Event]) -> list[str]:
-    return [event.id for event in events]
+class Run:
+    """A bridge run: a router whose accepted events go to the file, as the hub records them."""
+
+    def __init__(
+        self, path: Path, *, size: int = 10, compact_every: int = 1000, ttl: float = 3600
+    ) -> None:
+        self.router: Router[object] = Router(history_size=size, history_ttl=ttl)  # type: ignore[type-var]
+        self.file = HistoryFile(
+            path,
+            reader=READER,
+            saved=partial(saved_lines, self.router.streams),
+            compact_every=compact_every,
+        )
+        self.router.restore(self.file.open())
+
+    def accept(self, item: Event, received: float | None = None) -> None:
+        entry = self.router.accept(item, received)
+        assert entry is not None
+        self.file.append(entry)
+
+    def ids(self, principal: Principal = EVERYONE) -> list[str]:
+        return [e.id for e in self.router.history(principal)]
 
 
-def lines_in(path: Path) -> list[bytes]:
-    return path.read_bytes().splitlines()
+def bodies(path: Path) -> list[bytes]:
+    """The events in the file, as JSON, without the time each line starts with."""
+    return [line.partition(b" ")[2] for line in path.read_bytes().splitlines()]
 
 
 @pytest.fixture
@@ -47,65 +81,65 @@ def open_umask() -> Iterator[None]:
         os.umask(previous)
 
 
-def saved(path: Path, numbers: range, *, size: int = 10) -> None:
-    """A bridge run that appends events ``numbers`` and stops."""
-    history = HistoryFile(path, size=size, reader=READER)
-    history.open()
+def saved(path: Path, numbers: range, *, size: int = 10, compact_every: int = 1000) -> None:
+    """A bridge run that accepts events ``numbers`` and stops."""
+    run = Run(path, size=size, compact_every=compact_every)
     for n in numbers:
-        history.append(line(n))
-    history.close()
+        run.accept(event(n))
+    run.file.close()
 
 
-def reopened(path: Path, *, size: int = 10) -> list[Event]:
-    """What the next bridge run reads back."""
-    history = HistoryFile(path, size=size, reader=READER)
-    try:
-        return history.open()
-    finally:
-        history.close()
+def reopened(path: Path, *, size: int = 10, compact_every: int = 1000) -> Run:
+    """The next bridge run, with what it read back."""
+    run = Run(path, size=size, compact_every=compact_every)
+    run.file.close()
+    return run
 
 
 def test_a_first_start_has_no_history_and_creates_the_file(path: Path) -> None:
-    assert reopened(path) == []
+    assert reopened(path).ids() == []
     assert path.read_bytes() == b""
 
 
 def test_events_appended_come_back_in_order_after_a_restart(path: Path) -> None:
     saved(path, range(3))
-    events = reopened(path)
-    assert ids(events) == ["e0", "e1", "e2"]
-    assert [event.to_json() for event in events] == [line(n) for n in range(3)]
+    run = reopened(path)
+    assert run.ids() == ["e0", "e1", "e2"]
+    assert [e.json for e in run.router.history(EVERYONE)] == [line(n) for n in range(3)]
 
 
 def test_a_restart_appends_after_what_the_last_run_saved(path: Path) -> None:
     saved(path, range(2))
     saved(path, range(2, 4))
-    assert ids(reopened(path)) == ["e0", "e1", "e2", "e3"]
+    assert reopened(path).ids() == ["e0", "e1", "e2", "e3"]
 
 
-def test_only_the_last_size_events_come_back(path: Path) -> None:
-    saved(path, range(5), size=3)
-    assert ids(reopened(path, size=3)) == ["e2", "e3", "e4"]
+def test_only_the_last_size_events_of_each_stream_come_back(path: Path) -> None:
+    run = Run(path, size=3)
+    for n in range(5):
+        run.accept(event(n))
+        run.accept(event(n, user="u1"))
+    run.file.close()
+    assert reopened(path, size=3).ids() == ["e2", "n2", "e3", "n3", "e4", "n4"]
 
 
 def test_each_event_is_on_disk_as_soon_as_it_is_appended(path: Path) -> None:
     """Before the message is acknowledged, and with no close: a SIGKILL loses nothing."""
-    history = HistoryFile(path, size=10, reader=READER)
-    history.open()
+    run = Run(path)
     try:
-        history.append(line(0))
-        assert lines_in(path) == [line(0)]
-        history.append(line(1))
-        assert ids(reopened(path)) == ["e0", "e1"]
+        run.accept(event(0))
+        assert bodies(path) == [line(0)]
+        run.accept(event(1))
+        assert reopened(path).ids() == ["e0", "e1"]
     finally:
-        history.close()
+        run.file.close()
 
 
 def test_a_line_cut_short_by_a_crash_is_skipped_and_the_rest_kept(path: Path) -> None:
     saved(path, range(3))
     with path.open("ab") as file:
-        file.write(line(3)[: len(line(3)) // 2])  # killed halfway through a write
-    assert ids(reopened(path)) == ["e0", "e1", "e2"]
+        file.write(b"1.0 " + line(3)[: len(line(3)) // 2])  # killed halfway through a write
+    assert reopened(path).ids() == ["e0", "e1", "e2"]
 
 
 def test_the_first_event_saved_after_a_crash_survives_the_next_restart(path: Path) -> None:
@@ -113,7 +147,23 @@ def test_the_first_event_saved_after_a_crash_survives_the_next_restart(path: Pat
     with path.open("ab") as file:
         file.write(line(2)[:20])
     saved(path, range(3, 4))
-    assert ids(reopened(path)) == ["e0", "e1", "e3"]
+    assert reopened(path).ids() == ["e0", "e1", "e3"]
+
+
+def test_a_file_of_an_earlier_version_without_times_is_read(path: Path) -> None:
+    path.parent.mkdir()
+    path.write_bytes(line(0) + b"\n" + line(1) + b"\n")
+    assert reopened(path).ids() == ["e0", "e1"]
+
+
+def test_an_events_age_counts_across_a_restart(path: Path) -> None:
+    run = Run(path, ttl=60)
+    run.accept(event(0), received=time.time() - 120)
+    run.accept(event(1))
+    run.file.close()
+    again = Run(path, ttl=60)
+    again.file.close()
+    assert again.ids() == ["e1"]
 
 
 @pytest.mark.parametrize(
@@ -127,38 +177,62 @@ def test_a_line_that_is_not_an_event_is_skipped_with_a_warning(
     path.parent.mkdir()
     path.write_bytes(line(0) + b"\n" + bad + b"\n" + line(1) + b"\n")
     caplog.set_level(logging.WARNING, logger="bridge.history")
-    assert ids(reopened(path)) == ["e0", "e1"]
+    assert reopened(path).ids() == ["e0", "e1"]
     [record] = [r for r in caplog.records if r.name == "bridge.history"]
     assert record.getMessage() == "history line skipped"
     assert record.__dict__["path"] == str(path)
     assert record.__dict__["reason"]
 
 
-def test_the_file_is_compacted_to_the_recent_events_once_it_grows_four_times_the_size(
-    path: Path,
-) -> None:
-    history = HistoryFile(path, size=3, reader=READER)
-    history.open()
+def test_the_file_is_compacted_to_what_the_history_holds(path: Path) -> None:
+    run = Run(path, size=3, compact_every=12)
     try:
         for n in range(12):
-            history.append(line(n))
-        assert len(lines_in(path)) == 12  # four times the size: not yet
+            run.accept(event(n))
+        assert len(bodies(path)) == 12  # not yet
         grown = path.stat().st_size
-        history.append(line(12))
-        assert lines_in(path) == [line(10), line(11), line(12)]
+        run.accept(event(12))
+        # The events kept, and the positions of the others: a client may resume after them.
+        lines = path.read_bytes().splitlines()
+        assert [b.partition(b" ")[2] for b in lines[-3:]] == [line(10), line(11), line(12)]
+        assert [b.partition(b" ")[2] for b in lines[:2]] == [b"=e0 all", b"=e1 all"]
         assert path.stat().st_size < grown
-        history.append(line(13))  # appending goes on in the rewritten file
-        assert lines_in(path) == [line(10), line(11), line(12), line(13)]
+        run.accept(event(13))  # appending goes on in the rewritten file
+        assert bodies(path)[-1] == line(13)
     finally:
-        history.close()
-    assert ids(reopened(path, size=3)) == ["e11", "e12", "e13"]
+        run.file.close()
+    assert reopened(path, size=3).ids() == ["e11", "e12", "e13"]
     assert not path.with_suffix(".tmp").exists()
 
 
-def test_a_file_grown_too_long_before_a_restart_is_compacted_on_open(path: Path) -> None:
-    saved(path, range(20), size=10)  # a run with a larger history
-    assert ids(reopened(path, size=3)) == ["e17", "e18", "e19"]
-    assert lines_in(path) == [line(17), line(18), line(19)]
+def test_a_restart_after_compaction_still_knows_which_streams_lost_events(path: Path) -> None:
+    run = Run(path, size=3, compact_every=12)
+    run.accept(event(0))
+    run.accept(event(0, user="u1"))  # what the client saw last
+    for n in range(1, 20):
+        run.accept(event(n))  # the broadcasts go on; the user's stream loses nothing
+    run.file.close()
+    restarted = reopened(path, size=3, compact_every=12)
+    for again in (restarted, run):
+        after = again.router.seq_of("n0")
+        assert after is not None
+        user = Principal("u1").streams
+        replay, lost = again.router.replay(user, after, until=again.router.head)
+        assert lost == ["all"]
+        assert replay == []
+
+
+def test_a_file_grown_too_long_before_a_restart_is_compacted_at_the_first_event(
+    path: Path,
+) -> None:
+    saved(path, range(20), size=10, compact_every=1000)  # a run that compacts less often
+    run = Run(path, size=3, compact_every=5)
+    assert run.ids() == ["e17", "e18", "e19"]
+    assert len(bodies(path)) == 20
+    run.accept(event(20))
+    run.file.close()
+    assert bodies(path)[-3:] == [line(18), line(19), line(20)]
+    assert len(bodies(path)) == 21  # with the others' positions
 
 
 def test_the_file_and_its_folder_are_the_bridge_users_only(path: Path, open_umask: None) -> None:
@@ -168,13 +242,13 @@ def test_the_file_and_its_folder_are_the_bridge_users_only(path: Path, open_umas
 
 
 def test_the_compacted_file_is_the_bridge_users_only_too(path: Path, open_umask: None) -> None:
-    saved(path, range(5), size=1)  # compacted once, at the fifth
-    assert lines_in(path) == [line(4)]
+    saved(path, range(5), size=1, compact_every=4)  # compacted once, at the fifth
+    assert bodies(path)[-1] == line(4)
     assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_history_left_readable_by_others_is_made_private_on_open(path: Path) -> None:
     saved(path, range(1))
     path.chmod(0o644)
-    assert ids(reopened(path)) == ["e0"]
+    assert reopened(path).ids() == ["e0"]
     assert path.stat().st_mode & 0o777 == 0o600

@@ -14,6 +14,7 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.config import Limits
+from bridge.router import Principal
 from tests.support.bridges import operator, running, settings, token
 from tests.support.httpclient import request
 
@@ -94,7 +95,7 @@ async def test_a_request_with_two_framings_is_answered_400_and_closed(tmp_path: 
         writer.write(smuggled + HEALTH)
         status, _, answer = await response(reader)
         assert await closed(reader)
-        published = list(bridge.router.history())
+        published = bridge.router.history(Principal(None, monitor=True))
     assert status == 400
     assert "not both" in json.loads(answer)["error"]
     assert published == [], "a refused request is not handled after its answer"
@@ -113,7 +114,7 @@ async def test_a_request_for_a_host_not_served_is_refused_and_not_handled(
         writer.write(rebound)
         status, _, answer = await response(reader)
         assert await closed(reader)
-        published = list(bridge.router.history())
+        published = bridge.router.history(Principal(None, monitor=True))
     assert status == 400
     assert json.loads(answer)["error"] == (
         "host 'evil.example' is not served here: add it to --allowed-hosts"

@@ -237,7 +237,7 @@ async def test_an_id_gone_from_the_history_gets_a_reset_that_moves_the_last_id(
     async with stream(bridge, f"?token={token(bridge)}", {"Last-Event-ID": "gone"}) as sse:
         await sse.next()  # welcome
         reset = await sse.next()
-        assert reset.json() == {"type": "bridge:reset", "latest": "e2"}
+        assert reset.json() == {"type": "bridge:reset", "latest": "e2", "lost": ["all", "user:u1"]}
         assert reset.id == "e2", "the browser's next reconnect resumes after the reloaded state"
         await bridge.broker.publish(reserva(3))
         assert (await sse.next()).id == "e3"

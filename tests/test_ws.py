@@ -184,10 +184,10 @@ async def test_messages_the_bridge_cannot_understand_get_bridge_error(bridge: Br
     async with client(bridge, token=token(bridge)) as ws:
         await ws.send("hello")
         assert (await recv_json(ws))["error"].startswith("not valid JSON")
-        await ws.send('{"op": "subscribe"}')
+        await ws.send('{"op": "dance"}')
         error = await recv_json(ws)
         assert error["type"] == "bridge:error"
-        assert "unknown op 'subscribe'; known: 'auth', 'resume', 'ping'" in error["error"]
+        assert "unknown op 'dance'; known: 'auth', 'resume', 'ping', 'subscribe'" in error["error"]
         assert error["detail"][0]["loc"] == ["op"]
         await ws.send(b"\x00\x01")
         assert "text frames" in (await recv_json(ws))["error"]
@@ -360,13 +360,21 @@ async def test_resuming_with_the_request_needs_no_message_and_no_window(tmp_path
             async with asyncio.timeout(window / 2):
                 assert [(await recv_json(ws))["id"] for _ in range(3)] == ["e2", "e3", "e4"]
         async with client(bridge, token=token(bridge), after="long-gone") as ws:
-            assert await recv_json(ws) == {"type": "bridge:reset", "latest": "e4"}
+            assert await recv_json(ws) == {
+                "type": "bridge:reset",
+                "latest": "e4",
+                "lost": ["all", "user:u1"],
+            }
 
 
 async def test_resume_from_an_id_no_longer_kept_gets_a_reset(bridge: Bridge) -> None:
     async with client(bridge, token=token(bridge)) as ws:
         await ws.send('{"op": "resume", "after": "long-gone"}')
-        assert await recv_json(ws) == {"type": "bridge:reset", "latest": None}
+        assert await recv_json(ws) == {
+            "type": "bridge:reset",
+            "latest": None,
+            "lost": ["all", "user:u1"],
+        }
         await bridge.broker.publish(reserva(1))
         assert (await recv_json(ws))["id"] == "e1"
 
@@ -556,7 +564,11 @@ async def test_a_reset_names_the_newest_event_to_resume_from_after_reloading(
     await bridge.broker.publish(reserva(2, audience=Role(role="admin")))
     async with client(bridge, token=token()) as ws:
         await ws.send('{"op": "resume", "after": "long-gone"}')
-        assert await recv_json(ws) == {"type": "bridge:reset", "latest": "e1"}
+        assert await recv_json(ws) == {
+            "type": "bridge:reset",
+            "latest": "e1",
+            "lost": ["all", "user:u1"],
+        }
 
 
 async def test_a_resume_without_an_id_replays_the_whole_history(bridge: Bridge) -> None:

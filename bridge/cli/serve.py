@@ -136,7 +136,37 @@ def _default_state_dir() -> Path:
     type=click.IntRange(min=1),
     default=100,
     show_default=True,
-    help="Recent events kept for clients that resume.",
+    help="Recent events kept, in each stream (everyone, each role, each user, each "
+    "channel), for clients that resume.",
+)
+@click.option(
+    "--history-ttl",
+    envvar="BRIDGE_HISTORY_TTL",
+    show_envvar=True,
+    type=click.FloatRange(min=1),
+    default=Limits.history_ttl,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long an event stays in its stream's history.",
+)
+@click.option(
+    "--history-ids",
+    envvar="BRIDGE_HISTORY_IDS",
+    show_envvar=True,
+    type=click.IntRange(min=1),
+    default=Limits.history_ids,
+    show_default=True,
+    help="Recent events, of every stream together, whose position is kept: a client "
+    "may resume after any of them (about 250 bytes each).",
+)
+@click.option(
+    "--history-bytes",
+    envvar="BRIDGE_HISTORY_BYTES",
+    show_envvar=True,
+    type=click.IntRange(min=1024),
+    default=Limits.history_bytes,
+    show_default=True,
+    help="Bytes of event JSON the history keeps, every stream together; the oldest go first.",
 )
 @click.option(
     "--allowed-origins",
@@ -330,6 +360,9 @@ def serve(
     allow_anonymous: bool,
     public_reads: bool,
     history_size: int,
+    history_ttl: float,
+    history_ids: int,
+    history_bytes: int,
     allowed_origins: str | None,
     allowed_hosts: str | None,
     instance: str | None,
@@ -388,6 +421,9 @@ def serve(
                 http_request_timeout=http_request_timeout,
                 http_idle_timeout=http_idle_timeout,
                 batch_window=batch_window,
+                history_ttl=history_ttl,
+                history_ids=history_ids,
+                history_bytes=history_bytes,
             ),
             catalog=named_catalog(catalog),
             catalog_spec=catalog,

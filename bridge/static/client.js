@@ -7,6 +7,7 @@
  *
  *     const bridge = connect("ws://localhost:4000/ws", { token });
  *     const stop = bridge.onReservaNueva((data) => console.log(data.reserva.id));
+ *     const leave = bridge.subscribe("order:42", (event) => show(event), { token: orderToken });
  *
  * An ES module with no dependencies and no build step; the bridge fills in
  * its table of event types from its catalog, and serves their types in
@@ -87,7 +88,8 @@ const TRANSPORTS = ["auto", "websocket", "sse"];
  * @param {string} [options.sseUrl] The event stream: by default `url` with
  *   `http(s)://` and its path's last segment made `sse` (`/ws` → `/sse`).
  * @returns {import("./client.js").Client} `on`, `onBusinessEvent`, one helper
- *   per event type (`onReservaCreada`, …, and the seed's `onReservaNueva`) and `close`.
+ *   per event type (`onReservaCreada`, …, and the seed's `onReservaNueva`), `subscribe`
+ *   and `close`.
  */
 export function connect(url, options = {}) {
   const unknown = Object.keys(options).filter((name) => !(name in DEFAULTS));
@@ -127,6 +129,11 @@ export function connect(url, options = {}) {
   let lastId = null;
   const seen = new Set();
 
+  // Channels, by name: { handlers, token, presence, onPresence, after, active }.
+  // `after` is the last event this connection saw while subscribed: where the
+  // channel resumes after a reconnect. `active`: the bridge said bridge:subscribed.
+  const channels = new Map();
+
   function open() {
     retryTimer = undefined;
     let token;
@@ -143,8 +150,29 @@ export function connect(url, options = {}) {
 
   function start(token) {
     if (stopped) return;
-    if (kind === "sse") stream(token);
-    else websocket(token);
+    if (kind === "sse") {
+      // A stream names its channels in its URL, with their tokens.
+      subscriptionTokens().then(
+        (tokens) => {
+          if (!stopped && socket === null) stream(token, tokens);
+        },
+        (error) => {
+          report(error);
+          retry(0, `no subscription token: ${error}`);
+        },
+      );
+    } else websocket(token);
+  }
+
+  /** [name, token or undefined] for every channel, each token fetched anew. */
+  function subscriptionTokens() {
+    return Promise.all(
+      [...channels].map(([name, channel]) =>
+        Promise.resolve(
+          typeof channel.token === "function" ? channel.token() : channel.token,
+        ).then((token) => [name, token]),
+      ),
+    );
   }
 
   function websocket(token) {
@@ -175,11 +203,15 @@ export function connect(url, options = {}) {
    * used: this client reconnects as for a WebSocket, with a fresh token, and
    * resumes with `?after=`.
    */
-  function stream(token) {
+  function stream(token, subscriptions) {
     const target = new URL(streamBase);
     if (token) target.searchParams.set("token", token);
     if (settings.batch) target.searchParams.set("batch", "1");
     if (lastId !== null) target.searchParams.set("after", lastId);
+    const named = subscriptions.filter(([, t]) => !t).map(([name]) => name);
+    const tokens = subscriptions.filter(([, t]) => t).map(([, t]) => t);
+    if (named.length > 0) target.searchParams.set("channels", named.join(","));
+    if (tokens.length > 0) target.searchParams.set("channel_tokens", tokens.join(","));
     const source = new EventSource(target.href);
     socket = source;
     welcomed = false;
@@ -241,7 +273,19 @@ export function connect(url, options = {}) {
       if (socket instanceof WebSocket) {
         send(socket, { op: "ping" });
         waitingSince = Date.now();
+        for (const name of channels.keys()) sendSubscribe(socket, name);
       }
+    } else if (message.type === "bridge:subscribed") {
+      const channel = channels.get(message.channel);
+      if (channel !== undefined) channel.active = true;
+    } else if (message.type === "bridge:refused" || message.type === "bridge:unsubscribed") {
+      // Refused: asking again at every reconnect would be refused again.
+      if (message.type === "bridge:refused" || channels.get(message.channel)?.active) {
+        channels.delete(message.channel);
+      }
+    } else if (message.type === "bridge:join" || message.type === "bridge:leave") {
+      const channel = channels.get(message.channel);
+      if (channel?.onPresence) call(new Set([channel.onPresence]), message);
     } else if (message.type === "bridge:close") {
       dispatch(message);
       lost(message.code, message.reason); // a stream's close frame
@@ -255,8 +299,88 @@ export function connect(url, options = {}) {
       if (seen.has(message.id)) return;
       remember(message.id);
       lastId = message.id;
+      for (const channel of channels.values()) if (channel.active) channel.after = message.id;
+      if (message.audience?.kind === "channel") {
+        call(channels.get(message.audience.channel)?.handlers, message);
+      }
     }
     dispatch(message);
+  }
+
+  /** Ask the bridge for a channel's events, and for those missed since `after`. */
+  function sendSubscribe(ws, name) {
+    const channel = channels.get(name);
+    Promise.resolve(typeof channel.token === "function" ? channel.token() : channel.token).then(
+      (token) => {
+        if (socket !== ws || channels.get(name) !== channel) return;
+        const op = { op: "subscribe", channel: name };
+        if (token) op.token = token;
+        if (channel.after !== null) op.after = channel.after;
+        if (channel.presence) op.presence = true;
+        send(ws, op);
+      },
+      report,
+    );
+  }
+
+  /**
+   * Receive the events of `channel` (e.g. `"order:42"`), published to it by the
+   * backend (`notifier.publish("order:42", …)`), for as long as the connection
+   * lives: after a reconnect the client subscribes again and gets what it missed
+   * in the channel (`bridge:subscribed` with `recovered: false` when some are gone:
+   * reload what the channel shows). The bridge allows a channel that the
+   * connection's token lists (claim `channels`) or for which `options.token` is a
+   * subscription token (`issue_subscription_token` in Django); a refusal arrives as
+   * `bridge:refused`, and the subscription ends.
+   *
+   * @param {string} name The channel.
+   * @param {(event: object) => void} handler Receives each of its events, whole.
+   * @param {object} [options]
+   * @param {string | (() => string | Promise<string>)} [options.token] A subscription
+   *   token, or a function giving one, called at every (re)subscription: tokens are short-lived.
+   * @param {(message: object) => void} [options.onPresence] Receives `bridge:join` and
+   *   `bridge:leave` as users come to the channel and go.
+   * @returns {() => void} A function that ends the subscription.
+   */
+  function subscribeTo(name, handler, options = {}) {
+    if (typeof name !== "string" || name === "") {
+      throw new TypeError("subscribe(channel, handler): channel must be a name such as order:42");
+    }
+    let channel = channels.get(name);
+    const first = channel === undefined;
+    if (first) {
+      channel = {
+        handlers: new Set(),
+        token: options.token,
+        presence: typeof options.onPresence === "function",
+        onPresence: options.onPresence,
+        after: null,
+        active: false,
+      };
+      channels.set(name, channel);
+    }
+    const stop = subscribe(channel.handlers, handler);
+    if (first) {
+      if (socket instanceof WebSocket && welcomed) sendSubscribe(socket, name);
+      else if (socket !== null && !(socket instanceof WebSocket)) reopen();
+    }
+    return () => {
+      stop();
+      if (channels.get(name) !== channel || channel.handlers.size > 0) return;
+      channels.delete(name);
+      if (socket instanceof WebSocket) send(socket, { op: "unsubscribe", channel: name });
+      else if (socket !== null) reopen();
+    };
+  }
+
+  /** A stream's channels are in its URL: open it again, resuming where it stands. */
+  function reopen() {
+    const source = socket;
+    socket = null;
+    clearInterval(heartbeatTimer);
+    discard(source, 1000, "channels changed");
+    for (const channel of channels.values()) channel.active = false;
+    open();
   }
 
   /** The token is about to expire: send a new one on the same socket, if we can get one. */
@@ -288,6 +412,8 @@ export function connect(url, options = {}) {
     welcomed = false;
     clearInterval(heartbeatTimer);
     discard(ws, CLOSE_SILENT, reason);
+    // Until subscribed again, each channel resumes from the last event seen with it.
+    for (const channel of channels.values()) channel.active = false;
     if (stopped) return;
     if (code === CLOSE_TOKEN_EXPIRED && typeof settings.token === "function") {
       retry(code, reason); // a new token comes with the next attempt
@@ -363,7 +489,7 @@ export function connect(url, options = {}) {
   }
 
   open();
-  return Object.freeze({ on, onBusinessEvent, ...helpers, close });
+  return Object.freeze({ on, onBusinessEvent, ...helpers, subscribe: subscribeTo, close });
 }
 
 function pageUrl(url) {

@@ -39,6 +39,7 @@ function hue(type) {
 function audience(a) {
   if (a?.kind === "role") return ["role", `role: ${a.role}`];
   if (a?.kind === "user") return ["user", `user: ${a.user}`];
+  if (a?.kind === "channel") return ["channel", `channel: ${a.channel}`];
   return ["all", a?.kind === "all" ? "everyone" : String(a?.kind)];
 }
 
@@ -182,11 +183,26 @@ function renderSnapshot(data, ts) {
   $("snap").replaceChildren(...(groups.length ? groups : [h("p", { class: "muted", text: "No numbers in the latest update." })]));
 }
 
+// Who is online on every instance sharing the RabbitMQ: users by role and by channel.
+function renderPresence(p) {
+  if (!p) return;
+  const users = p.users.length + (p.truncated ? "+" : "");
+  const instances = p.instances.length === 1 ? "1 instance" : `${p.instances.length} instances`;
+  $("presence-info").textContent =
+    `${users} users, ${nf.format(p.connections)} connections on ${instances}`;
+  const byUsers = (groups) => Object.entries(groups)
+    .map(([name, g]) => [name, g.users.length + g.anonymous]).sort((a, b) => b[1] - a[1]);
+  bars("presence-roles", byUsers(p.roles), "data-role");
+  bars("presence-channels", byUsers(p.channels).slice(0, 20), "data-channel");
+}
+
 async function poll() {
   if (stopped) return;
   // A history that failed to load (say a 429) is tried again while the socket is up.
   if (connected && !historyLoaded && buffered === null) reloadHistory();
-  const [health, stats] = await Promise.allSettled([api("/api/health"), api("/api/dashboard/stats")]);
+  const [health, stats, presence] = await Promise.allSettled(
+    [api("/api/health"), api("/api/dashboard/stats"), api("/api/presence")]);
+  renderPresence(presence.value?.ok && presence.value.body);
   const hb = health.value?.body;
   if (typeof hb?.broker === "string") {
     setPill("broker", hb.broker, "broker ", h("b", { text: hb.broker }));

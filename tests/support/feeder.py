@@ -4,7 +4,9 @@ A test process that also reads a thousand sockets would stamp ``sentAt``
 long before its publish leaves; alone, this one writes each event as soon as
 it is stamped. Exits 0 once RabbitMQ confirmed every event.
 
-    python -m tests.support.feeder AMQP_URL RUN COUNT RATE
+    python -m tests.support.feeder AMQP_URL RUN COUNT RATE [CHANNELS]
+
+With CHANNELS, event n goes to channel ``order:<n % CHANNELS>``.
 """
 
 from __future__ import annotations
@@ -15,17 +17,20 @@ import sys
 from tests.support.load import SERVE_ENV, Publisher
 
 
-async def feed(amqp_url: str, run: str, count: int, rate: float) -> None:
+async def feed(amqp_url: str, run: str, count: int, rate: float, channels: int = 0) -> None:
     publisher = Publisher(amqp_url)
     try:
-        await publisher.steady(run, count, rate, {}, inflight=16)
+        await publisher.steady(run, count, rate, {}, inflight=16, channels=channels)
     finally:
         await publisher.close()
 
 
-async def started(amqp_url: str, run: str, count: int, rate: float) -> asyncio.subprocess.Process:
-    """Start publishing events 0 … count-1 of ``run`` at ``rate`` per second."""
-    args = [amqp_url, run, str(count), str(rate)]
+async def started(
+    amqp_url: str, run: str, count: int, rate: float, channels: int = 0
+) -> asyncio.subprocess.Process:
+    """Start publishing events 0 … count-1 of ``run`` at ``rate`` per second (to
+    ``channels`` channels, if given)."""
+    args = [amqp_url, run, str(count), str(rate), str(channels)]
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.support.feeder", *args, env=SERVE_ENV
     )
@@ -38,5 +43,5 @@ async def finished(feeder: asyncio.subprocess.Process, timeout: float) -> None:
 
 
 if __name__ == "__main__":
-    url, run, count, rate = sys.argv[1:]
-    asyncio.run(feed(url, run, int(count), float(rate)))
+    url, run, count, rate, *channels = sys.argv[1:]
+    asyncio.run(feed(url, run, int(count), float(rate), int(channels[0]) if channels else 0))

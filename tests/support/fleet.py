@@ -25,6 +25,7 @@ import re
 import socket
 import struct
 import time
+from collections.abc import Callable
 
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
@@ -49,8 +50,10 @@ _ANCILLARY_SIZE = socket.CMSG_SPACE(struct.calcsize("qq"))
 class Watcher:
     """One client: records the ``seq`` of every event of its run it is shown."""
 
-    def __init__(self, fleet: Fleet, *, timed: bool) -> None:
+    def __init__(self, fleet: Fleet, *, timed: bool, path: str) -> None:
         self.fleet = fleet
+        #: Where it connects (and reconnects).
+        self.path = path
         #: Whether it times the events it counts.
         self.timed = timed
         #: Distinct events of the run, in the order they arrived.
@@ -62,7 +65,7 @@ class Watcher:
         self.reconnects = 0
         #: When its latest connection was welcomed (time.monotonic()).
         self.welcomed = 0.0
-        self._seen = bytearray(fleet.marks[-1])
+        self._seen = bytearray(fleet.events)
         self._welcomed: asyncio.Future[None] | None = None
         self._protocol: ClientProtocol | None = None
         self._sock: socket.socket | None = None
@@ -76,7 +79,7 @@ class Watcher:
         """Connect to ``port``, then resume after the last event seen, or start live."""
         loop = asyncio.get_running_loop()
         self._welcomed = loop.create_future()
-        path = self.fleet.path
+        path = self.path
         if resume:
             # As /client.js does: where to resume goes with the request, so no live
             # event can pass the replay however long the welcome takes to be read.
@@ -238,16 +241,26 @@ class Fleet:
 
     ``marks`` are counts of distinct events to wait for, in increasing order,
     the last one all the events the clients expect. With several ``sources``,
-    event ``n`` comes from source ``n % sources``, each in order.
+    event ``n`` comes from source ``n % sources``, each in order. ``paths`` gives
+    each client its own path, by its number; ``events``, the run's events when
+    each client expects only some of them.
     """
 
     def __init__(
-        self, run: str, marks: tuple[int, ...], *, path: str = "/ws?batch=1", sources: int = 1
+        self,
+        run: str,
+        marks: tuple[int, ...],
+        *,
+        path: str = "/ws?batch=1",
+        sources: int = 1,
+        paths: Callable[[int], str] | None = None,
+        events: int | None = None,
     ) -> None:
         self.run = run
+        self.paths = paths or (lambda _number: path)
+        self.events = events or marks[-1]
         self.sources = sources
         self.marks = marks
-        self.path = path
         # The test's events are dashboard updates whose data is {"run", "seq", "sentAt"}.
         self.marker = b'"run":"' + run.encode() + b'","seq":'
         self.pattern = re.compile(re.escape(self.marker) + rb'(\d+),"sentAt":([0-9.eE+-]+)')
@@ -265,7 +278,8 @@ class Fleet:
             async with gate:
                 # Every client gets the same frames at nearly the same time: a tenth of
                 # them timing every event is the whole's latency, for a tenth of the work.
-                watcher = Watcher(self, timed=len(self.watchers) % TIMED_EVERY == 0)
+                number = len(self.watchers)
+                watcher = Watcher(self, timed=number % TIMED_EVERY == 0, path=self.paths(number))
                 self.watchers.append(watcher)
                 self._short_of = [short + 1 for short in self._short_of]
                 for reached in self._reached:

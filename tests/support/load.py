@@ -21,7 +21,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from websockets.asyncio.client import ClientConnection, connect
 
-from schemas import DASHBOARD, Event
+from schemas import DASHBOARD, Channel, Event
 from schemas.topology import EVENTS, routing_key
 from tests.support.bridges import EVENT_BRIDGE, SECRET
 
@@ -34,9 +34,13 @@ ATTEMPTS = 20
 SERVE_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "example")}
 
 
-def event(run: str, seq: int) -> Event:
-    """A dashboard update that names its run and number, stamped when it leaves."""
+def event(run: str, seq: int, channels: int = 0) -> Event:
+    """A dashboard update that names its run and number, stamped when it leaves; with
+    ``channels``, an update of order ``seq % channels`` to its channel ``order:<n>``."""
     data = {"run": run, "seq": seq, "sentAt": time.time()}
+    if channels:
+        audience = Channel(channel=f"order:{seq % channels}")
+        return Event.untyped("order:updated", data, id=f"{run}-{seq}", audience=audience)
     # Written as any producer writes it; a bridge with the example's catalog reads it typed.
     return Event.untyped(DASHBOARD, data, id=f"{run}-{seq}")
 
@@ -232,7 +236,13 @@ class Publisher:
         raise AssertionError(f"{message_id} not confirmed after {ATTEMPTS} connections")
 
     async def steady(
-        self, run: str, count: int, rate: float, poison: dict[int, bytes], inflight: int = 1
+        self,
+        run: str,
+        count: int,
+        rate: float,
+        poison: dict[int, bytes],
+        inflight: int = 1,
+        channels: int = 0,
     ) -> None:
         """Publish events 0 … count-1 of ``run`` at ``rate`` per second, each stamped as it
         leaves, with ``poison[n]`` (if any) just before event ``n``. Up to ``inflight``
@@ -250,7 +260,7 @@ class Publisher:
                 await self._start(
                     gate, pending, self.send(poison[seq], "dashboard", f"poison-{run}-{seq}")
                 )
-            ev = event(run, seq)
+            ev = event(run, seq, channels)
             await self._start(gate, pending, self.send(ev.to_json(), routing_key(ev), ev.id))
         await asyncio.gather(*pending)
 
