@@ -44,7 +44,8 @@ class Roster:
         self._limits = limits
         self.presence = Presence(instance)
         self._instance = instance
-        # The users of each channel that someone here follows, as last told.
+        # The clients here that follow each channel's presence, and its users as last told.
+        self._followers: dict[str, set[Session]] = {}
         self._members: dict[str, set[str]] = {}
         self._settle_pending = False
         self._share_timer: asyncio.TimerHandle | None = None
@@ -139,21 +140,22 @@ class Roster:
 
     def greet(self, session: Session, channel: str) -> None:
         """A client just followed ``channel``'s presence: a join for each user there now."""
-        members = self._members.setdefault(channel, self.members(channel))
-        for user in sorted(members)[: self._limits.presence_max_users]:
+        self._followers.setdefault(channel, set()).add(session)
+        if channel not in self._members:
+            self._members[channel] = self.members(channel)
+        for user in sorted(self._members[channel])[: self._limits.presence_max_users]:
             self._hub.send(session, JoinMessage(channel=channel, user=user))
 
     def _settle(self) -> None:
         """Tell followers who joined and left each channel they follow since last told."""
         self._settle_pending = False
-        followed: dict[str, list[Session]] = {}
-        for channel, subscribers in self._hub.router.by_channel().items():
-            watching = [s for s in subscribers if s.channels[channel].presence]
-            if watching:
-                followed[channel] = watching
-        for channel in set(self._members) - set(followed):
-            del self._members[channel]
-        for channel, watching in followed.items():
+        for channel, sessions in list(self._followers.items()):
+            # Those that closed or unsubscribed since follow no more.
+            sessions -= {s for s in sessions if not _follows(s, channel)}
+            if not sessions:
+                del self._followers[channel]
+                self._members.pop(channel, None)
+        for channel, watching in self._followers.items():
             now = self.members(channel)
             before = self._members.get(channel, now)
             self._members[channel] = now
@@ -163,3 +165,8 @@ class Roster:
             for user in sorted(before - now):
                 for session in watching:
                     self._hub.send(session, LeaveMessage(channel=channel, user=user))
+
+
+def _follows(session: Session, channel: str) -> bool:
+    subscription = session.channels.get(channel)
+    return session.receiving and subscription is not None and subscription.presence

@@ -226,3 +226,50 @@ def test_a_refusal_never_repeats_the_token_or_the_secret() -> None:
         says = refusal(auth, token)
         assert SECRET not in says
         assert not [part for part in token.split(".") if len(part) > 8 and part in says], says
+
+
+# Channels (issue 18)
+
+
+def test_a_token_lists_the_channels_its_connection_may_subscribe_to() -> None:
+    principal = Authenticator(SECRET).verify(signed(claims(channels=["order:42", "team:7:*"])))
+    assert principal.allows("order:42")
+    assert principal.allows("team:7:chat")
+    assert not principal.allows("order:43")
+    assert not principal.allows("team:8:chat")
+
+
+@pytest.mark.parametrize(
+    "channels",
+    ["order:*", ["order:1", 2], [f"c{n}" for n in range(257)]],
+    ids=["a string", "with a number", "more than 256"],
+)
+def test_a_channels_claim_that_is_not_a_short_list_of_names_is_refused(channels: object) -> None:
+    said = refusal(Authenticator(SECRET), signed(claims(channels=channels)))
+    assert "token claim 'channels' must be a list of at most 256" in said
+
+
+def test_a_subscription_token_names_its_channel_and_user() -> None:
+    auth = Authenticator(SECRET)
+    token = auth.issue_subscription("order:42", "u1", ttl=MINUTE)
+    assert auth.verify_subscription(token, "u1") == "order:42"
+    with pytest.raises(Unauthorized, match="another user"):
+        auth.verify_subscription(token, "u2")
+    with pytest.raises(Unauthorized, match="another user"):
+        auth.verify_subscription(token, None)
+    assert "does not open a connection" in refusal(auth, token)
+
+
+def test_a_subscription_token_for_anyone_fits_every_connection() -> None:
+    auth = Authenticator(SECRET)
+    token = auth.issue_subscription("match:7", None, ttl=MINUTE)
+    assert auth.verify_subscription(token, None) == "match:7"
+    assert auth.verify_subscription(token, "u1") == "match:7"
+
+
+def test_a_subscription_token_must_name_a_channel_that_can_be_one() -> None:
+    auth = Authenticator(SECRET)
+    with pytest.raises(Unauthorized, match="'channel'"):
+        auth.verify_subscription(signed({"channel": "no spaces", "exp": claims()["exp"]}), None)
+    with pytest.raises(Unauthorized, match="channel"):
+        auth.verify_subscription(signed({"exp": claims()["exp"]}), None)

@@ -8,21 +8,26 @@ connects, disconnects and a killed instance within the bounds docs/channels.md s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from bridge.amqp import MAX_PRESENCE_BYTES
 from bridge.auth import Authenticator
 from bridge.config import Limits
+from schemas.topology import PRESENCE
 from tests.support import feeder as feeding
-from tests.support.bridges import SECRET, operator, recv_json
+from tests.support.bridges import SECRET, Watch, operator, rabbit, recv_json, running, settings
 from tests.support.fleet import Fleet
 from tests.support.httpclient import request
 from tests.support.load import BridgeProcess
@@ -185,3 +190,38 @@ async def test_presence_follows_connects_disconnects_and_a_killed_instance(
     )
     assert left <= limits.presence_min_interval + 1
     assert expired <= 4 * limits.presence_interval + 1
+
+
+class Heard(logging.Handler):
+    """Sets ``event`` when a record containing ``text`` is logged."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.event = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+async def test_a_presence_message_over_the_bound_is_dropped_and_said(
+    own_amqp_url: str, tmp_path: Path
+) -> None:
+    config = settings(tmp_path, broker_url=own_amqp_url, instance="presence-bound")
+    watch = Watch()
+    heard = Heard("presence message of")
+    logging.getLogger("bridge.amqp").addHandler(heard)
+    try:
+        async with running(config, rabbit(config, watch)) as bridge:
+            await asyncio.wait_for(watch.up.wait(), 15)
+            connection = await aio_pika.connect(own_amqp_url)
+            async with connection:
+                channel = await connection.channel()
+                exchange = await channel.get_exchange(PRESENCE.name)
+                huge = b" " * (MAX_PRESENCE_BYTES + 1)
+                await exchange.publish(aio_pika.Message(huge), "")
+                await asyncio.wait_for(heard.event.wait(), 15)
+            assert bridge.roster.presence.others() == []
+    finally:
+        logging.getLogger("bridge.amqp").removeHandler(heard)

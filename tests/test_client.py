@@ -14,6 +14,7 @@ import re
 import signal
 import socket
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from playwright.async_api import Browser, Page, Route, WebSocket, WebSocketRoute
 
 from api_rest.events import catalog
 from bridge import typescript
-from tests.support.bridges import Served, token
+from bridge.auth import Authenticator
+from tests.support.bridges import SECRET, Served, token
 from tests.support.browser import chromium
 
 ROOT = Path(__file__).parent.parent
@@ -479,3 +481,64 @@ async def test_the_stream_sits_beside_the_websocket_path_and_resumes_after_the_l
     assert urls[0] == "http://bridge.test/prefix/sse?token=tok&batch=1"
     assert urls[1] == "http://bridge.test/prefix/sse?token=tok&batch=1&after=e1"
     assert await page.evaluate(IDS) == ["e1"], "the repeat of e1 was dropped"
+
+
+async def publish(port: int, channel: str, n: int) -> None:
+    """Publish event ``c<n>`` to ``channel`` through the bridge's HTTP API."""
+    body = {"id": f"c{n}", "channel": channel, "event": "order:updated", "payload": {"n": n}}
+    url = f"http://127.0.0.1:{port}/api/dashboard/publish"
+    reply = await asyncio.to_thread(requests.post, url, json=body, timeout=10)
+    assert reply.status_code == 202, reply.text
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+async def test_a_page_follows_its_channel_only_and_again_after_a_restart(
+    page: Page, tmp_path: Path, transport: str
+) -> None:
+    port = free_port()
+    args = ("--port", str(port), "--state-dir", str(tmp_path), "--instance", "channels-page")
+    allowed = Authenticator(SECRET).issue(
+        "u1", ["cliente"], ttl=timedelta(minutes=5), channels=["order:42"]
+    )
+    first = Served(*args)
+    await first.start()
+    try:
+        await open_page(page, f"http://127.0.0.1:{port}")
+        await page.evaluate(
+            """([token, transport]) => {
+                window.start({ token, transport, minDelay: 10, maxDelay: 200 });
+                window.orders = [];
+                window.stop = window.client.subscribe("order:42", (e) => window.orders.push(e.id));
+                window.client.subscribe("order:43", (e) => window.orders.push(e.id));
+            }""",
+            [allowed, transport],
+        )
+        await until(page, "window.log.some((m) => m.type === 'bridge:subscribed')")
+        await until(page, "window.log.some((m) => m.type === 'bridge:refused')")
+        for n, channel in ((1, "order:42"), (2, "order:43"), (3, "order:42")):
+            await publish(port, channel, n)
+        await until(page, "window.orders.length >= 2")
+        first.signal(signal.SIGTERM)
+        assert await first.wait() == 0
+    finally:
+        await first.kill()
+
+    second = Served(*args)
+    await second.start()
+    try:
+        await until(page, "window.log.filter((m) => m.type === 'bridge:subscribed').length >= 2")
+        await publish(port, "order:42", 4)
+        await until(page, "window.orders.length >= 3")
+        await page.evaluate("window.stop()")
+        await publish(port, "order:42", 5)
+        await emit(port, 6)  # a broadcast after it: once it is in, c5 would have been too
+        await until(page, f"{IDS}.includes('e6')")
+        log = await page.evaluate("window.log")
+        orders = await page.evaluate("window.orders")
+    finally:
+        await second.kill()
+
+    assert orders == ["c1", "c3", "c4"]
+    refused = next(m for m in log if m["type"] == "bridge:refused")
+    assert refused["channel"] == "order:43"
+    assert [m["id"] for m in log if "id" in m] == ["c1", "c3", "c4", "e6"]

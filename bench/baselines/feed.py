@@ -49,11 +49,12 @@ def fields(run: str, seq: int, pad: int) -> dict[str, Any]:
     return {"run": run, "seq": seq, "sentAt": PLACEHOLDER, "pad": "x" * pad}
 
 
-def event_body(run: str, seq: int, pad: int) -> bytes:
-    """A bare dashboard event (``dashboard:update``), ``sentAt`` the placeholder."""
+def event_body(run: str, seq: int, pad: int, audience: Any = None) -> bytes:
+    """A bare dashboard event (``dashboard:update``), ``sentAt`` the placeholder; for
+    everyone, or for ``audience`` (a ``schemas.audience`` model)."""
     from schemas import DASHBOARD, Event  # noqa: PLC0415 - only the feeders that send events need it
 
-    return Event.untyped(DASHBOARD, fields(run, seq, pad)).to_json()
+    return Event.untyped(DASHBOARD, fields(run, seq, pad), audience=audience).to_json()
 
 
 class _Stamps:

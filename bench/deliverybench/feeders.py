@@ -140,7 +140,10 @@ async def feeder_for(
 ) -> AsyncIterator[Feeder]:
     """``spec``'s feeder process, on this process's core (it inherits the affinity)."""
     command = {
-        "amqp": (sys.executable, str(BASELINES / "amqp_feeder.py"), "--broker", broker_url),
+        "amqp": (
+            *(sys.executable, str(BASELINES / "amqp_feeder.py"), "--broker", broker_url),
+            *("--audience", spec.audience),
+        ),
         "http": (sys.executable, str(BASELINES / "http_feeder.py"), "--port", str(server.port)),
         "own": spec.feeder,
     }[spec.feed]

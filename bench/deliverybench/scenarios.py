@@ -186,7 +186,8 @@ async def connected(
         )  # fmt: skip
     else:
         base = "/sse" if spec.sse else "/ws"
-        path = f"{base}?batch=1" if batch else base
+        query = "&".join(part for part in ("batch=1" if batch else "", spec.query) if part)
+        path = f"{base}?{query}" if query else base
         clients = await connect_clients(
             server.port,
             count,

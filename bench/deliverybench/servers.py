@@ -66,6 +66,10 @@ class ServerSpec:
     #: Measured with browser-like clients too (Channels is not: Daphne declines
     #: compression, and its one rate takes long).
     browser: bool = True
+    #: What its clients add to the path's query (a token, channels), ``&``-joined.
+    query: str = ""
+    #: Whom ``amqp_feeder.py``'s events are for: ``all``, ``role``, ``user`` or ``channel``.
+    audience: str = "all"
 
 
 @dataclass
