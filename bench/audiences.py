@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import statistics
 import subprocess
 import sys
@@ -99,18 +100,18 @@ class Cell:
 @contextlib.contextmanager
 def worktree(revision: str) -> Iterator[Path]:
     """``revision`` checked out in a temporary directory, removed afterwards."""
+    git = shutil.which("git")
+    if git is None:
+        raise SystemExit("bench/audiences.py needs git, to check out --before")
     with tempfile.TemporaryDirectory(prefix="event-bridge-before-") as tmp:
         path = Path(tmp) / "tree"
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(path), revision],
-            check=True,
-        )
+        add = [git, "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(path), revision]
+        subprocess.run(add, check=True)  # noqa: S603 - our own revision argument
         try:
             yield path
         finally:
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False
-            )
+            remove = [git, "-C", str(ROOT), "worktree", "remove", "--force", str(path)]
+            subprocess.run(remove, check=False)  # noqa: S603 - fixed arguments
 
 
 def command(broker_url: str, state_dir: Path, tree: Path | None) -> tuple[str, ...]:
