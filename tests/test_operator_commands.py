@@ -397,3 +397,26 @@ def test_replay_republishes_a_fixed_message_and_keeps_a_bad_one(amqp_url: str) -
         assert json.loads(message.body)["id"] == good.id
         assert "x-bridge-error" not in (message.properties.get("application_headers") or {})
         connection.default_channel.queue_delete(f"bridge.instance.{instance}")
+
+
+async def test_tokens_made_with_the_secret_subscribe_to_channels(tmp_path: Path) -> None:
+    """Issue 18: a connection token listing channels, and a subscription token for one."""
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET + "\n")
+    made = ("--jwt-secret-file", str(secret_file))
+    async with running(settings(tmp_path)) as bridge:
+        _, listing, _ = await arun("token", "--user", "u7", "--channels", "order:*", *made)
+        _, plain, _ = await arun("token", "--user", "u8", *made)
+        _, ticket, _ = await arun("token", "--user", "u8", "--subscription", "order:9", *made)
+        async with client(bridge, token=listing.strip()) as ws:
+            await ws.send(json.dumps({"op": "subscribe", "channel": "order:42"}))
+            assert (await recv_json(ws))["type"] == "bridge:subscribed"
+        async with client(bridge, token=plain.strip()) as ws:
+            await ws.send(json.dumps({"op": "subscribe", "channel": "order:9"}))
+            assert (await recv_json(ws))["type"] == "bridge:refused"
+            subscribe = {"op": "subscribe", "channel": "order:9", "token": ticket.strip()}
+            await ws.send(json.dumps(subscribe))
+            assert (await recv_json(ws))["type"] == "bridge:subscribed"
+    bad = run("token", "--subscription", "no spaces", *made)
+    assert bad.returncode == 2
+    assert "letters, digits" in bad.stderr

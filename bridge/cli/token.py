@@ -11,6 +11,7 @@ from bridge.auth import Authenticator
 from bridge.cli.group import cli
 from bridge.cli.options import claim_options, read_secret, split, warn_of_secrets_in_ps
 from bridge.config import Settings
+from schemas.payload import CHANNEL_HINT, CHANNEL_NAME
 
 
 @cli.command()
@@ -30,6 +31,18 @@ from bridge.config import Settings
 @claim_options("of the token, if the bridge checks one")
 @click.option("--user", default="operator", show_default=True, help="The user the token names.")
 @click.option("--roles", default="", metavar="A,B", help="The token's roles.")
+@click.option(
+    "--channels",
+    default="",
+    metavar="A,B",
+    help="Channels the connection may subscribe to: names, or patterns with * (order:*).",
+)
+@click.option(
+    "--subscription",
+    metavar="CHANNEL",
+    help="Print a subscription token for this one channel instead (for --user's "
+    "connections; with --user '' for any connection).",
+)
 @click.option(
     "--monitor",
     is_flag=True,
@@ -55,6 +68,8 @@ def token(
     jwt_audience: str | None,
     user: str,
     roles: str,
+    channels: str,
+    subscription: str | None,
     monitor: bool,
     ttl: float,
     dashboard: str | None,
@@ -67,13 +82,27 @@ def token(
 
     \b
         BRIDGE_JWT_SECRET=... event-bridge token --monitor --dashboard http://127.0.0.1:4000
+        BRIDGE_JWT_SECRET=... event-bridge token --user 7 --channels 'order:*'
+        BRIDGE_JWT_SECRET=... event-bridge token --user 7 --subscription order:42
     """
     secret = read_secret("jwt_secret", jwt_secret, jwt_secret_file)
     if not secret:
         raise click.UsageError("give the bridge's secret: BRIDGE_JWT_SECRET or --jwt-secret-file")
     warn_of_secrets_in_ps("jwt_secret")
     authenticator = Authenticator(secret, issuer=jwt_issuer, audience=jwt_audience)
-    issued = authenticator.issue(user, split(roles), ttl=timedelta(seconds=ttl), monitor=monitor)
+    if subscription is not None:
+        if not CHANNEL_NAME.fullmatch(subscription):
+            raise click.UsageError(f"--subscription {subscription!r}: {CHANNEL_HINT}")
+        lifetime = timedelta(seconds=ttl)
+        click.echo(authenticator.issue_subscription(subscription, user or None, ttl=lifetime))
+        return
+    issued = authenticator.issue(
+        user,
+        split(roles),
+        ttl=timedelta(seconds=ttl),
+        monitor=monitor,
+        channels=split(channels),
+    )
     if dashboard:
         if not monitor:
             raise click.UsageError("the dashboard needs a monitor token: add --monitor")
