@@ -47,6 +47,8 @@ from deliverybench.servers import ServerSpec, bridge_command, served
 from bridge.auth import Authenticator
 from schemas.topology import instance_queue
 
+#: The table's title, as bench/report.py finds it.
+TITLE = "Server CPU per delivered event, by audience"
 #: The last commit before channels (issue 18): "before" by default.
 BEFORE = "f26573b"
 AUDIENCES = ("all", "role", "user", "channel")
@@ -224,10 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(header)
     print(
-        f"Server CPU per delivered event, by audience: {args.clients} clients all in it, "
-        f"{args.rate:g} events/s for {args.duration:g} s, events of {payload} bytes; the "
-        f"median of {args.rounds} rounds; before = {args.before}, now = this checkout:"
+        f"{args.clients} clients all in the audience, {args.rate:g} events/s for "
+        f"{args.duration:g} s, events of {payload} bytes; the median of {args.rounds} rounds; "
+        f"before = {args.before}, now = this checkout."
     )
+    print(f"{TITLE}:")
     print(table(cells, args))
     print(
         "µs: server CPU (user + system, /proc/PID/stat) per event received by one client.\n"

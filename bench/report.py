@@ -62,6 +62,12 @@ SCRIPTS = (
         "highest sustained rate at 2,000 clients, server CPU per delivery, p99, and what "
         "stopped each; what one event costs each worker; on paper, how the rate grows with cores.",
     ),
+    (
+        "audiences",
+        "Server CPU per delivered event by audience (everyone, a role, a user, a channel) at "
+        "1,000 clients and 40 events/s, this version against the one before channels "
+        "(issue 18), taking turns; `now/before` is the ratio.",
+    ),
 )
 
 #: Names whose script is another one with arguments: name -> (script, arguments).
@@ -71,6 +77,8 @@ COMMANDS = {"capacity": ("memory", ("--capacity",))}
 FIXED = "Plain clients at fixed rates"
 BROWSER = "Browser-like clients, offering permessage-deflate"
 STEPS = "Highest sustained rate: every step"
+#: audiences.py's table title.
+AUDIENCES = "Server CPU per delivered event, by audience"
 LADDERS = "Highest sustained rate"
 
 
@@ -492,12 +500,41 @@ def workers_goals(tables: list[Table]) -> list[Goal]:
     return [goal]
 
 
+def audiences_goals(tables: list[Table]) -> list[Goal]:
+    """Issue 18: all, role and user within 5 % of the version before channels; the
+    channel's figure, measured."""
+    table = titled(tables, AUDIENCES)
+    goals = []
+    for audience in ("all", "role", "user"):
+        row = table.find(audience=audience) if table else None
+        before, now = (table.cell(row, c) if table else None for c in ("before µs", "now µs"))
+        goals.append(
+            _ratio_goal(
+                f"CPU per delivered event, audience {audience}, now / before channels "
+                "(1,000 clients, 40 events/s)",
+                "<= 1.05",
+                now / before if now is not None and before else None,
+                1.05,
+                f"{_fmt(now)} vs {_fmt(before)} µs",
+            )
+        )
+    row = table.find(audience="channel") if table else None
+    goal = Goal(
+        "CPU per delivered event, audience channel (1,000 clients, 40 events/s)", "none (a measure)"
+    )
+    if table is not None and (now := table.cell(row, "now µs")) is not None:
+        goal.measured = f"{_fmt(now)} µs"
+    goals.append(goal)
+    return goals
+
+
 def all_goals(tables: dict[str, list[Table]], runs: Sequence[Run]) -> list[Goal]:
     makers: dict[str, Callable[[list[Table]], list[Goal]]] = {
         "delivery": delivery_goals,
         "memory": memory_goals,
         "producer": producer_goals,
         "workers": workers_goals,
+        "audiences": audiences_goals,
     }
     goals = []
     for name, make in makers.items():
