@@ -358,7 +358,10 @@ class Hub:
         channel, refusal = self._authorize(session, channel, token)
         again = channel in session.channels
         if refusal is None and not again and len(session.channels) >= self.limits.max_channels:
-            refusal = f"at most {self.limits.max_channels} channels per connection"
+            refusal = (
+                f"at most {self.limits.max_channels} channels per connection: "
+                "unsubscribe from one first"
+            )
         if refusal is not None:
             log.info(
                 "subscription refused",

@@ -46,7 +46,8 @@ def issue_token(
     (the operators' dashboard): give it to staff only. ``channels`` lists the channels
     the connection may subscribe to: names (``"order:42"``) or patterns where ``*``
     stands for any characters (``f"user-feed:{user.pk}:*"``). Raises :class:`TokenError`
-    without ``EVENT_BRIDGE["JWT_SECRET"]``.
+    without ``EVENT_BRIDGE["JWT_SECRET"]``, :class:`ValueError` for a pattern that no
+    channel could match (a space, say).
     """
     config = producer_settings()
     claims = token_claims(

@@ -3,6 +3,7 @@ and why a connection closes (WebSocket close codes; ``bridge:close`` on Server-S
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -11,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 
 from schemas.envelope import EventId
 from schemas.exceptions import SchemaError
-from schemas.payload import ChannelName
+from schemas.payload import CHANNEL_HINT, CHANNEL_NAME
 
 __all__ = [
     "CHANNEL_CLAIM",
@@ -62,6 +63,9 @@ MONITOR_SCOPE = "monitor"
 #: exact names (``order:42``) or patterns where ``*`` stands for any characters
 #: (``order:*``).
 CHANNEL_PATTERN_CLAIM = "channels"
+#: What a name or pattern of that claim may hold: a channel's characters, and ``*``.
+CHANNEL_PATTERN = re.compile(CHANNEL_NAME.pattern.replace("@+", "@+*"))
+
 #: The claim of a subscription token: the one channel it allows. A token with
 #: it never opens a connection.
 CHANNEL_CLAIM = "channel"
@@ -100,6 +104,11 @@ def token_claims(
         "exp": datetime.now(UTC) + ttl,
     }
     channels = sorted(channels)
+    for pattern in channels:
+        if not CHANNEL_PATTERN.fullmatch(pattern):
+            raise ValueError(
+                f"channel pattern {pattern!r}: {CHANNEL_HINT}, and * for any characters"
+            )
     if channels:
         claims[CHANNEL_PATTERN_CLAIM] = channels
     if issuer:
@@ -161,6 +170,11 @@ class PingMessage(BaseModel):
     op: Literal["ping"]
 
 
+#: A channel as a client names it: checked by the bridge, which refuses a name that
+#: cannot be a channel with ``bridge:refused`` like any other refusal.
+_AskedChannel = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
 class SubscribeMessage(BaseModel):
     """``{"op": "subscribe", "channel": "order:42"}``: receive the channel's events.
 
@@ -174,7 +188,7 @@ class SubscribeMessage(BaseModel):
     model_config = _CONFIG
 
     op: Literal["subscribe"]
-    channel: ChannelName
+    channel: _AskedChannel
     token: Annotated[str, StringConstraints(min_length=1, max_length=8192)] | None = None
     after: EventId | None = None
     presence: bool = False
@@ -186,7 +200,7 @@ class UnsubscribeMessage(BaseModel):
     model_config = _CONFIG
 
     op: Literal["unsubscribe"]
-    channel: ChannelName
+    channel: _AskedChannel
 
 
 AnyClientMessage = AuthMessage | ResumeMessage | PingMessage | SubscribeMessage | UnsubscribeMessage

@@ -273,3 +273,8 @@ def test_a_subscription_token_must_name_a_channel_that_can_be_one() -> None:
         auth.verify_subscription(signed({"channel": "no spaces", "exp": claims()["exp"]}), None)
     with pytest.raises(Unauthorized, match="channel"):
         auth.verify_subscription(signed({"exp": claims()["exp"]}), None)
+
+
+def test_a_channel_pattern_no_channel_could_match_is_refused_where_tokens_are_made() -> None:
+    with pytest.raises(ValueError, match="channel pattern 'order 42'"):
+        Authenticator(SECRET).issue("u1", [], ttl=MINUTE, channels=["order 42"])

@@ -183,13 +183,17 @@ async def test_a_connection_holds_at_most_max_channels(tmp_path: Path) -> None:
         assert refused == {
             "type": "bridge:refused",
             "channel": "c",
-            "reason": "at most 2 channels per connection",
+            "reason": "at most 2 channels per connection: unsubscribe from one first",
         }
 
 
-async def test_a_bad_channel_name_gets_an_error_and_the_connection_stays(bridge: Bridge) -> None:
+async def test_a_bad_channel_name_is_refused_and_the_connection_stays(bridge: Bridge) -> None:
     async with client(bridge, token=token(channels=("*",))) as ws:
         await send(ws, op="subscribe", channel="no spaces")
+        refused = await reply(ws)
+        assert (refused["type"], refused["channel"]) == ("bridge:refused", "no spaces")
+        assert "not a channel name" in refused["reason"]
+        await send(ws, op="subscribe", channel="x" * 201)
         error = await reply(ws)
         assert error["type"] == "bridge:error"
         assert error["detail"][0]["loc"] == ["channel"]

@@ -31,8 +31,9 @@ from api_rest.events import (
     ServicioCreado,
 )
 from bridge.app import Bridge
+from bridge.auth import Authenticator
 from schemas import Event, Role, User
-from tests.support.bridges import client, running, settings, token
+from tests.support.bridges import SECRET, client, running, settings, token
 from tests.support.browser import chromium
 
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "dashboard.png"
@@ -223,10 +224,24 @@ async def test_history_then_live_events_counts_snapshot_and_broker(
     await expect(counts.locator('[data-type="reserva_confirmada"] .n')).to_have_text("1")
 
     # Connections by role come from the stats, refreshed every few seconds.
-    async with client(bridge, token=token(bridge, "p1", ("proveedor",))):
+    async with client(bridge, token=token(bridge, "p1", ("proveedor",))) as ws:
         roles = page.locator("#roles")
         await expect(roles.locator('[data-role="proveedor"] .n')).to_have_text("1", timeout=WAIT_MS)
         await expect(page.locator("#conns")).to_have_text("2 connections")
+        # Who is online, every instance added up (one here), by role and by channel.
+        subscribe = {"op": "subscribe", "channel": "order:42", "token": ticket("p1")}
+        await ws.send(json.dumps(subscribe))
+        online = page.locator("#presence-card")
+        await expect(
+            online.locator('#presence-channels [data-channel="order:42"] .n')
+        ).to_have_text("1", timeout=WAIT_MS)
+        await expect(online.locator('#presence-roles [data-role="proveedor"] .n')).to_have_text("1")
+        await expect(page.locator("#presence-info")).to_contain_text("on 1 instance")
+
+
+def ticket(user: str) -> str:
+    """A subscription token to order:42 for ``user``."""
+    return Authenticator(SECRET).issue_subscription("order:42", user, ttl=timedelta(minutes=1))
 
 
 async def test_typed_and_untyped_events_are_shown_apart(bridge: Bridge, page: Page) -> None:

@@ -417,6 +417,10 @@ async def test_tokens_made_with_the_secret_subscribe_to_channels(tmp_path: Path)
             subscribe = {"op": "subscribe", "channel": "order:9", "token": ticket.strip()}
             await ws.send(json.dumps(subscribe))
             assert (await recv_json(ws))["type"] == "bridge:subscribed"
-    bad = run("token", "--subscription", "no spaces", *made)
-    assert bad.returncode == 2
-    assert "letters, digits" in bad.stderr
+    for wrong in (("--subscription", "no spaces"), ("--channels", "order 42")):
+        bad = run("token", *wrong, *made)
+        assert bad.returncode == 2
+        assert "letters, digits" in bad.stderr
+    mixed = run("token", "--monitor", "--subscription", "order:1", *made)
+    assert mixed.returncode == 2
+    assert "leave out --monitor" in mixed.stderr

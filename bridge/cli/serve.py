@@ -166,7 +166,18 @@ def _default_state_dir() -> Path:
     type=click.IntRange(min=1024),
     default=Limits.history_bytes,
     show_default=True,
-    help="Bytes of event JSON the history keeps, every stream together; the oldest go first.",
+    metavar="BYTES",
+    help="Bytes of event JSON the history keeps, every stream together; the oldest go "
+    "first (a client that missed them gets bridge:reset naming their stream).",
+)
+@click.option(
+    "--max-channels",
+    envvar="BRIDGE_MAX_CHANNELS",
+    show_envvar=True,
+    type=click.IntRange(min=0),
+    default=Limits.max_channels,
+    show_default=True,
+    help="Channels one connection may subscribe to; more get bridge:refused.",
 )
 @click.option(
     "--allowed-origins",
@@ -363,6 +374,7 @@ def serve(
     history_ttl: float,
     history_ids: int,
     history_bytes: int,
+    max_channels: int,
     allowed_origins: str | None,
     allowed_hosts: str | None,
     instance: str | None,
@@ -424,6 +436,7 @@ def serve(
                 history_ttl=history_ttl,
                 history_ids=history_ids,
                 history_bytes=history_bytes,
+                max_channels=max_channels,
             ),
             catalog=named_catalog(catalog),
             catalog_spec=catalog,

@@ -91,18 +91,26 @@ def token(
     warn_of_secrets_in_ps("jwt_secret")
     authenticator = Authenticator(secret, issuer=jwt_issuer, audience=jwt_audience)
     if subscription is not None:
+        if monitor or channels or dashboard:
+            raise click.UsageError(
+                "--subscription makes a token for one channel: leave out --monitor, "
+                "--channels and --dashboard"
+            )
         if not CHANNEL_NAME.fullmatch(subscription):
             raise click.UsageError(f"--subscription {subscription!r}: {CHANNEL_HINT}")
         lifetime = timedelta(seconds=ttl)
         click.echo(authenticator.issue_subscription(subscription, user or None, ttl=lifetime))
         return
-    issued = authenticator.issue(
-        user,
-        split(roles),
-        ttl=timedelta(seconds=ttl),
-        monitor=monitor,
-        channels=split(channels),
-    )
+    try:
+        issued = authenticator.issue(
+            user,
+            split(roles),
+            ttl=timedelta(seconds=ttl),
+            monitor=monitor,
+            channels=split(channels),
+        )
+    except ValueError as exc:
+        raise click.UsageError(f"--channels: {exc}") from exc
     if dashboard:
         if not monitor:
             raise click.UsageError("the dashboard needs a monitor token: add --monitor")
