@@ -40,6 +40,19 @@ def token(user: str, channels: tuple[str, ...] = ("order:*",)) -> str:
     return AUTH.issue(user, [], ttl=timedelta(hours=1), channels=channels)
 
 
+async def two_bridges(
+    stack: contextlib.AsyncExitStack, amqp_url: str, workdir: Path, prefix: str
+) -> tuple[BridgeProcess, BridgeProcess]:
+    """Two ``event-bridge serve`` on RabbitMQ, ``<prefix>-doomed`` and ``<prefix>-survivor``,
+    each consuming, stopped with ``stack``."""
+    bridges = []
+    for name in (f"{prefix}-doomed", f"{prefix}-survivor"):
+        bridge = await stack.enter_async_context(BridgeProcess(amqp_url, name, workdir))
+        await bridge.logged("connected to", 15)
+        bridges.append(bridge)
+    return bridges[0], bridges[1]
+
+
 @pytest.mark.timeout(240)
 async def test_a_thousand_clients_get_exactly_their_channels_events_across_a_kill(
     own_amqp_url: str, tmp_path: Path
@@ -54,12 +67,7 @@ async def test_a_thousand_clients_get_exactly_their_channels_events_across_a_kil
 
     fleet = Fleet(run, marks=(per_channel // 3, per_channel), paths=path, events=sent)
     async with contextlib.AsyncExitStack() as stack:
-        bridges = []
-        for name in ("channels-doomed", "channels-survivor"):
-            bridge = BridgeProcess(own_amqp_url, name, tmp_path)
-            bridges.append(await stack.enter_async_context(bridge))
-            await bridges[-1].logged("connected to", 15)
-        doomed, survivor = bridges
+        doomed, survivor = await two_bridges(stack, own_amqp_url, tmp_path, "channels")
         # Half on each instance; the doomed one's clients move to the survivor.
         await fleet.open(doomed.port, clients // 2)
         await fleet.open(survivor.port, clients // 2)
@@ -138,12 +146,7 @@ async def test_presence_follows_connects_disconnects_and_a_killed_instance(
 ) -> None:
     limits = Limits()
     async with contextlib.AsyncExitStack() as stack:
-        bridges = []
-        for name in ("presence-doomed", "presence-survivor"):
-            bridge = BridgeProcess(own_amqp_url, name, tmp_path)
-            bridges.append(await stack.enter_async_context(bridge))
-            await bridges[-1].logged("connected to", 15)
-        doomed, survivor = bridges
+        doomed, survivor = await two_bridges(stack, own_amqp_url, tmp_path, "presence")
 
         async def opened(port: int, user: str, query: str = "") -> ClientConnection:
             ws = await stack.enter_async_context(
