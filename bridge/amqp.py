@@ -22,6 +22,7 @@ import contextlib
 import logging
 import random
 import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -345,7 +346,8 @@ class RabbitBroker:
         try:
             channel = await connection.channel(publisher_confirms=False)
             exchange = await _declare_exchange(channel, PRESENCE)
-            queue = await _declare_queue(channel, presence_queue(self._instance))
+            spec = presence_queue(self._instance, uuid.uuid4().hex[:8])
+            queue = await _declare_queue(channel, spec)
             await queue.consume(self._presence_message, no_ack=True)
         except CONNECTION_EXCEPTIONS as exc:
             logger.warning("presence is off on this connection: %s", self._describe(exc))

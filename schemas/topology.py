@@ -159,14 +159,18 @@ def instance_queue(
     )
 
 
-def presence_queue(instance: str, *, expires: timedelta = timedelta(seconds=15)) -> Queue:
-    """Where one instance hears the others' presence: its own while it is connected
-    (exclusive), holding no snapshot older than ``expires`` and at most 1,000, so a
-    flood of them cannot grow it."""
-    if not _INSTANCE.fullmatch(instance):
-        raise ValueError(f"instance name {instance!r} cannot name a queue")
+def presence_queue(
+    instance: str, connection: str, *, expires: timedelta = timedelta(seconds=15)
+) -> Queue:
+    """Where one instance hears the others' presence: ``bridge.presence.<instance>.
+    <connection>``, one connection's own (exclusive: it goes with the connection, and a
+    restarted instance never waits for its last one to go), holding no snapshot older
+    than ``expires`` and at most 1,000, so a flood of them cannot grow it."""
+    # 16 + 200 + 1 + a short id: within AMQP's 255 for a queue name.
+    if not _INSTANCE.fullmatch(instance) or not _INSTANCE.fullmatch(connection):
+        raise ValueError(f"{instance!r} and {connection!r} cannot name a queue")
     return Queue(
-        f"bridge.presence.{instance}",
+        f"bridge.presence.{instance}.{connection}",
         bindings=(Binding(PRESENCE, ""),),
         arguments={
             "x-message-ttl": int(expires.total_seconds() * 1000),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from schemas import DASHBOARD, Event
 from tests.support.load import BridgeProcess
@@ -43,20 +44,27 @@ class Client:
     instances: list[str] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     dropped: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Attempts that failed before a welcome (a worker killed in the middle of one).
+    failures: list[str] = field(default_factory=list)
 
     async def follow(self, welcomed: asyncio.Event) -> None:
         path = "/ws"
         while True:
-            async with connect(f"ws://127.0.0.1:{self.port}{path}") as ws:
-                await self._welcome(ws)
-                welcomed.set()
-                try:
+            try:
+                async with connect(f"ws://127.0.0.1:{self.port}{path}") as ws:
+                    await self._welcome(ws)
+                    welcomed.set()
                     await self._read(ws)
-                except ConnectionClosed:
-                    self.dropped.set()
-                    CHANGED.set()
+            except ConnectionClosed:
+                self.dropped.set()
+                CHANGED.set()
+            except (OSError, InvalidHandshake) as exc:
+                # As /client.js does: try again after a random pause of up to 0.5 s.
+                self.failures.append(repr(exc))
+                await asyncio.sleep(random.uniform(0, 0.5))
             # As /client.js does after a drop: the same URL, resuming after the last id.
-            path = f"/ws?after={self.ids[-1]}"
+            if self.ids:
+                path = f"/ws?after={self.ids[-1]}"
 
     async def _welcome(self, ws: ClientConnection) -> None:
         welcome = json.loads(await ws.recv())
@@ -86,11 +94,23 @@ async def following(port: int, count: int) -> AsyncIterator[list[Client]]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def until(condition: Callable[[], bool], timeout: float = 15) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            CHANGED.clear()
-            await CHANGED.wait()
+async def until(
+    condition: Callable[[], bool], timeout: float = 15, clients: list[Client] | None = None
+) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                CHANGED.clear()
+                await CHANGED.wait()
+    except TimeoutError:
+        # Say which clients fell short, and what they saw, rather than only "timeout".
+        most = max((len(c.ids) for c in clients or []), default=0)
+        short = [
+            f"{c.instances}: {len(c.ids)} events, failures {c.failures}"
+            for c in clients or []
+            if len(c.ids) < most
+        ]
+        raise AssertionError(f"not within {timeout} s; clients behind: {short[:10]}") from None
 
 
 def events(run: str, numbers: range) -> list[Event]:
@@ -124,7 +144,7 @@ async def test_workers_share_a_port_and_a_killed_one_s_clients_resume_on_another
         after = events(run, range(3, 6))
         await asyncio.to_thread(publish_to, own_amqp_url, *after)
         await served.counted(restarted, 1, 15)
-        await until(lambda: all(len(c.ids) == 6 for c in clients), 30)
+        await until(lambda: all(len(c.ids) == 6 for c in clients), 30, clients)
         await served.counted(consuming, 3, 30)
 
         # Every client saw every event once, in order, the dropped ones included.
