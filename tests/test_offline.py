@@ -78,6 +78,15 @@ async def test_a_user_away_ten_minutes_gets_the_20_notifications_sent_meanwhile(
                     )
                 await publisher.send(event.to_json(), routing_key(event), event.id)
             away = asyncio.get_running_loop().time() - began
+            # Once another client gets a broadcast sent last, the bridge has taken every
+            # event before it: none of them can come to ana live, after her replay.
+            async with connect(f"ws://127.0.0.1:{bridge.port}/ws") as observer:
+                assert (await recv_json(observer))["type"] == "bridge:welcome"
+                await observer.send(json.dumps({"op": "ping"}))
+                last = Event.untyped("news:posted", {"n": total}, id="last")
+                await publisher.send(last.to_json(), routing_key(last), last.id)
+                while (await recv_json(observer, timeout=30)).get("id") != "last":
+                    pass
             async with connect(url + "&after=before-leaving") as ws:
                 assert (await recv_json(ws))["type"] == "bridge:welcome"
                 reset = await recv_json(ws)
