@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from deliverybench.cli import add_run_options
 from deliverybench.constants import BENCH, GENERATOR_CORE, JWT_SECRET, VHOST_PREFIX
 from deliverybench.feeders import broker, event_body, feeder_for
 from deliverybench.machine import background_load, pin_to_core, raise_open_files, versions, vhost
@@ -69,18 +70,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--audiences", nargs="+", choices=AUDIENCES, default=list(AUDIENCES), metavar="AUDIENCE"
     )
-    parser.add_argument("--pad", type=int, default=120, help="characters of padding per event")
-    parser.add_argument(
-        "--amqp", default="amqp://guest:guest@127.0.0.1:5672", help="broker, without vhost"
-    )
-    parser.add_argument("--connect-concurrency", type=int, default=50)
-    parser.add_argument("--drain-timeout", type=float, default=10.0)
-    parser.add_argument(
-        "--settle-timeout",
-        type=float,
-        default=30.0,
-        help="longest wait, before a measurement, for the last one's late frames to stop",
-    )
+    add_run_options(parser)
     args = parser.parse_args(argv)
     # What deliverybench reads: the warm-up on connecting runs at min(20, *args.rates).
     args.rates = [args.rate]

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from deliverybench.cli import add_ladder_limits
+from deliverybench.cli import add_ladder_limits, add_run_options
 from deliverybench.clients import Client
 from deliverybench.constants import (
     BRIDGE_INSTANCE,
@@ -119,25 +119,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--event-clients", type=int, default=10, help="clients (0: skip this scenario)"
     )
     per_event.add_argument("--event-rate", type=float, default=400.0, help="events/s")
-    parser.add_argument("--pad", type=int, default=120, help="characters of padding per event")
-    parser.add_argument(
-        "--amqp", default="amqp://guest:guest@127.0.0.1:5672", help="broker, without vhost"
-    )
-    parser.add_argument(
-        "--connect-concurrency", type=int, default=50, help="handshakes in flight at once"
-    )
-    parser.add_argument(
-        "--settle-timeout",
-        type=float,
-        default=30.0,
-        help="longest wait, before a step, for the last one's late frames to stop",
-    )
-    parser.add_argument(
-        "--drain-timeout",
-        type=float,
-        default=10.0,
-        help="longest wait for the warm-up's deliveries (at most 5 s are used)",
-    )
+    add_run_options(parser)
     args = parser.parse_args(argv)
     if args.clients < 1 or min(args.workers) < 1 or args.start_rate <= 0:
         parser.error("--clients, --workers and --start-rate must be positive")

@@ -59,19 +59,13 @@ class Authenticator:
                 "a subscription token does not open a connection: send it in "
                 "{op: subscribe, channel, token}"
             )
-        roles = claims.get("roles", [])
-        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-            raise Unauthorized("token claim 'roles' must be a list of strings")
-        channels = claims.get(CHANNEL_PATTERN_CLAIM, [])
-        if (
-            not isinstance(channels, list)
-            or not all(isinstance(c, str) for c in channels)
-            or len(channels) > MAX_CHANNEL_PATTERNS
-        ):
-            raise Unauthorized(
-                f"token claim {CHANNEL_PATTERN_CLAIM!r} must be a list of at most "
-                f"{MAX_CHANNEL_PATTERNS} channel names or patterns"
-            )
+        roles = _strings(claims, "roles", "a list of strings")
+        channels = _strings(
+            claims,
+            CHANNEL_PATTERN_CLAIM,
+            f"a list of at most {MAX_CHANNEL_PATTERNS} channel names or patterns",
+            most=MAX_CHANNEL_PATTERNS,
+        )
         monitor = claims.get("scope") == MONITOR_SCOPE
         return Principal(
             user=str(claims["sub"]),
@@ -158,3 +152,16 @@ class Authenticator:
             channel, user, ttl=ttl, issuer=self._issuer, audience=self._audience
         )
         return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM)
+
+
+def _strings(claims: dict[str, Any], name: str, what: str, most: int | None = None) -> list[str]:
+    """The claim ``name``, a list of strings (empty when absent); :class:`Unauthorized`
+    saying it must be ``what`` otherwise."""
+    value = claims.get(name, [])
+    if (
+        not isinstance(value, list)
+        or not all(isinstance(item, str) for item in value)
+        or (most is not None and len(value) > most)
+    ):
+        raise Unauthorized(f"token claim {name!r} must be {what}")
+    return value

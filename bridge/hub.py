@@ -34,6 +34,7 @@ from bridge.router import Entry, Principal, Router
 from bridge.session import Phase, Session, Subscription
 from bridge.slow import judge
 from schemas import Catalog, Event, InvalidEvent, SchemaError
+from schemas.audience import channel_stream
 from schemas.payload import CHANNEL_HINT, CHANNEL_NAME
 from schemas.protocol import (
     CLOSE_TOKEN_EXPIRED,
@@ -378,7 +379,7 @@ class Hub:
             if after_seq is None:
                 recovered = False
             else:
-                stream = f"channel:{channel}"
+                stream = channel_stream(channel)
                 missed, lost = self.router.replay([stream], after_seq, until=self.router.head)
                 session.mailbox.add(missed)
                 recovered = not lost
@@ -591,7 +592,7 @@ def _streams_of(session: Session) -> list[str] | None:
     (``None``, every stream, for a monitor)."""
     if session.principal.monitor:
         return None
-    return session.principal.streams + [f"channel:{c}" for c in session.channels]
+    return session.principal.streams + [channel_stream(c) for c in session.channels]
 
 
 def _misfit_reason(catalog: Catalog, event: Event) -> str:

@@ -50,13 +50,17 @@ class Mailbox:
             return False
         if replay and replay[0].seq < self.last_sent:
             return False
-        merged = {e.seq: e for e in replay} | {e.seq: e for e in self.pending}
-        self.pending = [merged[seq] for seq in sorted(merged) if seq > after]
+        self.pending = [e for e in _merged(replay, self.pending) if e.seq > after]
         return True
 
     def add(self, replay: list[Entry]) -> None:
         """Queue a channel's missed events, just subscribed to: in order among what is
         queued, though events of other streams may already have gone out after them."""
         if replay:
-            merged = {e.seq: e for e in self.pending} | {e.seq: e for e in replay}
-            self.pending = [merged[seq] for seq in sorted(merged)]
+            self.pending = _merged(replay, self.pending)
+
+
+def _merged(*runs: list[Entry]) -> list[Entry]:
+    """The entries of ``runs`` by number, each number once."""
+    merged = {e.seq: e for run in runs for e in run}
+    return [merged[seq] for seq in sorted(merged)]

@@ -80,9 +80,7 @@ class Roster:
     def changed(self) -> None:
         """A connection joined, left, subscribed or unsubscribed here."""
         loop = asyncio.get_running_loop()
-        if not self._settle_pending:
-            self._settle_pending = True
-            loop.call_soon(self._settle)
+        self._settle_soon()
         if self._share_timer is None:
             # At once after a quiet spell; a burst of changes shares one snapshot a while.
             due = max(loop.time(), self._shared + self._limits.presence_min_interval)
@@ -114,9 +112,10 @@ class Roster:
     def received(self, body: bytes) -> None:
         """Another instance's snapshot (the broker's callback)."""
         if self.presence.receive(body) is not None:
-            self.changed_elsewhere()
+            self._settle_soon()
 
-    def changed_elsewhere(self) -> None:
+    def _settle_soon(self) -> None:
+        """Tell followers what changed once this turn of the loop is over (once for all)."""
         if not self._settle_pending:
             self._settle_pending = True
             asyncio.get_running_loop().call_soon(self._settle)

@@ -17,7 +17,15 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from bridge.streams import Entry, Streams
 from schemas import DASHBOARD, Event, Everyone
-from schemas.audience import EVERYONE_STREAM, Channel, Role, User, stream_of
+from schemas.audience import (
+    EVERYONE_STREAM,
+    Channel,
+    Role,
+    User,
+    role_stream,
+    stream_of,
+    user_stream,
+)
 
 __all__ = ["ANONYMOUS", "Entry", "Principal", "Router", "Subscriber"]
 
@@ -40,8 +48,8 @@ class Principal:
     @property
     def streams(self) -> list[str]:
         """The history streams of its audiences: everyone's, its roles', its own."""
-        names = [EVERYONE_STREAM, *(f"role:{role}" for role in sorted(self.roles))]
-        return names if self.user is None else [*names, f"user:{self.user}"]
+        names = [EVERYONE_STREAM, *map(role_stream, sorted(self.roles))]
+        return names if self.user is None else [*names, user_stream(self.user)]
 
     def sees(self, stream: str) -> bool:
         """Whether the events of ``stream`` are for this principal (channels aside)."""
@@ -150,10 +158,6 @@ class Router(Generic[S]):
     def count_by_role(self) -> dict[str, int]:
         """Connections per role; a connection with several roles counts in each."""
         return {role: len(subs) for role, subs in sorted(self._by_role.items())}
-
-    def by_user(self) -> dict[str, set[S]]:
-        """The connections of each user."""
-        return self._by_user
 
     def by_channel(self) -> dict[str, set[S]]:
         """The subscribers of each channel."""

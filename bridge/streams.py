@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 __all__ = ["Entry", "Streams"]
@@ -105,9 +105,7 @@ class Streams:
 
     def add(self, entry: Entry) -> None:
         """Keep ``entry`` (numbered after every earlier one) in its stream."""
-        stream = self._streams.get(entry.stream)
-        if stream is None:
-            stream = self._streams[entry.stream] = _Stream(entry.stream)
+        stream = self._stream(entry.stream)
         self._log.append((entry.seq, entry.received, entry.id, stream))
         self._ids[entry.id] = entry.seq
         entries = stream.entries
@@ -121,9 +119,7 @@ class Streams:
     def skip(self, event_id: str, seq: int, stream_name: str, received: float) -> None:
         """Record the position of an event whose body is gone (a restart's saved history):
         its stream lost it."""
-        stream = self._streams.get(stream_name)
-        if stream is None:
-            stream = self._streams[stream_name] = _Stream(stream_name)
+        stream = self._stream(stream_name)
         self._log.append((seq, received, event_id, stream))
         self._ids[event_id] = seq
         stream.dropped = max(stream.dropped, seq)
@@ -139,14 +135,9 @@ class Streams:
         """The events of the ``names`` streams (every stream for ``None``) numbered after
         ``after`` up to ``until``, oldest first, and the streams that lost some of them
         (whose events are left out: the client reloads what they show)."""
-        chosen = (
-            list(self._streams.values())
-            if names is None
-            else [s for name in names if (s := self._streams.get(name)) is not None]
-        )
         runs: list[list[Entry]] = []
         lost: list[str] = []
-        for stream in chosen:
+        for stream in self._chosen(names):
             self._expire(stream, now)
             if stream.dropped > after:
                 # The client reloads what this stream shows: none of its events are due.
@@ -161,22 +152,12 @@ class Streams:
 
     def latest(self, names: Iterable[str] | None) -> Entry | None:
         """The newest event kept in the ``names`` streams (every stream for ``None``)."""
-        chosen = (
-            self._streams.values()
-            if names is None
-            else [s for name in names if (s := self._streams.get(name)) is not None]
-        )
-        newest = [s.entries[-1] for s in chosen if s.entries]
+        newest = [s.entries[-1] for s in self._chosen(names) if s.entries]
         return max(newest, key=_seq, default=None)
 
-    def entries(self, names: Collection[str] | None = None) -> list[Entry]:
+    def entries(self, names: Iterable[str] | None = None) -> list[Entry]:
         """Every event kept (in the ``names`` streams only, if given), oldest first."""
-        chosen = (
-            self._streams.values()
-            if names is None
-            else [s for name in names if (s := self._streams.get(name)) is not None]
-        )
-        return list(heapq.merge(*(s.entries for s in chosen), key=_seq))
+        return list(heapq.merge(*(s.entries for s in self._chosen(names)), key=_seq))
 
     def positions(self) -> Iterator[tuple[float, str, str, Entry | None]]:
         """``(received, id, stream, entry)`` of every recent event, oldest first; the
@@ -184,6 +165,18 @@ class Streams:
         kept = {e.seq: e for s in self._streams.values() for e in s.entries}
         for seq, at, event_id, stream in self._log:
             yield at, event_id, stream.name, kept.get(seq)
+
+    def _stream(self, name: str) -> _Stream:
+        stream = self._streams.get(name)
+        if stream is None:
+            stream = self._streams[name] = _Stream(name)
+        return stream
+
+    def _chosen(self, names: Iterable[str] | None) -> list[_Stream]:
+        """The streams ``names`` (every one for ``None``) that hold or lost anything."""
+        if names is None:
+            return list(self._streams.values())
+        return [s for name in names if (s := self._streams.get(name)) is not None]
 
     def _drop(self, stream: _Stream, count: int) -> None:
         gone = stream.entries[:count]

@@ -9,7 +9,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.payload import ChannelName, Name
 
-__all__ = ["EVERYONE_STREAM", "Audience", "Channel", "Everyone", "Role", "User", "stream_of"]
+__all__ = [
+    "EVERYONE_STREAM",
+    "Audience",
+    "Channel",
+    "Everyone",
+    "Role",
+    "User",
+    "channel_stream",
+    "role_stream",
+    "stream_of",
+    "user_stream",
+]
 
 _CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True)
 
@@ -56,15 +67,27 @@ Audience = Annotated[Everyone | Role | User | Channel, Field(discriminator="kind
 EVERYONE_STREAM = "all"
 
 
+def role_stream(role: str) -> str:
+    return f"role:{role}"
+
+
+def user_stream(user: str) -> str:
+    return f"user:{user}"
+
+
+def channel_stream(channel: str) -> str:
+    return f"channel:{channel}"
+
+
 def stream_of(audience: Everyone | Role | User | Channel) -> str:
     """The history stream of an audience's events, as ``bridge:reset`` names it:
     ``all``, ``role:<role>``, ``user:<id>`` or ``channel:<channel>``."""
     match audience:
         case Role(role=role):
-            return f"role:{role}"
+            return role_stream(role)
         case User(user=user):
-            return f"user:{user}"
+            return user_stream(user)
         case Channel(channel=channel):
-            return f"channel:{channel}"
+            return channel_stream(channel)
         case _:
             return EVERYONE_STREAM

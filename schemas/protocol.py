@@ -111,13 +111,9 @@ def token_claims(
             )
     if channels:
         claims[CHANNEL_PATTERN_CLAIM] = channels
-    if issuer:
-        claims["iss"] = issuer
-    if audience:
-        claims["aud"] = audience
     if monitor:
         claims["scope"] = MONITOR_SCOPE
-    return claims
+    return _issued(claims, issuer, audience)
 
 
 def subscription_claims(
@@ -133,6 +129,13 @@ def subscription_claims(
     claims: dict[str, object] = {CHANNEL_CLAIM: channel, "exp": datetime.now(UTC) + ttl}
     if user is not None:
         claims["sub"] = user
+    return _issued(claims, issuer, audience)
+
+
+def _issued(
+    claims: dict[str, object], issuer: str | None, audience: str | None
+) -> dict[str, object]:
+    """``claims`` with the ``iss`` and ``aud`` the bridge checks, when it checks them."""
     if issuer:
         claims["iss"] = issuer
     if audience:

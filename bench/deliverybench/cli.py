@@ -48,25 +48,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--redis", default=REDIS_URL, help="Redis of the Channels layer")
     parser.add_argument("--no-batch", action="store_true", help="skip the bridge's ?batch=1 mode")
-    parser.add_argument("--pad", type=int, default=120, help="characters of padding per event")
-    parser.add_argument(
-        "--drain-timeout",
-        type=float,
-        default=10.0,
-        help="longest wait for deliveries after publishing",
-    )
-    parser.add_argument(
-        "--amqp", default="amqp://guest:guest@127.0.0.1:5672", help="broker, without vhost"
-    )
-    parser.add_argument(
-        "--connect-concurrency", type=int, default=50, help="handshakes in flight at once"
-    )
-    parser.add_argument(
-        "--settle-timeout",
-        type=float,
-        default=30.0,
-        help="longest wait, before a scenario, for the last one's late frames to stop",
-    )
+    add_run_options(parser)
     browser = parser.add_argument_group("browser-like clients (offering permessage-deflate)")
     browser.add_argument(
         "--browser-rate",
@@ -94,6 +76,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--ladder-clients and --ladder-min must be positive")
     args.ladder_clients = sorted(set(args.ladder_clients))
     return args
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options every delivery scenario reads: the events' padding, the broker, and
+    how long connecting, draining and settling may take."""
+    parser.add_argument("--pad", type=int, default=120, help="characters of padding per event")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        help="longest wait for deliveries after publishing",
+    )
+    parser.add_argument(
+        "--amqp", default="amqp://guest:guest@127.0.0.1:5672", help="broker, without vhost"
+    )
+    parser.add_argument(
+        "--connect-concurrency", type=int, default=50, help="handshakes in flight at once"
+    )
+    parser.add_argument(
+        "--settle-timeout",
+        type=float,
+        default=30.0,
+        help="longest wait, before a scenario, for the last one's late frames to stop",
+    )
 
 
 def add_ladder_limits(ladder: argparse._ArgumentGroup) -> None:
