@@ -78,7 +78,12 @@ class Authenticator:
     def verify_subscription(self, token: str, user: str | None) -> str:
         """The channel a subscription token allows to ``user``'s connections (``None``:
         an anonymous one); raises :class:`Unauthorized` saying why not."""
-        claims = self._claims(token, ["exp", CHANNEL_CLAIM])
+        claims = self._claims(token, ["exp"])
+        if CHANNEL_CLAIM not in claims:
+            raise Unauthorized(
+                f"not a subscription token (no {CHANNEL_CLAIM!r} claim): ask the backend "
+                "for one (issue_subscription_token, event-bridge token --subscription)"
+            )
         channel = claims[CHANNEL_CLAIM]
         if not isinstance(channel, str) or not CHANNEL_NAME.fullmatch(channel):
             raise Unauthorized(f"claim {CHANNEL_CLAIM!r} must be a channel name: {CHANNEL_HINT}")

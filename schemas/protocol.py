@@ -174,8 +174,9 @@ class PingMessage(BaseModel):
 
 
 #: A channel as a client names it: checked by the bridge, which refuses a name that
-#: cannot be a channel with ``bridge:refused`` like any other refusal.
-_AskedChannel = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+#: cannot be a channel (empty or too long included) with ``bridge:refused`` like any
+#: other refusal. The bound only keeps the refusal, which repeats it, short.
+_AskedChannel = Annotated[str, StringConstraints(max_length=1024)]
 
 
 class SubscribeMessage(BaseModel):

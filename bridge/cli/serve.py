@@ -177,7 +177,7 @@ def _default_state_dir() -> Path:
     type=click.IntRange(min=0),
     default=Limits.max_channels,
     show_default=True,
-    help="Channels one connection may subscribe to; more get bridge:refused.",
+    help="Channels one connection may subscribe to; more get bridge:refused (0: none).",
 )
 @click.option(
     "--allowed-origins",
