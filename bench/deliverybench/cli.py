@@ -95,6 +95,13 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "--connect-concurrency", type=int, default=50, help="handshakes in flight at once"
     )
     parser.add_argument(
+        "--probes",
+        type=int,
+        default=20,
+        help="clients more, in a real-time process of their own that reads at once: "
+        "their p99 is exact (0: none)",
+    )
+    parser.add_argument(
         "--settle-timeout",
         type=float,
         default=30.0,

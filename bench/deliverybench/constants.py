@@ -37,11 +37,11 @@ BEHIND_QUIET = 2.0
 #: Every server, in the order they run. The ``+deflate`` ones accept compression and
 #: run only with browser-like clients.
 SERVERS = (
-    "baseline", "baseline+deflate", "bridge", "bridge+sse", "bridge+deflate", "socketio",
+    "floor", "baseline", "baseline+deflate", "bridge", "bridge+sse", "bridge+deflate", "socketio",
     "channels", "nestjs",
 )  # fmt: skip
 #: The baselines of the ratio columns.
-BASELINE_SERVERS = ("baseline", "socketio", "channels", "nestjs")
+BASELINE_SERVERS = ("floor", "baseline", "socketio", "channels", "nestjs")
 
 # The highest sustained rate.
 #: A step is sustained if its publisher kept at least this share of the rate asked for.

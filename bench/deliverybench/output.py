@@ -95,7 +95,8 @@ def results_table(results: list[Result], kind: Kind) -> str | None:
 
 STEP_HEADERS = (
     "server", "clients", "rate", "from", "pub/s", "events/s", "loss", "dup", "dropped",
-    "p50 ms", "p99 ms", "µs/event", "server %", "gen %", "core0 %", "core1 %", "sustained",
+    "p50 ms", "p99 ms", "µs/event", "server %", "gen %", "core0 %", "core1 %", "probe p99 ms",
+    "sustained",
 )  # fmt: skip
 
 

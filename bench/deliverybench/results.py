@@ -106,9 +106,11 @@ class Result:
     close_codes: Counter[int]
     #: The server was still sending an earlier scenario's events when this one began.
     backlog: bool = False
+    #: Latencies at the probe clients (:mod:`.probes`), which read at once, sorted.
+    probe_latencies_ms: list[float] = field(default_factory=list, repr=False)
 
-    def percentile(self, q: float) -> float:
-        values = self.latencies_ms
+    def percentile(self, q: float, *, probes: bool = False) -> float:
+        values = self.probe_latencies_ms if probes else self.latencies_ms
         return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
     @property
@@ -119,7 +121,7 @@ class Result:
 HEADERS = (
     "server", "batch", "offer", "accepted", "rate", "pub/s", "clients", "frames/s", "events/s",
     "loss", "dup", "dropped", "p50 ms", "p99 ms", "max ms", "µs/event", "server %", "gen %",
-    "core0 %", "core1 %",
+    "core0 %", "core1 %", "probe p99 ms",
 )  # fmt: skip
 
 
@@ -145,6 +147,7 @@ def row(result: Result) -> list[str]:
         f"{result.usage.server_percent:.0f}",
         f"{result.usage.generator_percent:.0f}",
         *(f"{load:.0f}" for load in result.usage.loads[:2]),
+        f"{result.percentile(0.99, probes=True):.1f}" if result.probe_latencies_ms else "-",
     ]
 
 

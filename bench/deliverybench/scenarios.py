@@ -21,6 +21,7 @@ from .clients import (
 )
 from .constants import BEHIND_QUIET, QUIET_PERIOD, SETTLE_QUIET
 from .feeders import Feeder, Published
+from .probes import Probes
 from .progress import progress
 from .results import Kind, Offer, Reading, Result, Scenario, Usage, summary_line
 from .servers import Running, ServerSpec
@@ -72,16 +73,22 @@ async def run_scenario(
     scenario: Scenario,
     duration: float,
     drain_timeout: float,
+    probes: Probes | None = None,
 ) -> Result:
     run = uuid.uuid4().hex[:12]
     live = [c for c in clients if c.is_open]
     for client in live:
         client.begin(run.encode())
+    if probes is not None:
+        await probes.begin(run)
     before = Reading.take(server.pid, pub.pids, tree=server.tree)
     published = await pub.run(run, scenario.rate, duration)
     await drain(live, published.attempted, drain_timeout)
     usage = Usage.between(before, Reading.take(server.pid, pub.pids, tree=server.tree))
-    return summarize(scenario, live, published, before.wall, usage)
+    result = summarize(scenario, live, published, before.wall, usage)
+    if probes is not None:
+        result.probe_latencies_ms = await probes.end()
+    return result
 
 
 def summarize(
@@ -134,6 +141,7 @@ class Group:
     batch: bool
     offer: Offer
     args: Namespace
+    probes: Probes | None = None
 
     async def run(
         self, rate: float, kind: Kind, duration: float | None = None, drain: float | None = None
@@ -151,6 +159,7 @@ class Group:
             scenario,
             duration or args.duration,
             drain or self.spec.drain_timeout or args.drain_timeout,
+            self.probes,
         )
         result.backlog = not quiet
         lag.behind = result.loss > 0
@@ -197,7 +206,8 @@ async def connected(
             kind=StreamClient if spec.sse else Client,
         )
     progress(f"  connected in {time.monotonic() - started:.1f} s")
-    group = Group(server, spec, feeder, clients, batch, offer, args)
+    probes = await start_probes(server, spec, args, batch=batch, deflate=deflate)
+    group = Group(server, spec, feeder, clients, batch, offer, args, probes)
     try:
         # The pongs to the clients' pings; python-socketio binds its queue on the first connection.
         await asyncio.sleep(1.0)
@@ -210,3 +220,25 @@ async def connected(
     finally:
         progress(f"{label}: closing clients")
         await close_clients(clients)
+        if probes is not None:
+            await probes.close()
+
+
+async def start_probes(
+    server: Running, spec: ServerSpec, args: Namespace, *, batch: bool, deflate: bool
+) -> Probes | None:
+    """``--probes`` clients more, in a process of their own (:mod:`.probes`)."""
+    if not args.probes:
+        return None
+    if spec.socketio:
+        kind, path = "sio", "/"
+    else:
+        kind, path = ("sse", "/sse") if spec.sse else ("ws", "/ws")
+        query = "&".join(part for part in ("batch=1" if batch else "", spec.query) if part)
+        path = f"{path}?{query}" if query else path
+    probes = await Probes.start(
+        server.port, path, args.probes, kind=kind, namespace=spec.namespace, event=spec.event,
+        deflate=deflate,
+    )  # fmt: skip
+    progress(f"  {probes.connected} probe clients, {probes.priority}")
+    return probes

@@ -112,10 +112,13 @@ def server_specs(
 ) -> dict[str, ServerSpec]:
     bridge = bridge_command(broker_url, state_dir)
     baseline = (sys.executable, str(BENCH / "baseline_broadcast.py"), "--port", "0")
+    floor = (sys.executable, str(BENCH / "baseline_floor.py"), "--port", "0")
     batch = not args.no_batch
     layer = ("--redis", args.redis, "--prefix", redis_prefix)
     broker = ("--broker", broker_url)
     return {
+        # One prebuilt frame written to every transport, nothing else: the least it can cost.
+        "floor": ServerSpec("floor", (*floor, *broker), browser=False, ladder=False),
         "baseline": ServerSpec("baseline", (*baseline, *broker)),
         "baseline+deflate": ServerSpec(
             "baseline+deflate",
