@@ -99,6 +99,12 @@ class Stream(Protocol):
     def fail(self) -> None:
         """Handling its input raised: close this connection only."""
 
+    def pause_writing(self) -> None:
+        """Bytes wait in the transport's buffer (its high-water mark is the stream's)."""
+
+    def resume_writing(self) -> None:
+        """The transport's buffer drained."""
+
 
 #: Turns an upgrade request into a WebSocket, or refuses it (``None``, once its
 #: answer is written). It gets the raw bytes of the request, which the WebSocket
@@ -233,6 +239,14 @@ class HttpProtocol(asyncio.Protocol):
             self._h11.receive_data(b"")
             self._next_events()
         return None
+
+    def pause_writing(self) -> None:
+        if self.stream is not None:
+            self.stream.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.stream is not None:
+            self.stream.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()

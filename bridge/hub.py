@@ -1,14 +1,24 @@
 """Delivery: from an accepted event to the sockets of its audience.
 
 The hub owns the open connections. It asks the :class:`~bridge.router.Router`
-who may see each event, queues the event on those connections only, and
-flushes every queue once per turn of the event loop, so a burst costs one
-write per client rather than one per event. Connections that asked for
-batches (``?batch=1``) are flushed at most once per ``batch_window``, like
-Nagle's algorithm: an event after a quiet spell leaves at once, later ones
-wait for the window to close and share one frame. Writes never wait: a
-client that stops reading fills its own buffer until it is dropped, and
-nobody else waits.
+who may see each event and writes it once per turn of the event loop, so a
+burst costs one write per client rather than one per event. A connection that
+keeps up (*live*: nothing queued, nothing unsent in its socket) gets the
+event's frame in one tight loop over its audience's writers
+(:mod:`bridge.group`), with no work of its own. The others get it through
+their mailbox: connections that are behind (the slow-client policy applies),
+resuming, or held until they say whether they resume, compressing, and
+monitors. Connections that asked for batches (``?batch=1``) are flushed at
+most once per ``batch_window``, like Nagle's algorithm: an event after a
+quiet spell leaves at once, later ones wait for the window to close and share
+one frame. Writes never wait: a client that stops reading fills its own buffer
+until it is dropped, and nobody else waits.
+
+A connection is live or queued, never both: it turns live only with an empty
+mailbox, after its last write, and stops being live before anything else is
+queued for it. Frames for live connections are written before mailboxes in
+each flush, so a connection that falls behind in the middle of a turn gets
+that turn's earlier events first.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from bridge.auth import Authenticator
 from bridge.config import Limits
 from bridge.counts import Kind, TypeCounts
 from bridge.exceptions import Unauthorized
+from bridge.group import Writers
 from bridge.mailbox import Mailbox
 from bridge.metrics import Metrics
 from bridge.resume import resume
@@ -95,6 +106,10 @@ class Hub:
         self._record = record
         self.sessions: set[Session] = set()
         self._dirty: set[Session] = set()
+        # This turn's events for live connections, with the writers of those then live;
+        # and this batch window's, for live batch connections.
+        self._turn: list[tuple[Entry, Writers]] = []
+        self._window: list[tuple[Entry, Writers]] = []
         self._flush_pending = False
         # Batch sessions with queued events, flushed when the window closes.
         self._batched: set[Session] = set()
@@ -128,9 +143,14 @@ class Hub:
         self._record(entry)
         recipients = self.router.recipients(event)
         dirty, batched = self._dirty, self._batched
-        for session in recipients:
+        for session in recipients.queued:
             if session.mailbox.push(entry):
                 (batched if session.batch else dirty).add(session)
+        group = recipients.group
+        if group.live:
+            self._turn.append((entry, group.writers()))
+        if group.batched:
+            self._window.append((entry, group.batch_writers()))
         kind = self.counts.kind(event)
         name = self.counts.count(event, kind)
         if kind is not Kind.TYPED:
@@ -154,10 +174,10 @@ class Hub:
 
     def _schedule_flush(self) -> None:
         loop = asyncio.get_running_loop()
-        if not self._flush_pending and (self._dirty or self._received):
+        if not self._flush_pending and (self._dirty or self._turn or self._received):
             self._flush_pending = True
             loop.call_soon(self.flush)
-        if self._batched and self._batch_timer is None:
+        if (self._batched or self._window) and self._batch_timer is None:
             due = max(loop.time(), self._batch_flushed + self.limits.batch_window)
             # The next window counts from when this flush is due, not from when the
             # timer fires: late timers would otherwise hold a steady stream longer and longer.
@@ -165,8 +185,10 @@ class Hub:
             self._batch_timer = loop.call_at(due, self._flush_batched)
 
     def flush(self) -> None:
-        """Write what each session has queued, one write per session."""
+        """Write this turn's events to live sessions, then what each other session has
+        queued: one write per session."""
         self._flush_pending = False
+        self._write_turn()
         dirty, self._dirty = self._dirty, set()
         self._write(dirty)
         written, received, self._received = time.perf_counter(), self._received, []
@@ -177,8 +199,16 @@ class Hub:
         if self._batch_timer is not None:
             self._batch_timer.cancel()  # when called before the window closes
             self._batch_timer = None
+        window, self._window = self._window, []
+        _write_runs(window, batch=True)
         batched, self._batched = self._batched, set()
         self._write(batched)
+
+    def _write_turn(self) -> None:
+        """Write each of this turn's events to the sessions that were live when it came:
+        nothing here is per session but the write itself."""
+        turn, self._turn = self._turn, []
+        _write_runs(turn, batch=False)
 
     def _write(self, sessions: set[Session]) -> None:
         batches: _Batches = {}
@@ -191,8 +221,12 @@ class Hub:
         if session.phase is _CLOSING:
             return
         entries = session.mailbox.take()
-        if not entries:
+        if entries and not self._write_entries(session, entries, batches):
             return
+        self._go_live(session)
+
+    def _write_entries(self, session: Session, entries: list[Entry], batches: _Batches) -> bool:
+        """Write ``entries`` to ``session``; false if it was dropped instead."""
         link = session.link
         buffered = link.buffered()
         # A session that keeps up has nothing waiting, before or since: nothing to check.
@@ -200,7 +234,7 @@ class Hub:
         # right after each one added about 100 ns to every delivery): the total lags by one
         # write per session.
         if (buffered or session.buffered) and self._too_slow(session, buffered):
-            return
+            return False
         if session.batch:
             key = (session.framing, tuple(e.seq for e in entries))
             data = batches.get(key)
@@ -215,6 +249,48 @@ class Hub:
             # bridge chose to send (a resume's replay, most likely): it may drain it at
             # its own pace. If it stops reading, ``limit`` more gets it dropped.
             session.allowance = link.buffered()
+        return True
+
+    def _go_live(self, session: Session) -> None:
+        """Write events to ``session`` as they come (or as its batch window closes), if
+        it can share its audience's bytes (a shared framing), once nothing is queued
+        or waiting for it."""
+        if (
+            not session.live
+            and session.framing.shared
+            and session.receiving
+            and not session.paused
+            and not session.mailbox.held
+            and not session.mailbox.pending
+        ):
+            self.router.set_live(session, True)
+
+    def _queue(self, session: Session) -> None:
+        """Queue events for ``session`` from now on, rather than write them as they come.
+
+        This turn's events already meant for it are written first (:meth:`flush`), so
+        it counts as having been sent everything up to the router's head.
+        """
+        if session.live:
+            self.router.set_live(session, False)
+            session.mailbox.last_sent = self.router.head
+
+    def on_paused(self, session: Session) -> None:
+        """Bytes wait in ``session``'s socket: queue its events until they are gone."""
+        session.paused = True
+        self._queue(session)
+        buffered = session.link.buffered()
+        self._note_buffered(session, buffered)
+        if buffered > self.limits.max_send_buffer:
+            # One write over the limit to a client that had nothing waiting: a burst the
+            # bridge chose to send, as in _write_entries.
+            session.allowance = buffered
+
+    def on_resumed(self, session: Session) -> None:
+        """``session``'s socket took everything: write to it directly again."""
+        session.paused = False
+        self._note_buffered(session, 0)
+        self._go_live(session)
 
     def _too_slow(self, session: Session, buffered: int) -> bool:
         """Close ``session`` if ``buffered`` bytes are more than it may leave unread.
@@ -335,6 +411,8 @@ class Hub:
         """Send ``session`` what it missed after event ``after``, or ``bridge:reset``."""
         if not session.receiving:
             return
+        # Its replay goes before its next live events: they queue behind it.
+        self._queue(session)
         streams = _streams_of(session)
         lost = resume(self.router, streams, session.mailbox, after)
         if lost:
@@ -381,9 +459,10 @@ class Hub:
             else:
                 stream = channel_stream(channel)
                 missed, lost = self.router.replay([stream], after_seq, until=self.router.head)
-                session.mailbox.add(missed)
                 recovered = not lost
                 if missed:
+                    self._queue(session)
+                    session.mailbox.add(missed)
                     self._dirty.add(session)
                     self._schedule_flush()
         self.send(session, SubscribedMessage(channel=channel, recovered=recovered))
@@ -428,6 +507,11 @@ class Hub:
         session.set_timer(self.limits.close_timeout, session.link.abort)
         session.cancel_expiry()
         self._leave(session)
+        # This turn's and this window's events may still be meant for it: they go
+        # before its close frame (the window closes early, for everyone).
+        self._write_turn()
+        if self._window:
+            self._flush_batched()
         session.link.close(code, reason)
 
     def _leave(self, session: Session) -> None:
@@ -542,10 +626,14 @@ class Hub:
             log.info("refresh refused", extra={"conn": session.id, "reason": "another user"})
             self.close(session, CLOSE_UNAUTHORIZED, "a new token must name the connection's user")
             return
-        # The router files a session by its roles: leave and join again under the new ones.
+        # The router files a session by its roles: leave and join again under the new ones,
+        # queued until the next flush (a monitor's token is never live).
+        self._queue(session)
         self.router.leave(session)
         session.principal = principal
         self.router.join(session)
+        self._dirty.add(session)
+        self._schedule_flush()
         self.presence_changed()
         self._watch_expiry(session)
         for channel, subscription in list(session.channels.items()):
@@ -577,6 +665,23 @@ class Hub:
         self._flush_batched()
         for session in list(self.sessions):
             self.close(session, code, reason)
+
+
+def _write_runs(events: list[tuple[Entry, Writers]], *, batch: bool) -> None:
+    """Write each event to the writers it came with. Consecutive events with the same
+    writers (to one audience, while nobody joined or left it) share one write."""
+    for _, run in itertools.groupby(events, key=_writers_of):
+        items = list(run)
+        entries = [entry for entry, _ in items]
+        for framing, writes in items[0][1]:
+            data = framing.events(entries, batch=batch)
+            for write in writes:
+                write(data)
+
+
+def _writers_of(item: tuple[Entry, Writers]) -> int:
+    # By identity: a group's writers are one tuple until its members change.
+    return id(item[1])
 
 
 def _nothing() -> None:

@@ -1,7 +1,9 @@
 """Who receives each event: the bridge's pure core, with no I/O and no ``await``.
 
-The router indexes subscribers by role, by user and by channel, so routing an
-event costs nothing for a subscriber outside its audience. It keeps the
+The router indexes subscribers by role, by user and by channel, in
+:class:`~bridge.group.Group` s, so routing an event costs nothing for a
+subscriber outside its audience, and the subscribers that keep up get it in one
+tight loop of writes. It keeps the
 history by stream for ``resume`` (:class:`~bridge.streams.Streams`), the
 latest dashboard snapshot for new connections, and the ids it has seen, so an
 event redelivered by RabbitMQ reaches nobody twice.
@@ -10,11 +12,12 @@ event redelivered by RabbitMQ reaches nobody twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator, Set
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Generic, Protocol, TypeVar
 
+from bridge.group import Group, Member
 from bridge.streams import Entry, Streams
 from schemas import DASHBOARD, Event, Everyone
 from schemas.audience import (
@@ -27,7 +30,7 @@ from schemas.audience import (
     user_stream,
 )
 
-__all__ = ["ANONYMOUS", "Entry", "Principal", "Router", "Subscriber"]
+__all__ = ["ANONYMOUS", "Entry", "Principal", "Recipients", "Router", "Subscriber"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +67,9 @@ class Principal:
 ANONYMOUS = Principal(user=None)
 
 
-class Subscriber(Protocol):
-    """Anything the router can address: it says who is on it and what it subscribed to."""
+class Subscriber(Member, Protocol):
+    """Anything the router can address: it says who is on it, what it subscribed to,
+    and whether it keeps up (:class:`~bridge.group.Member`)."""
 
     @property
     def principal(self) -> Principal: ...
@@ -76,7 +80,23 @@ class Subscriber(Protocol):
 
 S = TypeVar("S", bound=Subscriber)
 
-_NOBODY: frozenset[Any] = frozenset()
+
+@dataclass(frozen=True, slots=True)
+class Recipients(Generic[S]):
+    """Who gets one event: its audience's group, whose live members get it written at
+    once, and those who get it through their mailbox (the group's queued members, and
+    the monitors outside it)."""
+
+    group: Group[S]
+    queued: Set[S]
+
+    def __len__(self) -> int:
+        return len(self.group.live) + len(self.group.batched) + len(self.queued)
+
+    def __iter__(self) -> Iterator[S]:
+        yield from self.group.live
+        yield from self.group.batched
+        yield from self.queued
 
 
 class Router(Generic[S]):
@@ -101,10 +121,11 @@ class Router(Generic[S]):
         dedup_size: int = 10_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._everyone: set[S] = set()
-        self._by_role: dict[str, set[S]] = {}
-        self._by_user: dict[str, set[S]] = {}
-        self._by_channel: dict[str, set[S]] = {}
+        self._everyone: Group[S] = Group()
+        self._by_role: dict[str, Group[S]] = {}
+        self._by_user: dict[str, Group[S]] = {}
+        self._by_channel: dict[str, Group[S]] = {}
+        # Never live (see join): they get every event through their mailbox.
         self._monitors: set[S] = set()
         self.streams = Streams(
             size=history_size,
@@ -120,17 +141,22 @@ class Router(Generic[S]):
     # Subscribers
 
     def join(self, subscriber: S) -> None:
-        """Start routing events to ``subscriber``, as its principal and channels allow."""
+        """Start routing events to ``subscriber``, as its principal and channels allow.
+
+        A monitor sees the events of every audience, which it is not a member of:
+        it is never live (:meth:`set_live`).
+        """
         principal = subscriber.principal
-        self._everyone.add(subscriber)
         if principal.monitor:
+            subscriber.live = False
             self._monitors.add(subscriber)
+        self._everyone.add(subscriber)
         for role in principal.roles:
-            self._by_role.setdefault(role, set()).add(subscriber)
+            self._by_role.setdefault(role, Group()).add(subscriber)
         if principal.user is not None:
-            self._by_user.setdefault(principal.user, set()).add(subscriber)
+            self._by_user.setdefault(principal.user, Group()).add(subscriber)
         for channel in subscriber.channels:
-            self._by_channel.setdefault(channel, set()).add(subscriber)
+            self._by_channel.setdefault(channel, Group()).add(subscriber)
 
     def leave(self, subscriber: S) -> None:
         """Stop routing to ``subscriber``; it may never have joined."""
@@ -143,10 +169,34 @@ class Router(Generic[S]):
             _discard(self._by_user, principal.user, subscriber)
         for channel in subscriber.channels:
             _discard(self._by_channel, channel, subscriber)
+        subscriber.live = False  # in no group: it joins again queued
+
+    def set_live(self, subscriber: S, live: bool) -> bool:
+        """Write events straight to a joined ``subscriber``, or queue them for it; false
+        (and nothing changes) for a monitor, which is never live."""
+        if subscriber.live == live:
+            return True
+        if live and subscriber in self._monitors:
+            return False
+        subscriber.live = live
+        for group in self._groups(subscriber):
+            group.move(subscriber)
+        return True
+
+    def _groups(self, subscriber: S) -> Iterator[Group[S]]:
+        """The groups ``subscriber`` is in."""
+        principal = subscriber.principal
+        yield self._everyone
+        for role in principal.roles:
+            yield self._by_role[role]
+        if principal.user is not None:
+            yield self._by_user[principal.user]
+        for channel in subscriber.channels:
+            yield self._by_channel[channel]
 
     def subscribe(self, subscriber: S, channel: str) -> None:
         """Route ``channel``'s events to a joined ``subscriber`` too."""
-        self._by_channel.setdefault(channel, set()).add(subscriber)
+        self._by_channel.setdefault(channel, Group()).add(subscriber)
 
     def unsubscribe(self, subscriber: S, channel: str) -> None:
         _discard(self._by_channel, channel, subscriber)
@@ -159,7 +209,7 @@ class Router(Generic[S]):
         """Connections per role; a connection with several roles counts in each."""
         return {role: len(subs) for role, subs in sorted(self._by_role.items())}
 
-    def by_channel(self) -> dict[str, set[S]]:
+    def by_channel(self) -> dict[str, Group[S]]:
         """The subscribers of each channel."""
         return self._by_channel
 
@@ -178,19 +228,20 @@ class Router(Generic[S]):
             self.snapshot = entry
         return entry
 
-    def recipients(self, event: Event) -> Collection[S]:
+    def recipients(self, event: Event) -> Recipients[S]:
         """The subscribers that may see ``event``; only those are visited."""
         match event.audience:
             case Role(role=role):
-                targeted = self._by_role.get(role, _NOBODY)
+                group = self._by_role.get(role, _EMPTY)
             case User(user=user):
-                targeted = self._by_user.get(user, _NOBODY)
+                group = self._by_user.get(user, _EMPTY)
             case Channel(channel=channel):
-                targeted = self._by_channel.get(channel, _NOBODY)
+                group = self._by_channel.get(channel, _EMPTY)
             case _:
-                return self._everyone
+                return Recipients(self._everyone, self._everyone.queued)
         # Monitors are few (dashboards), so the union is cheap when there are any.
-        return targeted | self._monitors if self._monitors else targeted
+        queued = group.queued | self._monitors if self._monitors else group.queued
+        return Recipients(group, queued)
 
     def restore(self, saved: Iterable[tuple[float, Event | tuple[str, str]]]) -> None:
         """Load history saved by an earlier run, oldest first, before any subscriber joins:
@@ -231,7 +282,11 @@ class Router(Generic[S]):
         return self.streams.seq_of(event_id)
 
 
-def _discard(index: dict[str, set[S]], key: str, subscriber: S) -> None:
+#: The group of an audience nobody is in: never added to.
+_EMPTY: Group[Any] = Group()
+
+
+def _discard(index: dict[str, Group[S]], key: str, subscriber: S) -> None:
     members = index.get(key)
     if members is not None:
         members.discard(subscriber)

@@ -66,6 +66,11 @@ class Framing(Protocol):
     not once per connection.
     """
 
+    #: Whether every connection of the transport gets the same bytes for an event,
+    #: so that those keeping up can be written to in one loop (a compressing
+    #: connection has a framing of its own).
+    shared: bool
+
     def events(self, entries: list[Entry], *, batch: bool) -> bytes:
         """``entries`` ready to write: one frame each, or one frame for all with ``batch``."""
 
@@ -84,6 +89,12 @@ class Inbox(Protocol):
 
     def on_write(self, session: Session) -> None:
         """The transport wrote on its own (a pong): the buffer may have grown."""
+
+    def on_paused(self, session: Session) -> None:
+        """The socket took less than was written: bytes wait in its buffer."""
+
+    def on_resumed(self, session: Session) -> None:
+        """The socket's buffer is empty again."""
 
     def on_closed(self, session: Session, code: int | None, reason: str | None) -> None:
         """The socket is gone, closed with ``code`` and ``reason`` if the transport has them."""
@@ -120,14 +131,17 @@ class Session:
         "holds",
         "id",
         "link",
+        "live",
         "mailbox",
         "opened",
+        "paused",
         "phase",
         "principal",
         "remote",
         "timer",
         "transport",
         "wanted",
+        "write",
     )
 
     def __init__(
@@ -144,6 +158,8 @@ class Session:
     ) -> None:
         self.link = link
         self.framing = framing
+        #: The link's write, for the hub's loop over the sessions that keep up.
+        self.write = link.write
         #: The transport's name for logs and metrics: ``ws`` or ``sse``.
         self.transport = transport
         self.batch = batch
@@ -168,6 +184,11 @@ class Session:
         self.allowance = 0
         #: Bytes waiting in the link before its last write (the hub sums them).
         self.buffered = 0
+        #: Whether events are written to it as they come, rather than queued in its
+        #: mailbox: it keeps up (:mod:`bridge.group`). The router moves it.
+        self.live = False
+        #: Whether bytes wait in its link: from the transport's pause to its resume.
+        self.paused = False
         #: The one pending step of the connection's life: login, resume window, close.
         self.timer: asyncio.TimerHandle | None = None
         #: The token's end: first the refresh request, then the close.

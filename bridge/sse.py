@@ -48,6 +48,8 @@ _KEEPALIVE = b":\n\n"
 class _Events:
     """The ``text/event-stream`` framing, shared by every stream."""
 
+    shared = True
+
     def events(self, entries: list[Entry], *, batch: bool) -> bytes:
         if batch:
             # One event of several lines, as one WebSocket frame of several: EventSource
@@ -103,6 +105,9 @@ class EventStream:
         self.write = transport.write
         self.buffered = transport.get_write_buffer_size
         self.abort = transport.abort
+        # Paused as soon as a byte waits: the hub stops writing to it directly.
+        # (A pause before this stream took the connection over reached nobody.)
+        transport.set_write_buffer_limits(high=0)
         self._closed_with: tuple[int, str] | None = None
         # A stream cannot send a resume later: its request said, or it starts live.
         self.session = Session(
@@ -115,6 +120,7 @@ class EventStream:
             holds=False,
             wanted=wanted,
         )
+        self.session.paused = transport.get_write_buffer_size() > 0
 
     # The client says nothing on a stream: what it sends is read and dropped.
 
@@ -123,6 +129,12 @@ class EventStream:
 
     def receive_eof(self) -> bool | None:
         return None  # the client is gone: asyncio closes the transport
+
+    def pause_writing(self) -> None:
+        self._inbox.on_paused(self.session)
+
+    def resume_writing(self) -> None:
+        self._inbox.on_resumed(self.session)
 
     def lost(self) -> None:
         code, reason = self._closed_with or (None, None)

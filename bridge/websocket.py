@@ -40,6 +40,8 @@ def _text(payload: bytes) -> bytes:
 class _Frames:
     """Unmasked text frames, shared by every connection without compression."""
 
+    shared = True
+
     def events(self, entries: list[Entry], *, batch: bool) -> bytes:
         if batch:
             return _text(b"\n".join(e.json for e in entries))
@@ -68,6 +70,7 @@ class Deflated:
     """Frames for one connection that negotiated permessage-deflate: its own compressor."""
 
     __slots__ = ("_protocol",)
+    shared = False
 
     def __init__(self, protocol: ServerProtocol) -> None:
         self._protocol = protocol
@@ -129,6 +132,9 @@ class WebSocketLink:
         self.write = transport.write
         self.buffered = transport.get_write_buffer_size
         self.abort = transport.abort
+        # Paused as soon as a byte waits: the hub stops writing to it directly.
+        # (A pause before this stream took the connection over reached nobody.)
+        transport.set_write_buffer_limits(high=0)
         self.alive = True
         #: A message that comes in fragments: its first frame's opcode, its bytes so far,
         #: and how many fragments came.
@@ -139,6 +145,7 @@ class WebSocketLink:
         self.session = Session(
             self, framing, transport="ws", batch=batch, remote=remote, after=after, wanted=wanted
         )
+        self.session.paused = transport.get_write_buffer_size() > 0
 
     # Incoming
 
@@ -195,6 +202,12 @@ class WebSocketLink:
         self.protocol.receive_eof()
         self._write_protocol_output()
         return True  # the protocol closes the transport when it is done
+
+    def pause_writing(self) -> None:
+        self._inbox.on_paused(self.session)
+
+    def resume_writing(self) -> None:
+        self._inbox.on_resumed(self.session)
 
     def lost(self) -> None:
         """The socket is gone."""

@@ -32,6 +32,8 @@ SECRET = "a-secret-for-the-hub-tests-long-enough"
 class Lines:
     """A framing that writes one JSON object per line, and counts its calls."""
 
+    shared = True
+
     def __init__(self) -> None:
         self.framed: list[list[int]] = []
 
@@ -50,10 +52,16 @@ class Lines:
 
 @dataclass
 class Link:
-    """Keeps what the hub writes; ``unread`` is what its peer has not read."""
+    """Keeps what the hub writes; ``unread`` is what its peer has not read.
+
+    Like an asyncio transport whose high-water mark is 0, it tells the hub when
+    bytes start waiting and when they are all gone.
+    """
 
     written: bytearray = field(default_factory=bytearray)
-    unread: int = 0
+    waiting: int = 0
+    hub: Hub | None = None
+    session: Session | None = None
     closed: tuple[int, str] | None = None
     aborted: bool = False
     alive: bool = True
@@ -67,12 +75,26 @@ class Link:
                 self.touched.clear()
                 await self.touched.wait()
 
+    @property
+    def unread(self) -> int:
+        return self.waiting
+
+    @unread.setter
+    def unread(self, size: int) -> None:
+        before, self.waiting = self.waiting, size
+        assert self.hub is not None
+        assert self.session is not None
+        if size and not before:
+            self.hub.on_paused(self.session)
+        elif before and not size:
+            self.hub.on_resumed(self.session)
+
     def write(self, data: bytes) -> None:
         self.written += data
         self.touched.set()
 
     def buffered(self) -> int:
-        return self.unread
+        return self.waiting
 
     def ping(self) -> bool:
         return self.alive
@@ -121,8 +143,10 @@ class Bench:
         self, user: str | None = "u1", roles: tuple[str, ...] = (), *, batch: bool = False
     ) -> tuple[Session, Link]:
         """A session that joined (``user`` None: anonymous, or awaiting a token), welcome read."""
-        link = Link()
-        session = Session(link, self.framing, transport="test", batch=batch, remote="test")
+        link = Link(hub=self.hub)
+        session = link.session = Session(
+            link, self.framing, transport="test", batch=batch, remote="test"
+        )
         principal = None if user is None else self.authenticator.verify(self.token(user, roles))
         self.hub.open(session, principal, anonymous=False)
         if principal is not None:
@@ -257,6 +281,7 @@ async def test_a_session_too_far_behind_is_closed_and_the_others_go_on() -> None
     bench = Bench(Limits(resume_window=30, max_send_buffer=1000))
     slow_session, slow = bench.live("u1")
     _, other = bench.live("u2")
+    slow.unread = 10  # it stopped reading: bytes wait, and pile up
     slow.unread = 1001
     bench.publish(reserva(1))
     await bench.turn()
@@ -315,3 +340,97 @@ async def test_a_stream_that_cannot_resume_later_starts_live_at_once(bench: Benc
     await bench.turn()
     assert ids(link) == ["e1"]
     assert session.phase is Phase.ANONYMOUS
+
+
+# Sessions that keep up: written to in one loop over their audience
+
+
+async def test_sessions_that_keep_up_share_one_frame_written_in_one_loop(bench: Bench) -> None:
+    (first, a), (second, b) = bench.live("u1"), bench.live("u2")
+    await bench.turn()
+    assert (first.live, second.live) == (True, True), "nothing queued, nothing waiting: live"
+    bench.framing.framed.clear()
+    bench.publish(reserva(1), reserva(2))
+    await bench.turn()
+    assert (ids(a), ids(b)) == (["e1", "e2"], ["e1", "e2"])
+    assert bench.framing.framed == [[1, 2]], "a burst to one audience: framed once for both"
+
+
+async def test_a_session_that_falls_behind_mid_turn_gets_that_turn_in_order(bench: Bench) -> None:
+    session, link = bench.live()
+    await bench.turn()
+    bench.publish(reserva(1))
+    link.unread = 10  # a pong did not fit in its socket: bytes wait
+    assert not session.live
+    bench.publish(reserva(2))
+    await bench.turn()
+    assert ids(link) == ["e1", "e2"], "the turn's live write first, then its mailbox"
+    link.unread = 0  # it read everything
+    assert session.live, "caught up: live again"
+    bench.publish(reserva(3))
+    await bench.turn()
+    assert ids(link) == ["e3"]
+
+
+async def test_a_session_closed_mid_turn_gets_the_turn_s_events_before_its_close(
+    bench: Bench,
+) -> None:
+    session, link = bench.live()
+    await bench.turn()
+    bench.publish(reserva(1))
+    bench.hub.close(session, 1000, "bye")
+    assert ids(link) == ["e1"]
+    assert link.closed == (1000, "bye")
+    bench.publish(reserva(2))
+    await bench.turn()
+    assert ids(link) == [], "nothing after its close"
+
+
+async def test_a_live_session_that_resumes_again_gets_nothing_twice(bench: Bench) -> None:
+    bench.publish(reserva(1))
+    session, link = bench.live()
+    await bench.turn()
+    bench.publish(reserva(2))
+    await bench.turn()
+    assert ids(link) == ["e2"]
+    bench.hub.resume(session, "e1")
+    await bench.turn()
+    assert link.messages() == [], "e2 went out live already"
+    bench.hub.resume(session, None)
+    await bench.turn()
+    assert [m["type"] for m in link.messages()] == ["bridge:reset"], "e1 would come after e2"
+    bench.publish(reserva(3))
+    await bench.turn()
+    assert ids(link) == ["e3"]
+    assert session.live
+
+
+async def test_a_monitor_is_never_live_and_sees_every_audience(bench: Bench) -> None:
+    link = Link(hub=bench.hub)
+    session = link.session = Session(link, bench.framing, transport="t", batch=False, remote="t")
+    token = bench.authenticator.issue("ops", [], ttl=timedelta(seconds=60), monitor=True)
+    bench.hub.open(session, bench.authenticator.verify(token), anonymous=False)
+    bench.hub.release(session)
+    await bench.turn()
+    bench.publish(reserva(1, User(user="u7")), reserva(2))
+    await bench.turn()
+    assert not session.live
+    assert ids(link) == ["e1", "e2"]
+
+
+async def test_batched_sessions_that_keep_up_share_one_frame_per_window() -> None:
+    bench = Bench(Limits(resume_window=30, batch_window=0.05))
+    sessions = [bench.live(f"u{n}", batch=True) for n in range(3)]
+    held, _ = bench.session("u9")
+    await bench.turn()
+    assert [s.live for s, _ in sessions] == [True] * 3
+    assert not held.live, "held until it says whether it resumes"
+    bench.framing.framed.clear()
+    bench.publish(reserva(1))  # after a quiet spell: at once
+    await sessions[0][1].until(lambda: b"e1" in sessions[0][1].written)
+    bench.publish(reserva(2), reserva(3))  # within the window: together, when it closes
+    for _, link in sessions:
+        await link.until(lambda link=link: b"e3" in link.written)  # type: ignore[misc]
+    assert bench.framing.framed == [[1], [2, 3]], "each built once for the three"
+    for _, link in sessions:
+        assert [[e["id"] for e in m["batch"]] for m in link.messages()] == [["e1"], ["e2", "e3"]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,12 @@ from schemas.audience import Audience
 class Sub:
     principal: Principal
     channels: set[str] = field(default_factory=set)
+    live: bool = False
+    framing: Any = None
+    written: list[bytes] = field(default_factory=list)
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
 
 
 def event(audience: Audience | None = None, id: str | None = None) -> Event:
@@ -72,7 +79,9 @@ def test_a_channel_event_reaches_its_subscribers_only_and_monitors() -> None:
     router.unsubscribe(follower, "order:42")
     router.leave(joined_later)
     assert set(router.recipients(to_42)) == {monitor}
-    assert router.by_channel() == {"order:43": {other}}
+    assert {name: set(group) for name, group in router.by_channel().items()} == {
+        "order:43": {other}
+    }
 
 
 def test_a_connection_that_left_gets_nothing_and_leaves_no_empty_index() -> None:

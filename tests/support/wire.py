@@ -34,6 +34,9 @@ class Wire(asyncio.Transport):
     def get_write_buffer_size(self) -> int:
         return self.buffered
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        """Nothing to limit: ``buffered`` says what waits, and the bridge asks it."""
+
     def is_closing(self) -> bool:
         return self.closed
 
