@@ -57,6 +57,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="turns of both servers")
+    parser.add_argument(
+        "--durable-floor",
+        action="store_true",
+        help="the floor consumes from a quorum queue and acks, as the bridge does",
+    )
     add_run_options(parser)
     return parser.parse_args(argv)
 
@@ -84,9 +89,12 @@ class Cell:
         return sum(r.loss for r in self.results)
 
 
-def spec(name: str, broker_url: str, workdir: Path) -> ServerSpec:
+def spec(name: str, broker_url: str, workdir: Path, *, durable: bool) -> ServerSpec:
     if name == "floor":
         floor = (sys.executable, str(BENCH / "baseline_floor.py"), "--port", "0")
+        if durable:
+            command = (*floor, "--broker", broker_url, "--durable")
+            return ServerSpec(name, command, queue=instance_queue("floor").name)
         return ServerSpec(name, (*floor, "--broker", broker_url))
     return ServerSpec(
         name,
@@ -100,7 +108,7 @@ async def measure(
     args: argparse.Namespace, broker_url: str, workdir: Path, name: str
 ) -> list[Result]:
     """One server, one group of clients, every rate."""
-    server_spec = spec(name, broker_url, workdir)
+    server_spec = spec(name, broker_url, workdir, durable=args.durable_floor)
     async with (
         broker(broker_url) as pub,
         served(server_spec, workdir / f"{name}.log") as server,
@@ -186,7 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{args.clients} clients and {args.probes} probe clients, rates "
         f"{', '.join(f'{r:g}' for r in args.rates)} events/s for {args.duration:g} s each, "
-        f"events of {payload} bytes; the median of {args.rounds} rounds, taking turns."
+        f"events of {payload} bytes; the median of {args.rounds} rounds, taking turns"
+        + ("; the floor on a quorum queue, with acks." if args.durable_floor else ".")
     )
     print(f"{TITLE}:")
     print(table(cells, args))

@@ -116,7 +116,7 @@ def steps_table(ladders: list[Ladder], p99_limit: float) -> str | None:
 
 
 LADDER_HEADERS = (
-    "server", "clients", "max rate", "events/s", "p99 ms", "first failure", "stopped by",
+    "server", "clients", "max rate", "events/s", "probe p99 ms", "first failure", "stopped by",
     "/baseline", "/nestjs",
 )  # fmt: skip
 
@@ -136,7 +136,7 @@ def ladders_table(ladders: list[Ladder], p99_limit: float) -> str | None:
             floor = min(r.scenario.rate for r in ladder.steps)
             rate = f"{top.scenario.rate:g}" if top else f"< {floor:g}"
             events = f"{top.delivered / top.seconds:,.0f}" if top else "-"
-            p99 = f"{top.percentile(0.99):.1f}" if top else "-"
+            p99 = f"{top.judged_p99()[0]:.1f}" if top else "-"
             if failing is None:
                 failure, stopped = "none up to --ladder-max", "-"
             else:
@@ -214,7 +214,8 @@ server %, gen %: CPU of the server and of the load generator, in % of one core; 
 core0 %, core1 %: load of each core from /proc/stat, whoever used it: core0 % - server % and
   core1 % - gen % is RabbitMQ (not pinned) plus anything else running on the machine.
 Highest sustained rate: a step is sustained with no loss, no duplicate, no client dropped,
-  p99 under {p99:g} ms and at least {kept:.0%} of the rate published. At {clients} clients the
+  p99 under {p99:g} ms at the probe clients (at the generator's without --probes) and at
+  least {kept:.0%} of the rate published. At {clients} clients the
   fixed rates are its first steps, on the same clients (after the first that fails, the
   ladder's own steps run before the higher fixed rates); elsewhere they start at the doubling
   rate ({lo:g} x 2^k) nearest below the same deliveries/s as the highest sustained rate at

@@ -113,6 +113,13 @@ class Result:
         values = self.probe_latencies_ms if probes else self.latencies_ms
         return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
+    def judged_p99(self) -> tuple[float, str]:
+        """The p99 that judges the server, and what it is: at the probe clients when they
+        ran (they read at once), else at the load generator's clients."""
+        if self.probe_latencies_ms:
+            return self.percentile(0.99, probes=True), "probe p99"
+        return self.percentile(0.99), "p99"
+
     @property
     def cpu_us_per_event(self) -> float:
         return 1e6 * self.usage.server / self.delivered if self.delivered else float("nan")
