@@ -21,14 +21,13 @@ clients treat every server alike. It prints one line naming
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import signal
 
 import aio_pika
 import websockets
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
-from baseline_broadcast import PONG, WELCOME, open_queue, without_password
+from baseline_broadcast import PONG, WELCOME, open_queue, server_parser, without_password
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.frames import Frame, Opcode
 
@@ -107,10 +106,7 @@ async def run(host: str, port: int, broker: str, *, durable: bool = False) -> No
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=4000, help="0: any free port")
-    parser.add_argument("--broker", default="amqp://guest:guest@127.0.0.1:5672/")
+    parser = server_parser(__doc__)
     parser.add_argument(
         "--durable", action="store_true", help="a quorum queue and an ack per message"
     )
