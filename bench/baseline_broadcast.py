@@ -99,9 +99,11 @@ async def run(host: str, port: int, broker: str, compression: str | None = None)
 def server_parser(doc: str) -> argparse.ArgumentParser:
     """The options of every baseline server: where it listens, which broker it reads."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=4000, help="0: any free port")
-    parser.add_argument("--broker", default="amqp://guest:guest@127.0.0.1:5672/")
+    parser.add_argument(
+        "--broker", default="amqp://guest:guest@127.0.0.1:5672/", help="RabbitMQ, with its vhost"
+    )
     return parser
 
 

@@ -1,4 +1,4 @@
-"""The floor for ``bench/delivery.py``: the least a Python server can do to deliver an event.
+"""The floor for bench/delivery.py: the least a Python server does to deliver an event.
 
 For every message from RabbitMQ it builds one WebSocket frame and calls
 ``transport.write(frame)`` for every connected client, in one loop, and does

@@ -6,15 +6,15 @@ One command, on a machine with RabbitMQ on 127.0.0.1:5672 (guest/guest)::
     uv run --frozen --group bench python bench/floor.py --rounds 5 --duration 10
 
 The floor (``bench/baseline_floor.py``) is the least a Python server on asyncio
-can spend to deliver an event: one frame built per event, ``transport.write``
-for every client, no acks, no routing, no history. ``delivery.py`` measures it
-once beside every other server; on this shared machine one measurement of the
-same server moves by up to 12 % from one minute to the next, as much as the
-difference this looks for. So here the floor and the bridge take turns, round
-after round, each on 1,000 fresh clients at each rate (``delivery.py``'s
-clients, feeder and CPU readings: the server pinned to core 0, the load
-generator to core 1), and the table gives each one's median over the rounds
-and the ratio bridge / floor, with each round's ratio.
+spends to deliver an event with one write per client: one frame built per
+event, ``transport.write`` for every client, no acks, no routing, no history.
+``delivery.py`` measures it once beside every other server; on this shared
+machine one measurement of the same server moves by up to 12 % from one minute
+to the next, as much as the difference this looks for. So here the floor and
+the bridge take turns, round after round, each on 1,000 fresh clients at each
+rate (``delivery.py``'s clients, feeder and CPU readings: the server pinned to
+core 0, the load generator to core 1), and the table gives each one's median
+over the rounds and the ratio bridge / floor, with each round's ratio.
 """
 
 from __future__ import annotations
@@ -48,10 +48,10 @@ SERVERS = ("floor", "bridge")
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Server CPU per delivered event: the bridge against the raw-write "
-        "floor, taking turns on the same clients and load.",
+        "floor, taking turns, each on as many fresh clients and the same load.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=1000, help="WebSocket clients")
     parser.add_argument(
         "--rates", type=float, nargs="+", default=[40.0, 80.0], help="events per second"
     )

@@ -683,8 +683,9 @@ def markdown(
         "Server CPU per delivered event at 1,000 clients, divided by the floor's in the "
         "same run: a server that writes one prebuilt frame to every client's transport and "
         "does nothing else (`bench/baseline_floor.py`: no acks, no routing, no history). "
-        "1.00x is the least a Python server on asyncio can spend. From `delivery.py`, one "
-        "measurement each:",
+        "1.00x is the least a Python server on asyncio spends for one write per event and "
+        "client; coalescing a burst into one write, or `?batch=1`, goes below it. From "
+        "`delivery.py`, one measurement each:",
         "",
         *headline(titled(tables.get("delivery", []), FIXED)),
         "",

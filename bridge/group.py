@@ -4,7 +4,7 @@ A subscriber that keeps up is *live*: nothing queued for it, nothing left
 unsent in its socket's buffer. Every live subscriber of a transport gets an
 event as the same bytes, so a group keeps their writers in tuples, by framing,
 and delivering an event to them is one tight loop of writes, as cheap as a
-server that does nothing else (``docs/decisions.md``, "The delivery path").
+server that does nothing else (``docs/decisions.md``, "The delivery path at the floor").
 The tuples are rebuilt only when a member joins, leaves, falls behind or
 catches up, at most once per event. Live members that asked for batches
 (``?batch=1``) are kept apart: they get one frame per batch window. The others

@@ -98,7 +98,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "--probes",
         type=int,
         default=20,
-        help="clients more, in a real-time process of their own that reads at once: "
+        help="extra clients, in a real-time process of their own that reads at once: "
         "their p99 is exact (0: none)",
     )
     parser.add_argument(
