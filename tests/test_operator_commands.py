@@ -158,6 +158,13 @@ def test_a_bad_payload_exits_2_with_the_field_when_strict() -> None:
     assert "unknown event type 'reserva:borrada'" in unknown.stderr
 
 
+def test_emit_without_a_broker_says_how_to_reach_a_bridge_on_memory() -> None:
+    done = run("emit", "demo", '{"n": 1}', "--role", "cliente")
+    assert done.returncode == 2
+    assert "--via amqp needs --broker" in done.stderr
+    assert "for a bridge on memory:// use --via http" in done.stderr
+
+
 def test_an_untyped_event_is_sent_with_a_warning(amqp_url: str) -> None:
     catalog = ("--catalog", "api_rest.events", "--broker", amqp_url)
     misfit = run("emit", "reserva:creada", '{"reserva": {}}', *catalog)

@@ -84,7 +84,10 @@ def emit(
         click.echo(f"event-bridge: warning: {type_} {why}: sent untyped, as given", err=True)
     if via == "amqp":
         if broker is None:
-            raise click.UsageError("--via amqp needs --broker (or BRIDGE_BROKER_URL)")
+            raise click.UsageError(
+                "--via amqp needs --broker (or BRIDGE_BROKER_URL); "
+                "for a bridge on memory:// use --via http"
+            )
         if not is_amqp_url(broker):
             raise click.UsageError(
                 f"--broker must be an amqp:// or amqps:// URL, not {display_url(broker)!r}; "
