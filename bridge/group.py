@@ -115,9 +115,6 @@ class Group(Generic[M]):
         yield from self.batched
         yield from self.queued
 
-    def __contains__(self, member: object) -> bool:
-        return member in self.live or member in self.batched or member in self.queued
-
     def __bool__(self) -> bool:
         return bool(self.live or self.batched or self.queued)
 

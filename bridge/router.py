@@ -171,17 +171,14 @@ class Router(Generic[S]):
             _discard(self._by_channel, channel, subscriber)
         subscriber.live = False  # in no group: it joins again queued
 
-    def set_live(self, subscriber: S, live: bool) -> bool:
-        """Write events straight to a joined ``subscriber``, or queue them for it; false
-        (and nothing changes) for a monitor, which is never live."""
-        if subscriber.live == live:
-            return True
-        if live and subscriber in self._monitors:
-            return False
+    def set_live(self, subscriber: S, live: bool) -> None:
+        """Write events straight to a joined ``subscriber``, or queue them for it; a
+        monitor stays queued (it is never live)."""
+        if subscriber.live == live or (live and subscriber in self._monitors):
+            return
         subscriber.live = live
         for group in self._groups(subscriber):
             group.move(subscriber)
-        return True
 
     def _groups(self, subscriber: S) -> Iterator[Group[S]]:
         """The groups ``subscriber`` is in."""
